@@ -1,0 +1,359 @@
+//! `SessionConfig`: the store, the lifetime rules and the cookie, in one builder.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+pub use cookie::{Key, SameSite};
+
+use crate::{SessionId, SessionStore};
+
+/// The default session lifetime: 24 hours.
+pub const DEFAULT_TTL: Duration = Duration::from_secs(24 * 60 * 60);
+/// The default cookie name.
+pub const DEFAULT_COOKIE_NAME: &str = "id";
+/// The default limit on a session's serialized size: 1 MiB.
+pub const DEFAULT_MAX_SIZE: usize = 1024 * 1024;
+
+/// How sessions live and how their cookie looks. Built with chained setters;
+/// every setter has a safe default:
+///
+/// | setting | default |
+/// | --- | --- |
+/// | [`cookie_name`](Self::cookie_name) | `id` |
+/// | [`ttl`](Self::ttl) | 24 hours (server-side expiry and cookie `Max-Age`) |
+/// | [`browser_session_cookie`](Self::browser_session_cookie) | off |
+/// | [`rolling`](Self::rolling) | off: the expiry is fixed when the session is created |
+/// | [`absolute_lifetime`](Self::absolute_lifetime) | none |
+/// | [`path`](Self::path) | `/` |
+/// | [`domain`](Self::domain) | none (host-only cookie) |
+/// | [`secure`](Self::secure) | on |
+/// | [`http_only`](Self::http_only) | on |
+/// | [`same_site`](Self::same_site) | `Lax` |
+/// | [`signing_key`](Self::signing_key) | none |
+/// | [`max_size`](Self::max_size) | 1 MiB |
+/// | [`hash_ids_at_rest`](Self::hash_ids_at_rest) | on |
+///
+/// ```
+/// use std::time::Duration;
+/// use sessionkit::{SameSite, SessionConfig};
+/// use sessionkit_stores::MemoryStore;
+///
+/// let config = SessionConfig::new(MemoryStore::new())
+///     .cookie_name("sid")
+///     .ttl(Duration::from_secs(30 * 60))
+///     .rolling(true)
+///     .absolute_lifetime(Duration::from_secs(12 * 60 * 60))
+///     .same_site(SameSite::Strict);
+/// assert_eq!(config.get_cookie_name(), "sid");
+/// ```
+#[derive(Clone)]
+pub struct SessionConfig {
+    pub(crate) store: Arc<dyn SessionStore>,
+    pub(crate) cookie_name: String,
+    pub(crate) ttl: Option<Duration>,
+    pub(crate) browser_session_cookie: bool,
+    pub(crate) rolling: bool,
+    pub(crate) absolute_lifetime: Option<Duration>,
+    pub(crate) path: String,
+    pub(crate) domain: Option<String>,
+    pub(crate) secure: bool,
+    pub(crate) http_only: bool,
+    pub(crate) same_site: SameSite,
+    pub(crate) signing_key: Option<Key>,
+    pub(crate) max_size: usize,
+    pub(crate) hash_ids_at_rest: bool,
+}
+
+/// A [`SessionConfig`] that cannot work; returned by
+/// [`SessionLayer::try_new`](crate::SessionLayer::try_new).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid session configuration: {0}")]
+pub struct ConfigError(String);
+
+impl SessionConfig {
+    /// The defaults above, on `store`.
+    pub fn new(store: impl SessionStore) -> Self {
+        Self::with_shared_store(Arc::new(store))
+    }
+
+    /// The defaults above, on a store shared with other code (a sweeper, a
+    /// second layer, an admin endpoint).
+    pub fn with_shared_store(store: Arc<dyn SessionStore>) -> Self {
+        Self {
+            store,
+            cookie_name: DEFAULT_COOKIE_NAME.to_owned(),
+            ttl: Some(DEFAULT_TTL),
+            browser_session_cookie: false,
+            rolling: false,
+            absolute_lifetime: None,
+            path: "/".to_owned(),
+            domain: None,
+            secure: true,
+            http_only: true,
+            same_site: SameSite::Lax,
+            signing_key: None,
+            max_size: DEFAULT_MAX_SIZE,
+            hash_ids_at_rest: true,
+        }
+    }
+
+    /// The cookie's name (an RFC 6265 token).
+    pub fn cookie_name(mut self, name: impl Into<String>) -> Self {
+        self.cookie_name = name.into();
+        self
+    }
+
+    /// How long a session lives after it was created (or, with
+    /// [`rolling`](Self::rolling), after its last response): the server-side
+    /// expiry and the cookie's `Max-Age`. `None` stores sessions without
+    /// expiry, with a cookie that lasts for the browser session.
+    pub fn ttl(mut self, ttl: impl Into<Option<Duration>>) -> Self {
+        self.ttl = ttl.into();
+        self
+    }
+
+    /// Send the cookie without `Max-Age`, so the browser forgets it when it
+    /// closes, while the server still enforces [`ttl`](Self::ttl).
+    pub fn browser_session_cookie(mut self, on: bool) -> Self {
+        self.browser_session_cookie = on;
+        self
+    }
+
+    /// Move the expiry to now + ttl on every response (and refresh the
+    /// cookie), instead of fixing it when the session is created.
+    pub fn rolling(mut self, on: bool) -> Self {
+        self.rolling = on;
+        self
+    }
+
+    /// A hard limit on a session's life, counted from its creation, that
+    /// rolling cannot extend. Stored in the session under a reserved key.
+    pub fn absolute_lifetime(mut self, limit: impl Into<Option<Duration>>) -> Self {
+        self.absolute_lifetime = limit.into();
+        self
+    }
+
+    /// The cookie's `Path`.
+    pub fn path(mut self, path: impl Into<String>) -> Self {
+        self.path = path.into();
+        self
+    }
+
+    /// The cookie's `Domain`; `None` makes a host-only cookie.
+    pub fn domain(mut self, domain: impl Into<Option<String>>) -> Self {
+        self.domain = domain.into();
+        self
+    }
+
+    /// The cookie's `Secure` flag. Turn it off only for plain-HTTP development.
+    pub fn secure(mut self, on: bool) -> Self {
+        self.secure = on;
+        self
+    }
+
+    /// The cookie's `HttpOnly` flag, which keeps it from page scripts.
+    pub fn http_only(mut self, on: bool) -> Self {
+        self.http_only = on;
+        self
+    }
+
+    /// The cookie's `SameSite` attribute. `SameSite::None` requires `secure`.
+    pub fn same_site(mut self, same_site: SameSite) -> Self {
+        self.same_site = same_site;
+        self
+    }
+
+    /// Sign the cookie with this key (HMAC-SHA256, the `cookie` crate's signed
+    /// jar). A cookie whose signature does not verify is ignored.
+    pub fn signing_key(mut self, key: impl Into<Option<Key>>) -> Self {
+        self.signing_key = key.into();
+        self
+    }
+
+    /// The largest serialized session (JSON bytes) the layer will write. A
+    /// response whose session grew past it gets `413` and nothing is written.
+    pub fn max_size(mut self, bytes: usize) -> Self {
+        self.max_size = bytes;
+        self
+    }
+
+    /// Key the store by the SHA-256 of the session id instead of the id
+    /// itself, so that a leaked store (a backup, a `KEYS *`) holds nothing
+    /// that works as a cookie. On by default.
+    ///
+    /// Turning it on for an existing deployment logs everyone out once: the
+    /// old records are keyed by the raw ids and are no longer found (they
+    /// expire on their own). Turning it off does the same in reverse.
+    pub fn hash_ids_at_rest(mut self, on: bool) -> Self {
+        self.hash_ids_at_rest = on;
+        self
+    }
+
+    /// The store sessions live in.
+    pub fn store(&self) -> &Arc<dyn SessionStore> {
+        &self.store
+    }
+
+    /// The configured cookie name.
+    pub fn get_cookie_name(&self) -> &str {
+        &self.cookie_name
+    }
+
+    /// The configured time to live.
+    pub fn get_ttl(&self) -> Option<Duration> {
+        self.ttl
+    }
+
+    /// Whether rolling expiry is on.
+    pub fn is_rolling(&self) -> bool {
+        self.rolling
+    }
+
+    /// The key a session is stored under.
+    pub fn store_key(&self, id: &SessionId) -> SessionId {
+        if self.hash_ids_at_rest { id.hashed() } else { id.clone() }
+    }
+
+    /// When a session created at `created` and last active `now` expires:
+    /// `now + ttl`, never past `created + absolute_lifetime`.
+    pub(crate) fn expiry(&self, created: SystemTime, now: SystemTime) -> Option<SystemTime> {
+        let rolling_end = self.ttl.and_then(|ttl| now.checked_add(ttl));
+        let hard_end = self.absolute_lifetime.and_then(|cap| created.checked_add(cap));
+        match (rolling_end, hard_end) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Checks everything a browser or the store would reject later.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let fail = |message: String| Err(ConfigError(message));
+        if self.cookie_name.is_empty() || !self.cookie_name.bytes().all(is_token_byte) {
+            return fail(format!("cookie name {:?} is not an RFC 6265 token", self.cookie_name));
+        }
+        if !self.path.starts_with('/') || !self.path.bytes().all(is_attribute_byte) {
+            return fail(format!("cookie path {:?} must start with `/` and hold no `;` or control bytes", self.path));
+        }
+        if let Some(domain) = &self.domain {
+            if domain.is_empty() || !domain.bytes().all(is_attribute_byte) {
+                return fail(format!("cookie domain {domain:?} is empty or holds `;` or control bytes"));
+            }
+        }
+        if self.same_site == SameSite::None && !self.secure {
+            return fail("SameSite=None cookies must be Secure: browsers reject them otherwise".into());
+        }
+        if self.ttl.is_some_and(|ttl| ttl.is_zero()) {
+            return fail("ttl must be positive (use `None` for sessions without expiry)".into());
+        }
+        if self.absolute_lifetime.is_some_and(|cap| cap.is_zero()) {
+            return fail("absolute_lifetime must be positive".into());
+        }
+        if self.max_size == 0 {
+            return fail("max_size must be positive".into());
+        }
+        Ok(())
+    }
+}
+
+/// RFC 6265 `token` (RFC 2616 section 2.2): visible ASCII minus separators.
+fn is_token_byte(byte: u8) -> bool {
+    byte.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&byte)
+}
+
+/// RFC 6265 `av-octet`: any CHAR except CTLs or `;`.
+fn is_attribute_byte(byte: u8) -> bool {
+    (0x20..0x7f).contains(&byte) && byte != b';'
+}
+
+impl fmt::Debug for SessionConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionConfig")
+            .field("cookie_name", &self.cookie_name)
+            .field("ttl", &self.ttl)
+            .field("browser_session_cookie", &self.browser_session_cookie)
+            .field("rolling", &self.rolling)
+            .field("absolute_lifetime", &self.absolute_lifetime)
+            .field("path", &self.path)
+            .field("domain", &self.domain)
+            .field("secure", &self.secure)
+            .field("http_only", &self.http_only)
+            .field("same_site", &self.same_site)
+            // Never print the key.
+            .field("signing_key", &self.signing_key.as_ref().map(|_| "<set>"))
+            .field("max_size", &self.max_size)
+            .field("hash_ids_at_rest", &self.hash_ids_at_rest)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_support::NullStore;
+
+    #[test]
+    fn defaults_match_the_design() {
+        let config = SessionConfig::new(NullStore);
+        assert_eq!(config.cookie_name, "id");
+        assert_eq!(config.ttl, Some(Duration::from_secs(86_400)));
+        assert!(!config.browser_session_cookie);
+        assert!(!config.rolling);
+        assert_eq!(config.absolute_lifetime, None);
+        assert_eq!(config.path, "/");
+        assert_eq!(config.domain, None);
+        assert!(config.secure);
+        assert!(config.http_only);
+        assert_eq!(config.same_site, SameSite::Lax);
+        assert!(config.signing_key.is_none());
+        assert_eq!(config.max_size, 1024 * 1024);
+        assert!(config.hash_ids_at_rest);
+        assert_eq!(config.validate(), Ok(()));
+    }
+
+    #[test]
+    fn invalid_settings_are_reported() {
+        let bad = [
+            SessionConfig::new(NullStore).cookie_name(""),
+            SessionConfig::new(NullStore).cookie_name("a b"),
+            SessionConfig::new(NullStore).cookie_name("a;b"),
+            SessionConfig::new(NullStore).path("no-slash"),
+            SessionConfig::new(NullStore).path("/a;b"),
+            SessionConfig::new(NullStore).domain(Some("a\nb".to_string())),
+            SessionConfig::new(NullStore).same_site(SameSite::None).secure(false),
+            SessionConfig::new(NullStore).ttl(Duration::ZERO),
+            SessionConfig::new(NullStore).absolute_lifetime(Duration::ZERO),
+            SessionConfig::new(NullStore).max_size(0),
+        ];
+        for config in bad {
+            assert!(config.validate().is_err(), "{config:?}");
+        }
+        assert!(SessionConfig::new(NullStore).ttl(None).validate().is_ok());
+    }
+
+    #[test]
+    fn expiry_rolls_but_never_passes_the_absolute_cap() {
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let hour = Duration::from_secs(3600);
+        let config = SessionConfig::new(NullStore).ttl(hour).absolute_lifetime(hour * 2);
+        assert_eq!(config.expiry(t0, t0), Some(t0 + hour));
+        assert_eq!(config.expiry(t0, t0 + hour / 2), Some(t0 + hour + hour / 2));
+        assert_eq!(config.expiry(t0, t0 + hour * 3 / 2), Some(t0 + hour * 2));
+        let no_ttl = SessionConfig::new(NullStore).ttl(None);
+        assert_eq!(no_ttl.expiry(t0, t0), None);
+        assert_eq!(no_ttl.absolute_lifetime(hour).expiry(t0, t0 + hour / 2), Some(t0 + hour));
+    }
+
+    #[test]
+    fn debug_hides_the_signing_key() {
+        let config = SessionConfig::new(NullStore).signing_key(Key::generate());
+        assert!(format!("{config:?}").contains("<set>"));
+    }
+
+    #[test]
+    fn store_keys_are_hashed_by_default() {
+        let id = SessionId::generate();
+        assert_eq!(SessionConfig::new(NullStore).store_key(&id), id.hashed());
+        assert_eq!(SessionConfig::new(NullStore).hash_ids_at_rest(false).store_key(&id), id);
+    }
+}

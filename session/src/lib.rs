@@ -1,0 +1,88 @@
+//! Server-side HTTP sessions for tower and axum.
+//!
+//! A [`SessionLayer`] gives every request a session: a cookie carries only a
+//! random [`SessionId`], the data lives in a [`SessionStore`] (memory, files,
+//! SQLite, redb, Redis, or your own), and a handler reads and writes it
+//! through a synchronous [`Session`] handle, or through typed structs with
+//! `#[derive(SessionData)]`.
+//!
+#![cfg_attr(feature = "axum", doc = "```rust")]
+#![cfg_attr(not(feature = "axum"), doc = "```rust,ignore")]
+//! use axum::{Router, body::Body, http::{Request, header}, routing::get};
+//! use sessionkit::{Session, SessionConfig, SessionError, SessionLayer};
+//! use sessionkit_stores::MemoryStore;
+//! use tower::ServiceExt as _;
+//!
+//! async fn counter(session: Session) -> Result<String, SessionError> {
+//!     let visits = session.get::<u64>("visits")?.unwrap_or(0) + 1;
+//!     session.set("visits", visits)?;
+//!     Ok(format!("visit number {visits}"))
+//! }
+//!
+//! #[tokio::main]
+//! async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     let app = Router::new()
+//!         .route("/", get(counter))
+//!         .layer(SessionLayer::new(SessionConfig::new(MemoryStore::new())));
+//!
+//!     // Serve it with `axum::serve(listener, app)`; here, two requests by hand.
+//!     let first = app.clone().oneshot(Request::new(Body::empty())).await?;
+//!     let set_cookie = first.headers()[header::SET_COOKIE].to_str()?;
+//!     let cookie = set_cookie.split(';').next().unwrap_or_default().to_owned();
+//!
+//!     let second = Request::builder().header(header::COOKIE, cookie).body(Body::empty())?;
+//!     let second = app.oneshot(second).await?;
+//!     let body = axum::body::to_bytes(second.into_body(), 1024).await?;
+//!     assert_eq!(body, "visit number 2");
+//!     Ok(())
+//! }
+//! ```
+//!
+//! # What happens per request
+//!
+//! The cookie is read without touching the store. The store is read when the
+//! handler first asks for the session, and written after the handler
+//! according to what it did (see [`layer`] for the full table): a session
+//! nobody wrote to is never stored and sets no cookie, a changed session is
+//! sent to the store as a key-level [`Changes`] patch so concurrent requests
+//! do not erase each other's writes, and a destroyed session stays destroyed.
+//!
+//! # Features
+//!
+//! - `derive` (default): `#[derive(SessionData)]`.
+//! - `axum`: [`Session`] and [`LazySession`] are axum extractors.
+//! - `testing`: the store conformance kit in `testing`.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod changes;
+mod config;
+mod cookie;
+mod error;
+pub mod expiry;
+mod id;
+pub mod layer;
+mod record;
+mod session;
+pub mod store;
+
+#[cfg(feature = "axum")]
+mod extract;
+
+#[cfg(test)]
+mod test_support;
+
+pub use changes::{Change, Changes};
+pub use config::{ConfigError, DEFAULT_COOKIE_NAME, DEFAULT_MAX_SIZE, DEFAULT_TTL, Key, SameSite, SessionConfig};
+pub use error::{BoxError, SessionError, StoreError};
+#[cfg(feature = "axum")]
+pub use extract::SessionRejection;
+pub use id::SessionId;
+pub use layer::{SessionLayer, SessionService};
+pub use record::{SessionMap, SessionRecord};
+pub use session::{CREATED_AT_KEY, LazySession, Session};
+pub use store::{SessionStore, UpdateOutcome};
+
+/// Re-exported so store implementations name the same `async_trait` as the trait.
+pub use async_trait::async_trait;

@@ -1,0 +1,34 @@
+//! What a store keeps for one session: the data map and its expiry.
+
+use std::time::SystemTime;
+
+use crate::expiry;
+
+/// The session's data: the seed's `{ [string]: any }`, as a JSON object.
+pub type SessionMap = serde_json::Map<String, serde_json::Value>;
+
+/// One stored session.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct SessionRecord {
+    /// The key/value data.
+    pub data: SessionMap,
+    /// When the record stops existing; `None` keeps it until it is deleted.
+    pub expires_at: Option<SystemTime>,
+}
+
+impl SessionRecord {
+    /// A record holding `data` until `expires_at`.
+    pub fn new(data: SessionMap, expires_at: Option<SystemTime>) -> Self {
+        Self { data, expires_at }
+    }
+
+    /// Whether the record is expired at `now` (expiry is inclusive).
+    pub fn is_expired_at(&self, now: SystemTime) -> bool {
+        expiry::is_expired(self.expires_at, now)
+    }
+
+    /// The expiry as Unix milliseconds, the form stores persist.
+    pub fn expires_at_unix_ms(&self) -> Option<i64> {
+        self.expires_at.map(expiry::to_unix_ms)
+    }
+}

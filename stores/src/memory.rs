@@ -1,0 +1,288 @@
+//! `MemoryStore`: sessions in this process's memory, in a sharded map.
+//!
+//! Records are kept serialized (compact JSON bytes) rather than as
+//! `serde_json::Map`s: a small map costs several times its JSON size in
+//! allocations, and a million sessions must fit in a few hundred MiB.
+//!
+//! Each shard holds its records and an expiry index ordered by expiry time,
+//! so `delete_expired` pops exactly the expired entries instead of scanning
+//! everything. Expiry is also checked on every read, so an expired record is
+//! never returned even if no sweep has run.
+
+use std::collections::hash_map::{Entry as MapEntry, HashMap};
+use std::collections::{BTreeSet, hash_map::RandomState};
+use std::hash::BuildHasher;
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::SystemTime;
+
+use sessionkit::{Changes, SessionId, SessionMap, SessionRecord, SessionStore, StoreError, UpdateOutcome, expiry};
+
+/// Raw key bytes: the 32 bytes of a [`SessionId`].
+type Key = [u8; 32];
+
+/// An in-memory session store, safe to share between threads and requests.
+///
+/// Sessions do not survive a restart and are not shared between processes;
+/// use a persistent store for that.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), sessionkit::StoreError> {
+/// use sessionkit::{SessionMap, SessionId, SessionStore};
+/// use sessionkit_stores::MemoryStore;
+///
+/// let store = MemoryStore::new();
+/// let id = SessionId::generate();
+/// store.set(&id, &SessionMap::new(), None).await?;
+/// assert!(store.get(&id).await?.is_some());
+/// # Ok(()) }
+/// ```
+pub struct MemoryStore {
+    shards: Box<[RwLock<Shard>]>,
+    hasher: RandomState,
+}
+
+#[derive(Default)]
+struct Shard {
+    records: HashMap<Key, Entry, RandomState>,
+    /// `(expires_at_ms, key)` for every record with an expiry.
+    by_expiry: BTreeSet<(i64, Key)>,
+}
+
+struct Entry {
+    /// The data map as JSON. Shared, so a read copies a pointer under the
+    /// lock and decodes after releasing it.
+    json: Arc<[u8]>,
+    expires_at_ms: Option<i64>,
+}
+
+impl Entry {
+    fn is_live(&self, now_ms: i64) -> bool {
+        self.expires_at_ms.is_none_or(|at| at > now_ms)
+    }
+}
+
+/// Default shard count: plenty for contention on any common core count, and
+/// small enough that a sweep visits few empty shards.
+const DEFAULT_SHARDS: usize = 64;
+
+impl MemoryStore {
+    /// An empty store with the default number of shards.
+    pub fn new() -> Self {
+        Self::with_shards(DEFAULT_SHARDS)
+    }
+
+    /// An empty store with `shards` independently locked shards (at least 1).
+    pub fn with_shards(shards: usize) -> Self {
+        let shards = (0..shards.max(1)).map(|_| RwLock::new(Shard::default())).collect();
+        Self { shards, hasher: RandomState::new() }
+    }
+
+    /// The number of records held, including expired ones not yet swept.
+    pub fn len(&self) -> usize {
+        self.shards.iter().map(|shard| read(shard).records.len()).sum()
+    }
+
+    /// Whether the store holds no record at all.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn shard(&self, key: &Key) -> &RwLock<Shard> {
+        // The shard index comes from a keyed hash: ids that a client picks
+        // cannot pile onto one shard.
+        let index = self.hasher.hash_one(key) as usize % self.shards.len();
+        &self.shards[index]
+    }
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryStore").field("shards", &self.shards.len()).finish_non_exhaustive()
+    }
+}
+
+fn read(shard: &RwLock<Shard>) -> RwLockReadGuard<'_, Shard> {
+    // Nothing below panics while holding a lock, so a poisoned lock still
+    // guards consistent data.
+    shard.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn write(shard: &RwLock<Shard>) -> RwLockWriteGuard<'_, Shard> {
+    shard.write().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn now_ms() -> i64 {
+    expiry::to_unix_ms(SystemTime::now())
+}
+
+fn encode(data: &SessionMap) -> Result<Arc<[u8]>, StoreError> {
+    serde_json::to_vec(data).map(Arc::from).map_err(StoreError::Encode)
+}
+
+fn decode(json: &[u8]) -> Result<SessionMap, StoreError> {
+    // Only this store wrote these bytes, so a failure is a bug, reported as one.
+    serde_json::from_slice(json).map_err(|err| StoreError::backend("memory store: decoding a stored record", err))
+}
+
+impl Shard {
+    /// Inserts or replaces a record, keeping the expiry index in step.
+    fn put(&mut self, key: Key, json: Arc<[u8]>, expires_at_ms: Option<i64>) {
+        match self.records.entry(key) {
+            MapEntry::Occupied(mut slot) => {
+                let entry = slot.get_mut();
+                if entry.expires_at_ms != expires_at_ms {
+                    if let Some(old) = entry.expires_at_ms {
+                        self.by_expiry.remove(&(old, key));
+                    }
+                    if let Some(new) = expires_at_ms {
+                        self.by_expiry.insert((new, key));
+                    }
+                    entry.expires_at_ms = expires_at_ms;
+                }
+                entry.json = json;
+            }
+            MapEntry::Vacant(slot) => {
+                slot.insert(Entry { json, expires_at_ms });
+                if let Some(new) = expires_at_ms {
+                    self.by_expiry.insert((new, key));
+                }
+            }
+        }
+    }
+
+    fn take(&mut self, key: &Key) -> Option<Entry> {
+        let entry = self.records.remove(key)?;
+        if let Some(at) = entry.expires_at_ms {
+            self.by_expiry.remove(&(at, *key));
+        }
+        Some(entry)
+    }
+
+    fn live(&self, key: &Key, now_ms: i64) -> Option<&Entry> {
+        self.records.get(key).filter(|entry| entry.is_live(now_ms))
+    }
+}
+
+#[sessionkit::async_trait]
+impl SessionStore for MemoryStore {
+    async fn get(&self, id: &SessionId) -> Result<Option<SessionRecord>, StoreError> {
+        let key = id.as_bytes();
+        let found =
+            read(self.shard(key)).live(key, now_ms()).map(|entry| (Arc::clone(&entry.json), entry.expires_at_ms));
+        let Some((json, expires_at_ms)) = found else {
+            return Ok(None);
+        };
+        Ok(Some(SessionRecord::new(decode(&json)?, expires_at_ms.map(expiry::from_unix_ms))))
+    }
+
+    async fn set(&self, id: &SessionId, data: &SessionMap, expires_at: Option<SystemTime>) -> Result<(), StoreError> {
+        let key = *id.as_bytes();
+        let json = encode(data)?;
+        write(self.shard(&key)).put(key, json, expires_at.map(expiry::to_unix_ms));
+        Ok(())
+    }
+
+    async fn delete(&self, id: &SessionId) -> Result<(), StoreError> {
+        let key = id.as_bytes();
+        // Drop the record after releasing the lock: freeing a large session
+        // is work other requests on this shard need not wait for.
+        let removed = write(self.shard(key)).take(key);
+        drop(removed);
+        Ok(())
+    }
+
+    async fn touch(&self, id: &SessionId, expires_at: Option<SystemTime>) -> Result<bool, StoreError> {
+        let key = *id.as_bytes();
+        let mut shard = write(self.shard(&key));
+        let Some(json) = shard.live(&key, now_ms()).map(|entry| Arc::clone(&entry.json)) else {
+            return Ok(false);
+        };
+        shard.put(key, json, expires_at.map(expiry::to_unix_ms));
+        Ok(true)
+    }
+
+    async fn update(
+        &self,
+        id: &SessionId,
+        changes: &Changes,
+        expires_at: Option<SystemTime>,
+    ) -> Result<UpdateOutcome, StoreError> {
+        let key = *id.as_bytes();
+        // The whole read-modify-write happens under the shard's write lock:
+        // that is what makes concurrent updates of one session lose nothing.
+        let mut shard = write(self.shard(&key));
+        let Some(entry) = shard.live(&key, now_ms()) else {
+            return Ok(UpdateOutcome::Missing);
+        };
+        let data = changes.applied_to(decode(&entry.json)?);
+        shard.put(key, encode(&data)?, expires_at.map(expiry::to_unix_ms));
+        Ok(UpdateOutcome::Applied)
+    }
+
+    async fn delete_expired(&self) -> Result<u64, StoreError> {
+        let now = now_ms();
+        let mut removed = 0;
+        for shard in self.shards.iter() {
+            let mut shard = write(shard);
+            while let Some(&(at, key)) = shard.by_expiry.first() {
+                if at > now {
+                    break;
+                }
+                shard.by_expiry.pop_first();
+                shard.records.remove(&key);
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use serde_json::json;
+
+    use super::*;
+
+    fn data(value: serde_json::Value) -> SessionMap {
+        value.as_object().cloned().expect("object")
+    }
+
+    #[tokio::test]
+    async fn the_expiry_index_follows_every_write() {
+        let store = MemoryStore::with_shards(1);
+        let id = SessionId::generate();
+        let soon = expiry::now() + Duration::from_secs(60);
+        let later = soon + Duration::from_secs(60);
+        store.set(&id, &data(json!({ "a": 1 })), Some(soon)).await.expect("set");
+        assert!(store.touch(&id, Some(later)).await.expect("touch"));
+        store.set(&id, &data(json!({ "a": 2 })), None).await.expect("set");
+        assert!(read(&store.shards[0]).by_expiry.is_empty(), "a record without expiry is not indexed");
+        store.set(&id, &data(json!({ "a": 3 })), Some(soon)).await.expect("set");
+        store.delete(&id).await.expect("delete");
+        let shard = read(&store.shards[0]);
+        assert!(shard.by_expiry.is_empty() && shard.records.is_empty());
+    }
+
+    #[tokio::test]
+    async fn delete_expired_visits_only_expired_entries() {
+        let store = MemoryStore::with_shards(4);
+        let past = expiry::now() - Duration::from_secs(1);
+        let future = expiry::now() + Duration::from_secs(600);
+        for i in 0..100 {
+            let at = if i % 10 == 0 { past } else { future };
+            store.set(&SessionId::generate(), &SessionMap::new(), Some(at)).await.expect("set");
+        }
+        assert_eq!(store.len(), 100);
+        assert_eq!(store.delete_expired().await.expect("sweep"), 10);
+        assert_eq!(store.len(), 90);
+        assert_eq!(store.delete_expired().await.expect("sweep"), 0);
+    }
+}
