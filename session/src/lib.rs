@@ -51,7 +51,7 @@
 //!
 //! - `derive` (default): `#[derive(SessionData)]`.
 //! - `axum`: [`Session`] and [`LazySession`] are axum extractors.
-//! - `testing`: the store conformance kit in `testing`.
+//! - `testing`: the store conformance kit, [`testing`] and [`store_conformance_tests!`].
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -69,6 +69,8 @@ pub mod store;
 
 #[cfg(feature = "axum")]
 mod extract;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 #[cfg(test)]
 mod test_support;

@@ -6,13 +6,20 @@
 //! | [`MemoryStore`] | `memory` (default) | one process, tests, development |
 //!
 //! Every store here passes sessionkit's conformance kit, including atomic
-//! key-level `update`.
+//! key-level `update`. [`Sweeper`] removes expired sessions from any store in
+//! the background.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+// The shared writer thread of the durable stores; compiled for its own tests
+// until one of them uses it.
+#[cfg(test)]
+mod group_commit;
 #[cfg(feature = "memory")]
 mod memory;
+mod sweeper;
 
 #[cfg(feature = "memory")]
 pub use memory::MemoryStore;
+pub use sweeper::Sweeper;

@@ -1,0 +1,151 @@
+//! `Sweeper`: removes expired sessions from any store in the background.
+//!
+//! Stores never return an expired record, so sweeping is about reclaiming
+//! space, not correctness. A failed sweep is logged and the next one runs on
+//! schedule: a store outage must not end the sweeping for good.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sessionkit::SessionStore;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// A background task calling [`SessionStore::delete_expired`] at an interval.
+/// It stops when [`Sweeper::stop`] is called or when it is dropped.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use std::{sync::Arc, time::Duration};
+/// use sessionkit_stores::{MemoryStore, Sweeper};
+///
+/// let store = Arc::new(MemoryStore::new());
+/// let sweeper = Sweeper::spawn(store.clone(), Duration::from_secs(60));
+/// // ... serve requests with `store` ...
+/// sweeper.stop().await;
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct Sweeper {
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl Sweeper {
+    /// Starts sweeping `store` every `interval` (the first sweep runs after
+    /// one interval) on the current tokio runtime.
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime, like `tokio::spawn`.
+    pub fn spawn<S: SessionStore + ?Sized>(store: Arc<S>, interval: Duration) -> Self {
+        let (stop, mut stopped) = oneshot::channel();
+        let task = tokio::spawn(async move {
+            let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+            // After a slow sweep, sweep once, not once per missed tick.
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = &mut stopped => break,
+                    _ = ticks.tick() => match store.delete_expired().await {
+                        Ok(removed) => tracing::debug!(removed, "swept expired sessions"),
+                        Err(err) => tracing::warn!(
+                            error = &err as &dyn std::error::Error,
+                            "sweeping expired sessions failed; retrying at the next interval"
+                        ),
+                    },
+                }
+            }
+        });
+        Self { stop: Some(stop), task: Some(task) }
+    }
+
+    /// Stops sweeping, waiting for a sweep in progress to finish.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            if let Err(err) = task.await {
+                tracing::error!(error = &err as &dyn std::error::Error, "the session sweeper task failed");
+            }
+        }
+    }
+}
+
+impl Drop for Sweeper {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+#[cfg(all(test, feature = "memory"))]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::SystemTime;
+
+    use sessionkit::{SessionId, SessionMap, SessionRecord, StoreError, expiry};
+
+    use super::*;
+    use crate::MemoryStore;
+
+    #[tokio::test]
+    async fn sweeps_expired_sessions_until_stopped() {
+        let store = Arc::new(MemoryStore::new());
+        let past = expiry::now() - Duration::from_secs(1);
+        for _ in 0..10 {
+            store.set(&SessionId::generate(), &SessionMap::new(), Some(past)).await.expect("set");
+        }
+        store.set(&SessionId::generate(), &SessionMap::new(), None).await.expect("set");
+        let sweeper = Sweeper::spawn(store.clone(), Duration::from_millis(20));
+        for _ in 0..500 {
+            if store.len() == 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(store.len(), 1, "the sweeper removed the expired sessions and only those");
+        sweeper.stop().await;
+    }
+
+    /// Fails every call, counting them.
+    #[derive(Default)]
+    struct Broken(AtomicUsize);
+
+    #[sessionkit::async_trait]
+    impl SessionStore for Broken {
+        async fn get(&self, _: &SessionId) -> Result<Option<SessionRecord>, StoreError> {
+            Ok(None)
+        }
+        async fn set(&self, _: &SessionId, _: &SessionMap, _: Option<SystemTime>) -> Result<(), StoreError> {
+            Ok(())
+        }
+        async fn delete(&self, _: &SessionId) -> Result<(), StoreError> {
+            Ok(())
+        }
+        async fn delete_expired(&self) -> Result<u64, StoreError> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            Err(StoreError::backend("sweep", std::io::Error::other("store is down")))
+        }
+    }
+
+    #[tokio::test]
+    async fn keeps_going_after_errors_and_stops_when_dropped() {
+        let store = Arc::new(Broken::default());
+        let sweeper = Sweeper::spawn(store.clone(), Duration::from_millis(10));
+        for _ in 0..500 {
+            if store.0.load(Ordering::SeqCst) >= 3 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(store.0.load(Ordering::SeqCst) >= 3, "a failed sweep must not stop the sweeper");
+        drop(sweeper);
+        tokio::task::yield_now().await;
+        let after_drop = store.0.load(Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(store.0.load(Ordering::SeqCst), after_drop, "a dropped sweeper must stop sweeping");
+    }
+}
