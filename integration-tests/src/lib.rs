@@ -1,1 +1,12 @@
+//! Shared machinery for sessionkit's integration tests: a real axum server on
+//! a loopback port, the application the HTTP suite drives, an observable
+//! store wrapper, store factories, and the HTTP suite itself, which
+//! `tests/http.rs` runs against every store.
 
+#![forbid(unsafe_code)]
+
+pub mod app;
+pub mod http_suite;
+pub mod observed_store;
+pub mod server;
+pub mod stores;

@@ -286,8 +286,3 @@ mod tests {
         assert_eq!(store.delete_expired().await.expect("sweep"), 0);
     }
 }
-
-#[cfg(test)]
-mod conformance {
-    sessionkit::store_conformance_tests!(async { super::MemoryStore::new() });
-}

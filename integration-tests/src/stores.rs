@@ -1,0 +1,32 @@
+//! Factories for every store in the repository, each fresh and empty, for the
+//! HTTP suite and the conformance runs.
+
+use std::any::Any;
+use std::sync::Arc;
+
+use sessionkit::SessionStore;
+
+/// A fresh store and whatever must outlive it (a temporary directory, a
+/// server process).
+pub struct StoreUnderTest {
+    pub name: &'static str,
+    pub store: Arc<dyn SessionStore>,
+    _guard: Box<dyn Any + Send + Sync>,
+}
+
+impl StoreUnderTest {
+    /// A store with nothing to keep alive beside it.
+    pub fn new(name: &'static str, store: impl SessionStore) -> Self {
+        Self::guarded(name, store, ())
+    }
+
+    /// A store that needs `guard` to live as long as it does.
+    pub fn guarded(name: &'static str, store: impl SessionStore, guard: impl Any + Send + Sync) -> Self {
+        Self { name, store: Arc::new(store), _guard: Box::new(guard) }
+    }
+}
+
+/// The in-process memory store.
+pub async fn memory() -> StoreUnderTest {
+    StoreUnderTest::new("memory", sessionkit_stores::MemoryStore::new())
+}

@@ -1,0 +1,3 @@
+//! The conformance kit against `MemoryStore`.
+
+sessionkit::store_conformance_tests!(async { sessionkit_stores::MemoryStore::new() });
