@@ -42,6 +42,7 @@ impl Default for Gates {
 /// | `POST /regenerate` | regenerates the id, returns the new one |
 /// | `POST /destroy` | destroys the session |
 /// | `POST /big/{bytes}` | sets `big` to a string of `bytes` bytes |
+/// | `PUT /json/{key}` | sets `key` to the JSON request body |
 /// | `POST /fail/{key}/{value}` | sets `key`, then answers 500 |
 /// | `POST /headers` | sets `key=v` and answers with its own headers and `Set-Cookie` |
 /// | `POST /held/{key}/{value}` | loads, signals `loaded`, waits for `proceed`, then sets |
@@ -57,6 +58,7 @@ pub fn router(layer: SessionLayer, gates: Arc<Gates>) -> Router {
         .route("/regenerate", post(|session: Session| async move { session.regenerate().to_string() }))
         .route("/destroy", post(|session: Session| async move { session.destroy() }))
         .route("/big/{bytes}", post(big))
+        .route("/json/{key}", axum::routing::put(put_json))
         .route("/fail/{key}/{value}", post(fail))
         .route("/headers", post(own_headers))
         .route("/held/{key}/{value}", post(held))
@@ -87,6 +89,15 @@ async fn remove(session: Session, Path(key): Path<String>) -> &'static str {
 
 async fn big(session: Session, Path(bytes): Path<usize>) -> Result<&'static str, SessionError> {
     session.set("big", "x".repeat(bytes))?;
+    Ok("stored")
+}
+
+async fn put_json(
+    session: Session,
+    Path(key): Path<String>,
+    axum::Json(value): axum::Json<Value>,
+) -> Result<&'static str, SessionError> {
+    session.set_value(key, value)?;
     Ok("stored")
 }
 

@@ -8,5 +8,6 @@
 pub mod app;
 pub mod http_suite;
 pub mod observed_store;
+pub mod raw_http;
 pub mod server;
 pub mod stores;

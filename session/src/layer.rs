@@ -151,8 +151,8 @@ async fn finish<B: Default>(lazy: &LazySession, mut response: Response<B>) -> Re
     };
     let plan = match plan {
         Ok(plan) => plan,
-        Err(TooLarge { size }) => {
-            tracing::warn!(size, limit = config.max_size, "session exceeds max_size; not saved, answering 413");
+        Err(refused) => {
+            tracing::warn!(%refused, "session not saved; answering 413");
             return empty(StatusCode::PAYLOAD_TOO_LARGE);
         }
     };
@@ -218,13 +218,30 @@ enum Plan {
     },
 }
 
+/// Why a session was not saved.
 #[derive(Debug)]
-struct TooLarge {
-    size: usize,
+enum Refused {
+    TooLarge { size: usize, limit: usize },
+    TooDeep,
 }
 
+impl fmt::Display for Refused {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Refused::TooLarge { size, limit } => write!(f, "session serializes to {size} bytes, over max_size {limit}"),
+            Refused::TooDeep => write!(f, "session data nests deeper than {MAX_DEPTH} levels"),
+        }
+    }
+}
+
+/// The deepest nesting of arrays and objects a session may hold, the map
+/// itself counting as one. Stores decode with serde_json, whose parser
+/// refuses documents nested past 128 levels: a session deeper than that could
+/// be written but never read back, which would lose it silently.
+pub const MAX_DEPTH: usize = 100;
+
 impl Plan {
-    fn decide(state: &mut State, config: &SessionConfig, now: SystemTime) -> Result<Self, TooLarge> {
+    fn decide(state: &mut State, config: &SessionConfig, now: SystemTime) -> Result<Self, Refused> {
         let stamp = |created: SystemTime| serde_json::Value::from(expiry::to_unix_ms(created));
         let plan = match state.status.clone() {
             Status::Destroyed => Plan::Remove { retire: state.retire.take() },
@@ -237,7 +254,7 @@ impl Plan {
                 if config.absolute_lifetime.is_some() {
                     data.insert(CREATED_AT_KEY.to_owned(), stamp(created));
                 }
-                check_size(&data, config)?;
+                check_limits(&data, config)?;
                 Plan::Create {
                     id: state.id.clone(),
                     data,
@@ -253,7 +270,7 @@ impl Plan {
                 }
                 let expires_at = if config.rolling { config.expiry(created, now) } else { expires_at };
                 if !changes.is_empty() {
-                    check_size(&state.data, config)?;
+                    check_limits(&state.data, config)?;
                     Plan::Update { id: state.id.clone(), changes, expires_at }
                 } else if config.rolling {
                     Plan::Touch { id: state.id.clone(), expires_at }
@@ -312,9 +329,32 @@ impl Plan {
     }
 }
 
-fn check_size(data: &SessionMap, config: &SessionConfig) -> Result<(), TooLarge> {
+fn check_limits(data: &SessionMap, config: &SessionConfig) -> Result<(), Refused> {
+    // Depth first: serializing is recursive, and must not meet a value deep
+    // enough to exhaust the stack.
+    if nests_deeper_than(data, MAX_DEPTH) {
+        return Err(Refused::TooDeep);
+    }
     let size = serialized_len(data);
-    if size > config.max_size { Err(TooLarge { size }) } else { Ok(()) }
+    if size > config.max_size { Err(Refused::TooLarge { size, limit: config.max_size }) } else { Ok(()) }
+}
+
+/// Whether any value in `data` nests past `limit` levels (the map is level
+/// one). Iterative, so that hostile depth cannot overflow the stack here.
+fn nests_deeper_than(data: &SessionMap, limit: usize) -> bool {
+    let mut pending: Vec<(&serde_json::Value, usize)> = data.values().map(|value| (value, 2)).collect();
+    while let Some((value, depth)) = pending.pop() {
+        let children: Box<dyn Iterator<Item = &serde_json::Value>> = match value {
+            serde_json::Value::Array(items) => Box::new(items.iter()),
+            serde_json::Value::Object(map) => Box::new(map.values()),
+            _ => continue,
+        };
+        if depth > limit {
+            return true;
+        }
+        pending.extend(children.map(|child| (child, depth + 1)));
+    }
+    false
 }
 
 /// The length of `data` as JSON, without building the string.
@@ -335,5 +375,43 @@ fn serialized_len(data: &SessionMap) -> usize {
         // A map of strings to values always serializes; if that ever
         // changes, refusing to store is the safe answer.
         Err(_) => usize::MAX,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    fn nested(levels: usize) -> Value {
+        (1..levels).fold(json!([]), |inner, _| Value::Array(vec![inner]))
+    }
+
+    #[test]
+    fn depth_counts_the_map_as_one_level() {
+        let mut data = SessionMap::new();
+        data.insert("flat".into(), json!(1));
+        assert!(!nests_deeper_than(&data, 1));
+        data.insert("deep".into(), nested(MAX_DEPTH - 1));
+        assert!(!nests_deeper_than(&data, MAX_DEPTH));
+        data.insert("deeper".into(), nested(MAX_DEPTH));
+        assert!(nests_deeper_than(&data, MAX_DEPTH));
+    }
+
+    #[test]
+    fn the_depth_check_survives_hostile_nesting() {
+        let mut data = SessionMap::new();
+        data.insert("hostile".into(), nested(100_000));
+        assert!(nests_deeper_than(&data, MAX_DEPTH));
+        // Dropping a deeply nested value recurses; keep the test about the check.
+        std::mem::forget(data);
+    }
+
+    #[test]
+    fn serialized_len_matches_serde_json() {
+        let mut data = SessionMap::new();
+        data.insert("k".into(), json!({ "unicode": "ключ 😀", "n": [1, 2.5, null] }));
+        assert_eq!(serialized_len(&data), serde_json::to_vec(&data).map(|v| v.len()).unwrap_or_default());
     }
 }
