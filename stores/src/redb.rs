@@ -1,49 +1,9 @@
 //! `RedbStore`: sessions in a [redb](https://docs.rs/redb) database file.
 //!
-//! # Layout
-//!
-//! Two tables, named `{prefix}_sessions` and `{prefix}_expiry` (the prefix is
-//! `sessionkit` unless [`RedbStoreBuilder::table_prefix`] says otherwise, so
-//! several session spaces, or your own tables, can share one file):
-//!
-//! | table | key | value |
-//! | --- | --- | --- |
-//! | `sessionkit_sessions` | `&[u8; 32]`: the [`SessionId`]'s bytes | `&[u8]`: a tag byte, the expiry when there is one (Unix ms, `i64` big-endian), then the data as compact JSON |
-//! | `sessionkit_expiry` | `(i64, &[u8; 32])`: expiry in Unix ms, id | `()` |
-//!
-//! The expiry index holds one entry per record that has an expiry, and moves
-//! with it in the same transaction on every write. `delete_expired` walks it
-//! from the oldest entry up to now and stops: a sweep costs what is expired,
-//! not what is stored. Every read checks the expiry too, so an expired record
-//! is never returned whether or not a sweep ran.
-//!
-//! # Writes: one thread, one transaction per batch
-//!
-//! redb runs one write transaction at a time. The store owns a writer thread
-//! that takes every write queued while the previous commit was running and
-//! applies them all in one transaction, committed once. So `update` and
-//! `touch` are atomic read-modify-writes (nothing runs between their read and
-//! their write), and concurrent writers share one `fsync` instead of paying
-//! one each. No write is acknowledged before the commit holding it returns.
-//! Reads run in their own read transactions on tokio's blocking pool, beside
-//! the writer, and see every acknowledged write.
-//!
-//! # Durability
-//!
-//! [`RedbDurability::Immediate`] (the default) acknowledges a write once the
-//! commit holding it is on disk. [`RedbDurability::Paranoid`] adds redb's
-//! two-phase commit. [`RedbDurability::None`] trades crash safety for speed;
-//! read its docs before choosing it.
-//!
-//! # Bad data
-//!
-//! A stored value that cannot be decoded reads as absent (logged with
-//! `tracing`, never with the session id): `get` returns `None`, `touch`
-//! returns `false` and `update` returns `Missing`. A file that is not a redb
-//! database, a database another handle already has open, or tables of the
-//! same name with other types are refused at construction with
-//! [`StoreError::Config`], the redb error as its source; the file is left as
-//! it was.
+//! The store keeps two tables (the sessions and an expiry index) that every
+//! write changes together in one transaction; its writer thread batches
+//! concurrent writes into one commit. The public docs, layout included, are
+//! on [`RedbStore`].
 
 mod codec;
 mod writer;
@@ -245,10 +205,57 @@ fn open_error(path: &Path, err: DatabaseError) -> StoreError {
 /// A session store in a redb database file: persistent, durable by default,
 /// with atomic `update` and an expiry index.
 ///
-/// See the [module docs](self) for the layout, the durability options and
-/// how writes are batched. Dropping the store stops its writer thread and
-/// closes the database (unless you still hold an `Arc` of it), so the same
-/// file can be reopened right after.
+/// Dropping the store stops its writer thread and closes the database
+/// (unless you still hold an `Arc` of it), so the same file can be reopened
+/// right after. A `get` whose future was dropped mid-read may hold the file
+/// open until that read finishes.
+///
+/// # Layout
+///
+/// Two tables, named `{prefix}_sessions` and `{prefix}_expiry` (the prefix is
+/// `sessionkit` unless [`RedbStoreBuilder::table_prefix`] says otherwise, so
+/// several session spaces, or your own tables, can share one file):
+///
+/// | table | key | value |
+/// | --- | --- | --- |
+/// | `sessionkit_sessions` | `&[u8; 32]`: the [`SessionId`]'s bytes | `&[u8]`: a tag byte, the expiry when there is one (Unix ms, `i64` big-endian), then the data as compact JSON |
+/// | `sessionkit_expiry` | `(i64, &[u8; 32])`: expiry in Unix ms, id | `()` |
+///
+/// The expiry index holds one entry per record that has an expiry, and moves
+/// with it in the same transaction on every write. `delete_expired` walks it
+/// from the oldest entry up to now and stops: a sweep costs what is expired,
+/// not what is stored. Every read checks the expiry too, so an expired record
+/// is never returned whether or not a sweep ran.
+///
+/// # Writes: one thread, one transaction per batch
+///
+/// redb runs one write transaction at a time. The store owns a writer thread
+/// that takes every write queued while the previous commit was running and
+/// applies them all in one transaction, committed once. So `update` and
+/// `touch` are atomic read-modify-writes (nothing runs between their read and
+/// their write), and concurrent writers share one `fsync` instead of paying
+/// one each. No write is acknowledged before the commit holding it returns.
+/// Reads run in their own read transactions on tokio's blocking pool, beside
+/// the writer, and see every acknowledged write.
+///
+/// # Durability
+///
+/// [`RedbDurability::Immediate`] (the default) acknowledges a write once the
+/// commit holding it is on disk. [`RedbDurability::Paranoid`] adds redb's
+/// two-phase commit. [`RedbDurability::None`] trades crash safety for speed;
+/// read its docs before choosing it.
+///
+/// # Bad data
+///
+/// A stored value that cannot be decoded reads as absent (logged with
+/// `tracing`, never with the session id): `get` returns `None`, `touch`
+/// returns `false` and `update` returns `Missing`. A file that is not a redb
+/// database, a database another handle already has open, or tables of the
+/// same name with other types are refused at construction with
+/// [`StoreError::Config`], the redb error as its source; the file is left as
+/// it was.
+///
+/// # Example
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -211,7 +211,13 @@ impl<'txn> WriteTables<'txn> {
         let Some(json) = self.live_json(key, now)? else {
             return Ok(false);
         };
-        // The JSON is copied as it is: touch never re-serialises the data.
+        // Unreadable data reads as absent everywhere: touch must not keep
+        // alive what `get` would not return, so it decodes what it keeps.
+        if let Err(err) = (Stored { expires_at_ms: None, json: &json }).data() {
+            super::log_corrupt(&err);
+            return Ok(false);
+        }
+        // The bytes are kept as they are: touch never re-serialises the data.
         self.put(key, &codec::encode_json(&json, expires_at_ms), expires_at_ms)?;
         Ok(true)
     }
