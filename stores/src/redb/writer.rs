@@ -24,8 +24,8 @@ use super::codec::{self, Stored};
 use super::{Key, RedbDurability, Tables, now_ms};
 use crate::group_commit::Committer;
 
-/// One write, as submitted to the writer thread.
-#[derive(Debug)]
+/// One write, as submitted to the writer thread. Not `Debug`: it holds a
+/// session id, which must never reach a log.
 pub(super) enum Op {
     /// Store `value` (already encoded) under `key`.
     Set { key: Key, value: Vec<u8>, expires_at_ms: Option<i64> },
