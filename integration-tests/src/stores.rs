@@ -30,3 +30,10 @@ impl StoreUnderTest {
 pub async fn memory() -> StoreUnderTest {
     StoreUnderTest::new("memory", sessionkit_stores::MemoryStore::new())
 }
+
+/// A redb database in a temporary directory, with durable commits.
+pub async fn redb() -> StoreUnderTest {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let store = sessionkit_stores::RedbStore::open(dir.path().join("sessions.redb")).expect("open redb");
+    StoreUnderTest::guarded("redb", store, dir)
+}

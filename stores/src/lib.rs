@@ -4,6 +4,7 @@
 //! | store | feature | for |
 //! | --- | --- | --- |
 //! | [`MemoryStore`] | `memory` (default) | one process, tests, development |
+//! | [`RedbStore`] | `redb` | one process, sessions that survive restarts, no server to run |
 //!
 //! Every store here passes sessionkit's conformance kit, including atomic
 //! key-level `update`. [`Sweeper`] removes expired sessions from any store in
@@ -12,14 +13,17 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-// The shared writer thread of the durable stores; compiled for its own tests
-// until one of them uses it.
-#[cfg(test)]
+// The shared writer thread of the durable stores.
+#[cfg(any(test, feature = "redb"))]
 mod group_commit;
 #[cfg(feature = "memory")]
 mod memory;
+#[cfg(feature = "redb")]
+mod redb;
 mod sweeper;
 
+#[cfg(feature = "redb")]
+pub use self::redb::{RedbDurability, RedbStore, RedbStoreBuilder};
 #[cfg(feature = "memory")]
 pub use memory::MemoryStore;
 pub use sweeper::Sweeper;

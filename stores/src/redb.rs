@@ -1,0 +1,501 @@
+//! `RedbStore`: sessions in a [redb](https://docs.rs/redb) database file.
+//!
+//! The store keeps two tables (the sessions and an expiry index) that every
+//! write changes together in one transaction; its writer thread batches
+//! concurrent writes into one commit. The public docs, layout included, are
+//! on [`RedbStore`].
+
+mod codec;
+mod writer;
+
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use ::redb::{Database, DatabaseError, ReadableDatabase, StorageError, TableDefinition, TableError};
+use sessionkit::{Changes, SessionId, SessionMap, SessionRecord, SessionStore, StoreError, UpdateOutcome, expiry};
+
+use self::codec::{CorruptRecord, Stored};
+use self::writer::{Op, Out, Writer};
+use crate::group_commit::GroupCommit;
+
+/// Raw key bytes: the 32 bytes of a [`SessionId`].
+type Key = [u8; 32];
+
+/// The table prefix unless the builder says otherwise.
+const DEFAULT_TABLE_PREFIX: &str = "sessionkit";
+
+/// The most expired records one sweep transaction removes. A large backlog
+/// is cleared in several transactions, so requests' writes are not held up
+/// behind one huge sweep.
+const SWEEP_CHUNK: usize = 10_000;
+
+/// How durable a commit is before its writes are acknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum RedbDurability {
+    /// The default. A write is acknowledged once the commit holding it is on
+    /// disk (redb's `Durability::Immediate`): a crash or power loss after
+    /// that loses nothing acknowledged. A torn commit is detected by redb's
+    /// checksums and rolled back to the previous one on the next open.
+    #[default]
+    Immediate,
+    /// [`Immediate`](Self::Immediate) with redb's two-phase commit: the new
+    /// state is synced before the switch to it is written and synced again.
+    /// This costs a second `fsync` per commit and closes a theoretical hole
+    /// where an attacker controlling the workload, the disk's write order and
+    /// the moment of a crash could get a partial commit accepted (see
+    /// `redb::WriteTransaction::set_two_phase_commit`).
+    Paranoid,
+    /// Commits are not synced (redb's `Durability::None`). A write is
+    /// acknowledged, and visible to every reader, as soon as its batch is
+    /// applied in memory; it reaches the disk with the next durable commit:
+    /// [`RedbStore::flush`], or when the store is dropped and closes the
+    /// database. **A crash or power loss loses every write since that
+    /// commit** (the file stays consistent and reopens as it was then).
+    /// Also refused by databases shared between processes
+    /// (`redb::ConcurrencyMode` other than the default), at construction.
+    None,
+}
+
+/// The names of the two tables of one store.
+#[derive(Debug)]
+struct Tables {
+    sessions: String,
+    expiry: String,
+}
+
+impl Tables {
+    fn new(prefix: &str) -> Self {
+        Self { sessions: format!("{prefix}_sessions"), expiry: format!("{prefix}_expiry") }
+    }
+
+    /// id → tagged expiry and JSON.
+    fn sessions(&self) -> TableDefinition<'_, &'static Key, &'static [u8]> {
+        TableDefinition::new(&self.sessions)
+    }
+
+    /// (expiry, id) → (), one entry per record with an expiry.
+    fn expiry(&self) -> TableDefinition<'_, (i64, &'static Key), ()> {
+        TableDefinition::new(&self.expiry)
+    }
+}
+
+/// Configures a [`RedbStore`]: durability and table names.
+///
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use sessionkit_stores::{RedbDurability, RedbStore};
+///
+/// # let dir = tempfile::tempdir()?;
+/// # let path = dir.path().join("sessions.redb");
+/// let store = RedbStore::builder()
+///     .durability(RedbDurability::Paranoid)
+///     .table_prefix("admin_sessions")
+///     .open(&path)?;
+/// # drop(store);
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct RedbStoreBuilder {
+    durability: RedbDurability,
+    table_prefix: String,
+}
+
+impl Default for RedbStoreBuilder {
+    fn default() -> Self {
+        Self { durability: RedbDurability::default(), table_prefix: DEFAULT_TABLE_PREFIX.to_owned() }
+    }
+}
+
+impl RedbStoreBuilder {
+    /// How durable a commit is before its writes are acknowledged
+    /// [default: [`RedbDurability::Immediate`]].
+    pub fn durability(mut self, durability: RedbDurability) -> Self {
+        self.durability = durability;
+        self
+    }
+
+    /// The tables are named `{prefix}_sessions` and `{prefix}_expiry`
+    /// [default: `sessionkit`]. Stores with different prefixes keep separate
+    /// sessions in one database.
+    pub fn table_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.table_prefix = prefix.into();
+        self
+    }
+
+    /// Opens the database file at `path`, creating it (but not its directory)
+    /// if it does not exist.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Config`], with redb's error as its source, when the file
+    /// is not a redb database, is already open (redb opens a file once, in
+    /// this process or any other), cannot be read or written, or holds tables
+    /// of the same names with other types.
+    pub fn open(self, path: impl AsRef<Path>) -> Result<RedbStore, StoreError> {
+        let path = path.as_ref();
+        let db = Database::create(path).map_err(|err| open_error(path, err))?;
+        self.build(db)
+    }
+
+    /// Builds the store on a database you opened yourself (to choose redb's
+    /// cache size or concurrency mode, or to keep your own tables in the same
+    /// file). Pass the `Database`, or an `Arc` of it to keep using it: the
+    /// file then stays open until both the store and your handle are gone.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Config`] when the tables cannot be created or hold other
+    /// types, or the durability is not one this database allows.
+    pub fn build(self, db: impl Into<Arc<Database>>) -> Result<RedbStore, StoreError> {
+        let db = db.into();
+        let tables = Arc::new(Tables::new(&self.table_prefix));
+        create_tables(&db, &tables, self.durability)?;
+        let writer = Writer { db: Arc::clone(&db), tables: Arc::clone(&tables), durability: self.durability };
+        let writer = GroupCommit::spawn("sessionkit-redb-writer", writer)?;
+        Ok(RedbStore { writer, db, tables, durability: self.durability })
+    }
+}
+
+/// Creates both tables in one durable transaction with the store's settings,
+/// so every way the database could refuse them shows up now, as a
+/// configuration error, and not on a request's first write.
+fn create_tables(db: &Database, tables: &Tables, durability: RedbDurability) -> Result<(), StoreError> {
+    let refused = |message: String| move |err: TableError| StoreError::config_caused_by(message, err);
+    let mut txn =
+        db.begin_write().map_err(|err| StoreError::config_caused_by("cannot write to the redb database", err))?;
+    if durability == RedbDurability::None {
+        // Tried here so that a database that refuses it says so now.
+        txn.set_durability(::redb::Durability::None).map_err(|err| {
+            StoreError::config_caused_by("this redb database does not allow RedbDurability::None", err)
+        })?;
+        txn.set_durability(::redb::Durability::Immediate)
+            .map_err(|err| StoreError::config_caused_by("cannot make the redb table creation durable", err))?;
+    }
+    txn.open_table(tables.sessions())
+        .map_err(refused(format!("cannot use `{}` as the sessions table", tables.sessions)))?;
+    txn.open_table(tables.expiry())
+        .map_err(refused(format!("cannot use `{}` as the session expiry index", tables.expiry)))?;
+    txn.commit().map_err(|err| StoreError::config_caused_by("cannot commit to the redb database", err))
+}
+
+/// Says in words why a database file could not be opened.
+fn open_error(path: &Path, err: DatabaseError) -> StoreError {
+    let path = path.display();
+    let message = match &err {
+        DatabaseError::DatabaseAlreadyOpen => format!(
+            "the redb database {path} is already open, by this process or another: open it once and share \
+             the store (or build it on the open Database with RedbStore::from_database)"
+        ),
+        DatabaseError::UpgradeRequired(format) => {
+            format!("{path} is in redb file format {format}, which must be upgraded before this redb can open it")
+        }
+        DatabaseError::Storage(StorageError::Io(io)) if io.kind() == std::io::ErrorKind::InvalidData => {
+            format!("{path} is not a redb database")
+        }
+        DatabaseError::Storage(StorageError::Corrupted(_)) => format!("{path} is a corrupted redb database"),
+        _ => format!("cannot open the redb database {path}"),
+    };
+    StoreError::config_caused_by(message, err)
+}
+
+/// A session store in a redb database file: persistent, durable by default,
+/// with atomic `update` and an expiry index.
+///
+/// Dropping the store stops its writer thread and closes the database
+/// (unless you still hold an `Arc` of it), so the same file can be reopened
+/// right after. A `get` whose future was dropped mid-read may hold the file
+/// open until that read finishes.
+///
+/// # Layout
+///
+/// Two tables, named `{prefix}_sessions` and `{prefix}_expiry` (the prefix is
+/// `sessionkit` unless [`RedbStoreBuilder::table_prefix`] says otherwise, so
+/// several session spaces, or your own tables, can share one file):
+///
+/// | table | key | value |
+/// | --- | --- | --- |
+/// | `sessionkit_sessions` | `&[u8; 32]`: the [`SessionId`]'s bytes | `&[u8]`: a tag byte, the expiry when there is one (Unix ms, `i64` big-endian), then the data as compact JSON |
+/// | `sessionkit_expiry` | `(i64, &[u8; 32])`: expiry in Unix ms, id | `()` |
+///
+/// The expiry index holds one entry per record that has an expiry, and moves
+/// with it in the same transaction on every write. `delete_expired` walks it
+/// from the oldest entry up to now and stops: a sweep costs what is expired,
+/// not what is stored. Every read checks the expiry too, so an expired record
+/// is never returned whether or not a sweep ran.
+///
+/// # Writes: one thread, one transaction per batch
+///
+/// redb runs one write transaction at a time. The store owns a writer thread
+/// that takes every write queued while the previous commit was running and
+/// applies them all in one transaction, committed once. So `update` and
+/// `touch` are atomic read-modify-writes (nothing runs between their read and
+/// their write), and concurrent writers share one `fsync` instead of paying
+/// one each. No write is acknowledged before the commit holding it returns.
+/// Reads run in their own read transactions on tokio's blocking pool, beside
+/// the writer, and see every acknowledged write.
+///
+/// # Durability
+///
+/// [`RedbDurability::Immediate`] (the default) acknowledges a write once the
+/// commit holding it is on disk. [`RedbDurability::Paranoid`] adds redb's
+/// two-phase commit. [`RedbDurability::None`] trades crash safety for speed;
+/// read its docs before choosing it.
+///
+/// # Bad data
+///
+/// A stored value that cannot be decoded reads as absent (logged with
+/// `tracing`, never with the session id): `get` returns `None`, `touch`
+/// returns `false` and `update` returns `Missing`. A file that is not a redb
+/// database, a database another handle already has open, or tables of the
+/// same name with other types are refused at construction with
+/// [`StoreError::Config`], the redb error as its source; the file is left as
+/// it was.
+///
+/// # Example
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use sessionkit::{SessionId, SessionMap, SessionStore};
+/// use sessionkit_stores::RedbStore;
+///
+/// # let dir = tempfile::tempdir()?;
+/// let path = dir.path().join("sessions.redb");
+/// let id = SessionId::generate();
+/// let store = RedbStore::open(&path)?;
+/// store.set(&id, &SessionMap::new(), None).await?;
+/// drop(store);
+///
+/// let reopened = RedbStore::open(&path)?;
+/// assert!(reopened.get(&id).await?.is_some());
+/// # Ok(()) }
+/// ```
+pub struct RedbStore {
+    // Declared first so that it drops first: the writer thread is joined,
+    // releasing its handle, before `db` drops the last one and closes the file.
+    writer: GroupCommit<Writer>,
+    db: Arc<Database>,
+    tables: Arc<Tables>,
+    durability: RedbDurability,
+}
+
+impl RedbStore {
+    /// Opens the database file at `path` with the default settings,
+    /// creating it if it does not exist. See [`RedbStoreBuilder::open`].
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Config`] when the file is not a redb database, is
+    /// already open, or cannot be opened.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        Self::builder().open(path)
+    }
+
+    /// Builds the store on an open database with the default settings. See
+    /// [`RedbStoreBuilder::build`].
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Config`] when the tables cannot be created.
+    pub fn from_database(db: impl Into<Arc<Database>>) -> Result<Self, StoreError> {
+        Self::builder().build(db)
+    }
+
+    /// A builder, to choose the durability or the table names.
+    pub fn builder() -> RedbStoreBuilder {
+        RedbStoreBuilder::default()
+    }
+
+    /// Makes every acknowledged write durable now. Only
+    /// [`RedbDurability::None`] needs it; with the other settings every
+    /// write is durable before it is acknowledged and this commits nothing
+    /// new.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Backend`] when the commit fails.
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        match self.writer.submit(Op::Flush).await? {
+            Out::Done => Ok(()),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Runs `read` in a read transaction on tokio's blocking pool.
+    async fn read<T, F>(&self, read: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Database, &Tables) -> Result<T, StoreError> + Send + 'static,
+    {
+        let (db, tables) = (Arc::clone(&self.db), Arc::clone(&self.tables));
+        tokio::task::spawn_blocking(move || read(&db, &tables))
+            .await
+            .map_err(|err| StoreError::backend("redb store: a read task failed", err))?
+    }
+}
+
+impl fmt::Debug for RedbStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedbStore")
+            .field("sessions_table", &self.tables.sessions)
+            .field("expiry_table", &self.tables.expiry)
+            .field("durability", &self.durability)
+            .finish_non_exhaustive()
+    }
+}
+
+fn now_ms() -> i64 {
+    expiry::to_unix_ms(SystemTime::now())
+}
+
+/// Corrupt records read as absent; say so without naming the session.
+fn log_corrupt(err: &CorruptRecord) {
+    tracing::warn!(
+        error = err as &dyn std::error::Error,
+        "redb store: a stored session cannot be decoded and is treated as absent"
+    );
+}
+
+/// The writer answered an operation with another operation's answer: a bug
+/// in this module, reported as an error rather than a panic.
+fn unexpected(out: &Out) -> StoreError {
+    StoreError::backend(
+        "redb store: the writer thread answered the wrong kind of result",
+        std::io::Error::other(format!("{out:?}")),
+    )
+}
+
+/// Reads the live record under `key`, if any.
+fn read_record(db: &Database, tables: &Tables, key: &Key) -> Result<Option<SessionRecord>, StoreError> {
+    let txn = db.begin_read().map_err(|err| StoreError::backend("redb store: beginning a read", err))?;
+    let table = txn
+        .open_table(tables.sessions())
+        .map_err(|err| StoreError::backend("redb store: opening the sessions table", err))?;
+    let Some(guard) = table.get(key).map_err(|err| StoreError::backend("redb store: reading a session", err))? else {
+        return Ok(None);
+    };
+    let decoded = Stored::parse(guard.value()).and_then(|stored| {
+        if stored.is_live(now_ms()) { stored.data().map(|data| Some((data, stored.expires_at_ms))) } else { Ok(None) }
+    });
+    match decoded {
+        Ok(record) => {
+            Ok(record.map(|(data, expires_at_ms)| SessionRecord::new(data, expires_at_ms.map(expiry::from_unix_ms))))
+        }
+        Err(err) => {
+            log_corrupt(&err);
+            Ok(None)
+        }
+    }
+}
+
+#[sessionkit::async_trait]
+impl SessionStore for RedbStore {
+    async fn get(&self, id: &SessionId) -> Result<Option<SessionRecord>, StoreError> {
+        let key = *id.as_bytes();
+        self.read(move |db, tables| read_record(db, tables, &key)).await
+    }
+
+    async fn set(&self, id: &SessionId, data: &SessionMap, expires_at: Option<SystemTime>) -> Result<(), StoreError> {
+        let expires_at_ms = expires_at.map(expiry::to_unix_ms);
+        // Serialised here, on the caller's task, so the writer thread spends
+        // its time in the transaction and not on JSON.
+        let value = codec::encode(data, expires_at_ms)?;
+        match self.writer.submit(Op::Set { key: *id.as_bytes(), value, expires_at_ms }).await? {
+            Out::Done => Ok(()),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    async fn delete(&self, id: &SessionId) -> Result<(), StoreError> {
+        match self.writer.submit(Op::Delete { key: *id.as_bytes() }).await? {
+            Out::Done => Ok(()),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    async fn touch(&self, id: &SessionId, expires_at: Option<SystemTime>) -> Result<bool, StoreError> {
+        let op = Op::Touch { key: *id.as_bytes(), expires_at_ms: expires_at.map(expiry::to_unix_ms) };
+        match self.writer.submit(op).await? {
+            Out::Touched(existed) => Ok(existed),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    async fn update(
+        &self,
+        id: &SessionId,
+        changes: &Changes,
+        expires_at: Option<SystemTime>,
+    ) -> Result<UpdateOutcome, StoreError> {
+        let op = Op::Update {
+            key: *id.as_bytes(),
+            changes: changes.clone(),
+            expires_at_ms: expires_at.map(expiry::to_unix_ms),
+        };
+        match self.writer.submit(op).await? {
+            Out::Updated(outcome) => Ok(outcome),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    async fn delete_expired(&self) -> Result<u64, StoreError> {
+        let mut removed = 0;
+        loop {
+            match self.writer.submit(Op::Sweep { limit: SWEEP_CHUNK }).await? {
+                Out::Swept { removed: now, more } => {
+                    removed += now;
+                    if !more {
+                        return Ok(removed);
+                    }
+                }
+                other => return Err(unexpected(&other)),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_names_follow_the_prefix() {
+        let tables = Tables::new("admin");
+        assert_eq!((tables.sessions.as_str(), tables.expiry.as_str()), ("admin_sessions", "admin_expiry"));
+    }
+
+    #[tokio::test]
+    async fn the_expiry_index_follows_every_write() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = Arc::new(Database::create(dir.path().join("s.redb")).expect("create"));
+        let store = RedbStore::from_database(Arc::clone(&db)).expect("store");
+        let index = || -> Vec<(i64, Key)> {
+            let txn = db.begin_read().expect("read");
+            let table = txn.open_table(store.tables.expiry()).expect("table");
+            ::redb::ReadableTable::iter(&table)
+                .expect("iter")
+                .map(|entry| entry.map(|(key, _)| (key.value().0, *key.value().1)).expect("entry"))
+                .collect()
+        };
+        let id = SessionId::generate();
+        let key = *id.as_bytes();
+        let soon = expiry::now() + std::time::Duration::from_secs(60);
+        let later = soon + std::time::Duration::from_secs(60);
+        let (soon_ms, later_ms) = (expiry::to_unix_ms(soon), expiry::to_unix_ms(later));
+
+        store.set(&id, &SessionMap::new(), Some(soon)).await.expect("set");
+        assert_eq!(index(), vec![(soon_ms, key)]);
+        assert!(store.touch(&id, Some(later)).await.expect("touch"));
+        assert_eq!(index(), vec![(later_ms, key)]);
+        assert_eq!(store.update(&id, &Changes::new(), Some(soon)).await.expect("update"), UpdateOutcome::Applied);
+        assert_eq!(index(), vec![(soon_ms, key)]);
+        store.set(&id, &SessionMap::new(), None).await.expect("set");
+        assert_eq!(index(), vec![], "a record without expiry is not indexed");
+        store.set(&id, &SessionMap::new(), Some(later)).await.expect("set");
+        store.delete(&id).await.expect("delete");
+        assert_eq!(index(), vec![]);
+    }
+}
