@@ -4,6 +4,7 @@
 //! | store | feature | for |
 //! | --- | --- | --- |
 //! | [`MemoryStore`] | `memory` (default) | one process, tests, development |
+//! | [`SqliteStore`] | `sqlite` | one machine, sessions that survive restarts, in a file or in your app's SQLite database |
 //!
 //! Every store here passes sessionkit's conformance kit, including atomic
 //! key-level `update`. [`Sweeper`] removes expired sessions from any store in
@@ -12,14 +13,20 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-// The shared writer thread of the durable stores; compiled for its own tests
-// until one of them uses it.
-#[cfg(test)]
+// The shared writer thread of the durable stores.
+#[cfg(any(test, feature = "sqlite"))]
 mod group_commit;
 #[cfg(feature = "memory")]
 mod memory;
+#[cfg(feature = "sqlite")]
+mod sqlite;
 mod sweeper;
 
 #[cfg(feature = "memory")]
 pub use memory::MemoryStore;
+/// The rusqlite this crate was built with, for [`SqliteStore::from_connection`].
+#[cfg(feature = "sqlite")]
+pub use rusqlite;
+#[cfg(feature = "sqlite")]
+pub use sqlite::SqliteStore;
 pub use sweeper::Sweeper;
