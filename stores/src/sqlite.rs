@@ -285,7 +285,7 @@ impl SessionStore for SqliteStore {
         }
     }
 
-    /// Removes expired records [`SWEEP_CHUNK`] at a time, each chunk its own
+    /// Removes expired records 1,000 at a time, each batch its own
     /// commit, so a large sweep does not hold up other writes.
     async fn delete_expired(&self) -> Result<u64, StoreError> {
         let now = expiry::to_unix_ms(expiry::now());

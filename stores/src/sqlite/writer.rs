@@ -209,3 +209,108 @@ fn write_error(err: rusqlite::Error) -> StoreError {
 fn read_error(err: rusqlite::Error) -> StoreError {
     StoreError::backend("reading a session from SQLite", err)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::sqlite::setup;
+    use crate::sqlite::table::Table;
+
+    /// A writer on table `t` of a new file, whose `data` column refuses
+    /// values of 100 bytes or more: a way to make one write fail on its own.
+    fn writer(dir: &Path) -> Writer {
+        let conn = Connection::open(dir.join("t.db")).expect("open");
+        conn.execute_batch(
+            "CREATE TABLE t (id TEXT PRIMARY KEY NOT NULL, data TEXT NOT NULL CHECK (length(data) < 100), \
+             expires_at INTEGER)",
+        )
+        .expect("table");
+        let table = Table::new("t").expect("name");
+        let sql = Arc::new(Sql::new(&table));
+        setup::prepare_schema(&conn, &table, &sql).expect("schema");
+        Writer::new(conn, sql, "t".to_owned())
+    }
+
+    fn set(id: &str, json: &str) -> Op {
+        Op::Set { id: id.to_owned(), json: json.to_owned(), expires_at: None }
+    }
+
+    fn big() -> String {
+        format!("{{\"blob\":\"{}\"}}", "x".repeat(200))
+    }
+
+    /// The data stored under each id, read through another connection.
+    fn stored(dir: &Path, ids: &[&str]) -> Vec<Option<String>> {
+        let conn = Connection::open(dir.join("t.db")).expect("open");
+        ids.iter()
+            .map(|id| conn.query_row("SELECT data FROM t WHERE id = ?1", [id], |row| row.get(0)).optional())
+            .collect::<Result<_, _>>()
+            .expect("read")
+    }
+
+    #[test]
+    fn a_failing_write_fails_alone_and_the_rest_of_its_batch_commits() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut writer = writer(dir.path());
+        writer.commit(vec![set("u", r#"{"n":1}"#)]).expect("seed");
+        let mut too_big = Changes::new();
+        too_big.set("blob", serde_json::Value::String("x".repeat(200)));
+        let mut fine = Changes::new();
+        fine.set("n", serde_json::json!(2));
+        let results = writer
+            .commit(vec![
+                set("a", "{}"),
+                set("b", &big()),
+                Op::Update { id: "u".to_owned(), changes: too_big, expires_at: None },
+                set("c", "{}"),
+                Op::Update { id: "u".to_owned(), changes: fine, expires_at: None },
+            ])
+            .expect("the batch commits");
+        let failed: Vec<bool> = results.iter().map(Result::is_err).collect();
+        assert_eq!(failed, [false, true, true, false, false]);
+        let cause = results[1].as_ref().err().and_then(std::error::Error::source).map(ToString::to_string);
+        assert!(cause.is_some_and(|cause| cause.contains("CHECK constraint failed")));
+        assert_eq!(
+            stored(dir.path(), &["a", "b", "c", "u"]),
+            [Some("{}".to_owned()), None, Some("{}".to_owned()), Some(r#"{"n":2}"#.to_owned())],
+        );
+    }
+
+    #[test]
+    fn every_write_acknowledged_in_a_batch_that_fills_the_database_is_committed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut writer = writer(dir.path());
+        writer.conn.pragma_update(None, "max_page_count", 8).expect("cap the file");
+        let ids: Vec<String> = (0..400).map(|i| format!("id-{i:03}")).collect();
+        let json = format!("{{\"pad\":\"{}\"}}", "p".repeat(80));
+        let mut acknowledged = Vec::new();
+        for chunk in ids.chunks(50) {
+            // Either the batch fails whole, or each Ok is a committed write.
+            if let Ok(results) = writer.commit(chunk.iter().map(|id| set(id, &json)).collect()) {
+                acknowledged.extend(chunk.iter().zip(results).filter(|(_, r)| r.is_ok()).map(|(id, _)| id.as_str()));
+            }
+        }
+        assert!(acknowledged.len() < ids.len(), "the database never filled up: the test proves nothing");
+        assert!(!acknowledged.is_empty());
+        for (id, data) in acknowledged.iter().zip(stored(dir.path(), &acknowledged)) {
+            assert_eq!(data.as_deref(), Some(json.as_str()), "{id} was acknowledged but is not stored");
+        }
+    }
+
+    #[test]
+    fn a_batch_of_reads_needs_no_write_lock() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut writer = writer(dir.path());
+        writer.commit(vec![set("a", "{}")]).expect("seed");
+        writer.conn.busy_timeout(std::time::Duration::ZERO).expect("no waiting");
+        let other = Connection::open(dir.path().join("t.db")).expect("open");
+        other.execute_batch("BEGIN IMMEDIATE").expect("another connection takes the write lock");
+        let results = writer.commit(vec![Op::Get { id: "a".to_owned() }, Op::Get { id: "b".to_owned() }]);
+        let found: Vec<bool> =
+            results.expect("reads").into_iter().map(|r| matches!(r, Ok(Out::Row(Some(_))))).collect();
+        assert_eq!(found, [true, false]);
+        assert!(writer.commit(vec![set("c", "{}")]).is_err(), "a write does need the lock");
+    }
+}
