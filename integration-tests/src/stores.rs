@@ -37,3 +37,10 @@ pub async fn redb() -> StoreUnderTest {
     let store = sessionkit_stores::RedbStore::open(dir.path().join("sessions.redb")).expect("open redb");
     StoreUnderTest::guarded("redb", store, dir)
 }
+
+/// A SQLite database file in a temporary directory (WAL, synchronous=FULL).
+pub async fn sqlite() -> StoreUnderTest {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let store = sessionkit_stores::SqliteStore::open(dir.path().join("sessions.db")).await.expect("open sqlite");
+    StoreUnderTest::guarded("sqlite", store, dir)
+}

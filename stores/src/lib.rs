@@ -5,6 +5,7 @@
 //! | --- | --- | --- |
 //! | [`MemoryStore`] | `memory` (default) | one process, tests, development |
 //! | [`RedbStore`] | `redb` | one process, sessions that survive restarts, no server to run |
+//! | [`SqliteStore`] | `sqlite` | one machine, sessions that survive restarts, in a file or in your app's SQLite database |
 //!
 //! Every store here passes sessionkit's conformance kit, including atomic
 //! key-level `update`. [`Sweeper`] removes expired sessions from any store in
@@ -14,16 +15,23 @@
 #![warn(missing_docs)]
 
 // The shared writer thread of the durable stores.
-#[cfg(any(test, feature = "redb"))]
+#[cfg(any(test, feature = "redb", feature = "sqlite"))]
 mod group_commit;
 #[cfg(feature = "memory")]
 mod memory;
 #[cfg(feature = "redb")]
 mod redb;
+#[cfg(feature = "sqlite")]
+mod sqlite;
 mod sweeper;
 
 #[cfg(feature = "redb")]
 pub use self::redb::{RedbDurability, RedbStore, RedbStoreBuilder};
 #[cfg(feature = "memory")]
 pub use memory::MemoryStore;
+/// The rusqlite this crate was built with, for [`SqliteStore::from_connection`].
+#[cfg(feature = "sqlite")]
+pub use rusqlite;
+#[cfg(feature = "sqlite")]
+pub use sqlite::SqliteStore;
 pub use sweeper::Sweeper;

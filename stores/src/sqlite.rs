@@ -1,0 +1,315 @@
+//! `SqliteStore`: sessions in a table of a SQLite database, through rusqlite.
+//!
+//! # Writes
+//!
+//! One connection writes, on a dedicated thread ([`crate::group_commit`]):
+//! writes that arrive while a commit is being synced are applied together in
+//! the next transaction, so concurrent requests share fsyncs instead of
+//! queueing for one each. A caller hears back only once the commit that
+//! holds its write has returned. `update` reads, patches and rewrites the
+//! row on that thread inside the transaction, so it is atomic: concurrent
+//! updates of one session lose no key, and a deleted session stays deleted.
+//!
+//! # Reads
+//!
+//! When the store opened the database itself (from a path) it is in WAL
+//! mode, and `get` runs on a small pool of separate connections on tokio's
+//! blocking pool: readers see the last commit without waiting for the
+//! writer. When the store was handed an open connection, that connection is
+//! the only one, so reads are queued to the writer thread too (a batch of
+//! reads alone opens no transaction and syncs nothing).
+//!
+//! # Durability
+//!
+//! A database the store opens is switched to WAL with `synchronous = FULL`:
+//! every commit is fsynced before it is acknowledged, and a process killed
+//! at any moment leaves each write either fully there or not at all. A
+//! connection handed to the store keeps the settings its owner chose.
+//!
+//! # Expiry and corrupt rows
+//!
+//! Expiry is Unix milliseconds in an indexed `expires_at` column and is
+//! checked in SQL on every read, touch and update. A row whose data is not
+//! a JSON object reads as absent and is logged (without its id); see
+//! [`row`].
+
+mod readers;
+mod row;
+mod setup;
+mod table;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use rusqlite::Connection;
+use sessionkit::{Changes, SessionId, SessionMap, SessionRecord, SessionStore, StoreError, UpdateOutcome, expiry};
+
+use crate::group_commit::GroupCommit;
+use readers::Readers;
+use table::{Sql, Table};
+use writer::{Op, Out, Writer};
+
+/// Records `delete_expired` removes per transaction, so that a large sweep
+/// lets other writes in between its steps.
+const SWEEP_CHUNK: u32 = 1_000;
+
+/// A session store in a SQLite table.
+///
+/// Construct it from a path ([`open`](Self::open)) or from a
+/// [`rusqlite::Connection`] you opened ([`from_connection`](Self::from_connection));
+/// the table, `http_sessions` unless you name another, is created with its
+/// expiry index if it does not exist. Constructors are `async`: the file is
+/// opened and the schema prepared on tokio's blocking pool, and every error
+/// (a file that is not a database, an invalid table name, an existing
+/// table of another shape) is reported there, as [`StoreError::Config`].
+///
+/// Dropping the store finishes the writes already queued and closes the
+/// database, so the same file can be opened again as soon as the drop
+/// returns.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use sessionkit::{SessionId, SessionMap, SessionStore};
+/// use sessionkit_stores::SqliteStore;
+///
+/// let dir = tempfile::tempdir()?;
+/// let store = SqliteStore::open(dir.path().join("sessions.db")).await?;
+/// let id = SessionId::generate();
+/// store.set(&id, &SessionMap::new(), None).await?;
+/// assert!(store.get(&id).await?.is_some());
+///
+/// // Or in a table of a database the application already uses:
+/// let conn = sessionkit_stores::rusqlite::Connection::open(dir.path().join("app.db"))?;
+/// let store = SqliteStore::from_connection_with_table(conn, "web_sessions").await?;
+/// assert_eq!(store.table(), "web_sessions");
+/// # Ok(()) }
+/// ```
+pub struct SqliteStore {
+    // Declared first so it drops first: queued writes finish and the write
+    // connection closes before anything else goes.
+    writer: GroupCommit<Writer>,
+    /// `None`: reads go through the writer.
+    readers: Option<Arc<Readers>>,
+    table: Table,
+    path: Option<PathBuf>,
+}
+
+impl SqliteStore {
+    /// The table a store uses unless told otherwise: `http_sessions`.
+    pub const DEFAULT_TABLE: &'static str = table::DEFAULT_TABLE;
+
+    /// Opens (creating it if needed) the database file at `path` and uses
+    /// its `http_sessions` table. See [`open_with_table`](Self::open_with_table).
+    pub async fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        Self::open_with_table(path, Self::DEFAULT_TABLE).await
+    }
+
+    /// Opens (creating it if needed) the database file at `path` and uses
+    /// the table `table`, creating it if absent.
+    ///
+    /// The database is switched to WAL mode with `synchronous = FULL` and a
+    /// 5 s busy timeout. Reads use up to 8 extra connections to the same
+    /// file. A path of `:memory:` gives a private in-memory database, read
+    /// and written through one connection.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Config`] when `table` is not a plain identifier
+    /// (`[A-Za-z_][A-Za-z0-9_]*`, at most 63 bytes, not starting with
+    /// `sqlite_`), when the file cannot be opened or is not a SQLite
+    /// database, or when a table of that name exists with other columns.
+    /// [`StoreError::Backend`] when the database stayed locked by another
+    /// process for the whole busy timeout.
+    pub async fn open_with_table(path: impl AsRef<Path>, table: &str) -> Result<Self, StoreError> {
+        let table = Table::new(table)?;
+        let path = path.as_ref().to_owned();
+        // `""` and `:memory:` are databases private to one connection:
+        // a second connection to them would see another, empty database.
+        let private = path.as_os_str().is_empty() || path.as_os_str() == ":memory:";
+        let path = if private {
+            path
+        } else {
+            // Readers open the file later: pin a relative path to today's
+            // working directory.
+            std::path::absolute(&path).map_err(|err| {
+                StoreError::config_caused_by(format!("cannot resolve the SQLite path {}", path.display()), err)
+            })?
+        };
+        let sql = Arc::new(Sql::new(&table));
+        let (conn, wal) = {
+            let (path, table, sql) = (path.clone(), table.clone(), Arc::clone(&sql));
+            blocking(move || setup::open_writer(&path, &table, &sql)).await?
+        };
+        let readers =
+            (wal && !private).then(|| Arc::new(Readers::new(path.clone(), table.name().to_owned(), Arc::clone(&sql))));
+        Self::start(conn, table, sql, readers, Some(path))
+    }
+
+    /// Uses `conn`'s `http_sessions` table. See
+    /// [`from_connection_with_table`](Self::from_connection_with_table).
+    pub async fn from_connection(conn: Connection) -> Result<Self, StoreError> {
+        Self::from_connection_with_table(conn, Self::DEFAULT_TABLE).await
+    }
+
+    /// Uses the table `table` of the database `conn` is open on, creating it
+    /// if absent. The store owns the connection from then on and does every
+    /// read and write through it, on its writer thread.
+    ///
+    /// The connection's settings are left as they are: its journal mode,
+    /// `synchronous` level and busy timeout decide durability and locking.
+    /// For the same durability as [`open`](Self::open), run
+    /// `PRAGMA journal_mode = WAL` and `PRAGMA synchronous = FULL` on it
+    /// first.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Config`] for an invalid table name (as in
+    /// [`open_with_table`](Self::open_with_table)), a connection inside an
+    /// open transaction, a file that is not a SQLite database, or a table of
+    /// that name with other columns.
+    pub async fn from_connection_with_table(conn: Connection, table: &str) -> Result<Self, StoreError> {
+        let table = Table::new(table)?;
+        if !conn.is_autocommit() {
+            return Err(StoreError::config(
+                "the SQLite connection given to the session store is inside a transaction; \
+                 commit or roll it back first",
+            ));
+        }
+        let sql = Arc::new(Sql::new(&table));
+        let conn = {
+            let (table, sql) = (table.clone(), Arc::clone(&sql));
+            blocking(move || setup::prepare_schema(&conn, &table, &sql).map(|()| conn)).await?
+        };
+        Self::start(conn, table, sql, None, None)
+    }
+
+    fn start(
+        conn: Connection,
+        table: Table,
+        sql: Arc<Sql>,
+        readers: Option<Arc<Readers>>,
+        path: Option<PathBuf>,
+    ) -> Result<Self, StoreError> {
+        let writer = GroupCommit::spawn("sessionkit-sqlite", Writer::new(conn, sql, table.name().to_owned()))?;
+        Ok(Self { writer, readers, table, path })
+    }
+
+    /// The name of the table holding the sessions.
+    pub fn table(&self) -> &str {
+        self.table.name()
+    }
+
+    async fn submit(&self, op: Op) -> Result<Out, StoreError> {
+        self.writer.submit(op).await
+    }
+}
+
+/// Runs blocking setup work off the async runtime.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|err| StoreError::backend("setting up the SQLite session store", err))?
+}
+
+/// An answer of the wrong kind from the writer: each `Op` has one `Out`
+/// variant, so this is a bug in this module, reported rather than panicking.
+fn unexpected(out: Out) -> StoreError {
+    StoreError::backend(
+        "SQLite session store writer",
+        std::io::Error::other(format!("unexpected answer from the writer thread: {out:?}")),
+    )
+}
+
+fn key(id: &SessionId) -> String {
+    id.as_str().to_owned()
+}
+
+fn ms(instant: Option<SystemTime>) -> Option<i64> {
+    instant.map(expiry::to_unix_ms)
+}
+
+#[sessionkit::async_trait]
+impl SessionStore for SqliteStore {
+    async fn get(&self, id: &SessionId) -> Result<Option<SessionRecord>, StoreError> {
+        if let Some(readers) = &self.readers {
+            return readers.get(key(id)).await;
+        }
+        match self.submit(Op::Get { id: key(id) }).await? {
+            Out::Row(raw) => Ok(raw.and_then(|raw| raw.decode(self.table.name()))),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn set(&self, id: &SessionId, data: &SessionMap, expires_at: Option<SystemTime>) -> Result<(), StoreError> {
+        // Encoded here, so the writer thread spends its time on the database.
+        let json = serde_json::to_string(data).map_err(StoreError::Encode)?;
+        match self.submit(Op::Set { id: key(id), json, expires_at: ms(expires_at) }).await? {
+            Out::Done => Ok(()),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn delete(&self, id: &SessionId) -> Result<(), StoreError> {
+        match self.submit(Op::Delete { id: key(id) }).await? {
+            Out::Done => Ok(()),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Moves the expiry in SQL without reading or rewriting the data. A row
+    /// whose data is corrupt still has its expiry moved (and still reads as
+    /// absent): checking would mean parsing the data on every touch.
+    async fn touch(&self, id: &SessionId, expires_at: Option<SystemTime>) -> Result<bool, StoreError> {
+        match self.submit(Op::Touch { id: key(id), expires_at: ms(expires_at) }).await? {
+            Out::Touched(existed) => Ok(existed),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Atomic: the read, patch and rewrite happen in one transaction on the
+    /// writer thread. A corrupt row is `Missing` and is left untouched.
+    async fn update(
+        &self,
+        id: &SessionId,
+        changes: &Changes,
+        expires_at: Option<SystemTime>,
+    ) -> Result<UpdateOutcome, StoreError> {
+        let op = Op::Update { id: key(id), changes: changes.clone(), expires_at: ms(expires_at) };
+        match self.submit(op).await? {
+            Out::Updated(outcome) => Ok(outcome),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Removes expired records 1,000 at a time, each batch its own
+    /// commit, so a large sweep does not hold up other writes.
+    async fn delete_expired(&self) -> Result<u64, StoreError> {
+        let now = expiry::to_unix_ms(expiry::now());
+        let mut total = 0;
+        loop {
+            match self.submit(Op::DeleteExpired { now, limit: SWEEP_CHUNK }).await? {
+                Out::Removed(removed) => {
+                    total += removed;
+                    if removed < u64::from(SWEEP_CHUNK) {
+                        return Ok(total);
+                    }
+                }
+                other => return Err(unexpected(other)),
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("table", &self.table.name())
+            .field("path", &self.path)
+            .field("separate_readers", &self.readers.is_some())
+            .finish_non_exhaustive()
+    }
+}

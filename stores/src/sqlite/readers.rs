@@ -1,0 +1,87 @@
+//! Reads on their own connections, beside the writer.
+//!
+//! In WAL mode a reader sees the last committed state without waiting for
+//! the writer, so `get` need not queue behind a batch that is being synced.
+//! Reads run on tokio's blocking pool; a semaphore caps how many run at
+//! once, and that many connections are kept open for reuse.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use rusqlite::Connection;
+use sessionkit::{SessionRecord, StoreError, expiry};
+use tokio::sync::Semaphore;
+
+use super::row;
+use super::setup;
+use super::table::Sql;
+
+/// At most this many reads run (and connections stay open) at once. Reads
+/// are short: more than a few per core would only queue inside SQLite.
+const MAX_READERS: usize = 8;
+
+/// A bounded pool of reading connections to one database file.
+pub(super) struct Readers {
+    path: PathBuf,
+    table: String,
+    sql: Arc<Sql>,
+    idle: Mutex<Vec<Connection>>,
+    permits: Arc<Semaphore>,
+}
+
+impl Readers {
+    /// Readers for the database at `path`, opened on first use.
+    pub(super) fn new(path: PathBuf, table: String, sql: Arc<Sql>) -> Self {
+        Self { path, table, sql, idle: Mutex::new(Vec::new()), permits: Arc::new(Semaphore::new(MAX_READERS)) }
+    }
+
+    /// The live record stored under `id`, read off the async runtime.
+    pub(super) async fn get(self: &Arc<Self>, id: String) -> Result<Option<SessionRecord>, StoreError> {
+        let permit = Arc::clone(&self.permits)
+            .acquire_owned()
+            .await
+            .map_err(|err| StoreError::backend("waiting for a SQLite read connection", err))?;
+        let readers = Arc::clone(self);
+        let read = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            readers.get_blocking(&id)
+        });
+        read.await.map_err(|err| StoreError::backend("reading a session from SQLite", err))?
+    }
+
+    fn get_blocking(&self, id: &str) -> Result<Option<SessionRecord>, StoreError> {
+        let conn = match self.take_idle() {
+            Some(conn) => conn,
+            None => setup::open_reader(&self.path)
+                .map_err(|err| StoreError::backend("opening a SQLite read connection", err))?,
+        };
+        let found = read_live(&conn, &self.sql, &self.table, id)
+            .map_err(|err| StoreError::backend("reading a session from SQLite", err))?;
+        // Only a connection that just worked goes back for reuse.
+        self.idle.lock().unwrap_or_else(PoisonError::into_inner).push(conn);
+        Ok(found)
+    }
+
+    fn take_idle(&self) -> Option<Connection> {
+        // The list is only pushed to and popped from, so a panic elsewhere
+        // while it was locked cannot have left it inconsistent.
+        self.idle.lock().unwrap_or_else(PoisonError::into_inner).pop()
+    }
+}
+
+/// The live record under `id`, decoded straight from SQLite's buffers;
+/// a corrupt row reads as `None` (logged).
+fn read_live(conn: &Connection, sql: &Sql, table: &str, id: &str) -> rusqlite::Result<Option<SessionRecord>> {
+    let mut statement = conn.prepare_cached(&sql.get)?;
+    let mut rows = statement.query(rusqlite::params![id, expiry::to_unix_ms(expiry::now())])?;
+    match rows.next()? {
+        Some(found) => Ok(row::decode_or_log(found.get_ref(0)?, found.get_ref(1)?, table)),
+        None => Ok(None),
+    }
+}
+
+impl std::fmt::Debug for Readers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Readers").field("path", &self.path).field("max", &MAX_READERS).finish_non_exhaustive()
+    }
+}
