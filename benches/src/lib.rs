@@ -1,33 +1,20 @@
-//! Shared fixtures for sessionkit's benchmarks: payloads of realistic sizes.
+//! Shared pieces of sessionkit's benchmarks.
+//!
+//! The benchmarks themselves are in `benches/` (run them with
+//! `cargo bench -p sessionkit-benches`); the report that turns their output
+//! into `BENCHMARKS.md` is `src/bin/report.rs`. This library holds what
+//! several of them need: payloads and populations ([`fixtures`]), the list of
+//! stores under test ([`registry`]), run settings ([`settings`]), a loopback
+//! HTTP load generator ([`load`]), facts about the machine ([`machine`]) and
+//! the result files the non-criterion benchmarks write ([`results`]).
 
 #![forbid(unsafe_code)]
 
-use serde_json::{Value, json};
-use sessionkit::SessionMap;
+pub mod fixtures;
+pub mod load;
+pub mod machine;
+pub mod registry;
+pub mod results;
+pub mod settings;
 
-/// A session map whose JSON is about `bytes` long: a few typical keys plus
-/// padding.
-pub fn payload(bytes: usize) -> SessionMap {
-    let base = json!({ "user": "ada", "visits": 42, "theme": "dark" });
-    let base_len = base.to_string().len();
-    let pad = bytes.saturating_sub(base_len + r#","pad":"""#.len());
-    let mut map = match base {
-        Value::Object(map) => map,
-        _ => SessionMap::new(),
-    };
-    map.insert("pad".to_owned(), Value::String("x".repeat(pad)));
-    map
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn payloads_have_the_requested_size() {
-        for bytes in [100, 4 * 1024, 64 * 1024] {
-            let len = serde_json::to_vec(&payload(bytes)).expect("json").len();
-            assert_eq!(len, bytes, "payload({bytes}) is {len} bytes");
-        }
-    }
-}
+pub use fixtures::payload;
