@@ -14,7 +14,8 @@
 //! # What the store holds
 //!
 //! Every store is filled with sessions of 100 B (the population). Operations
-//! on 100 B payloads go to all of them, in random order; operations on 4 KiB
+//! on 100 B payloads go to all of them, in an order unrelated to the order
+//! they were written in; operations on 4 KiB
 //! and 64 KiB payloads go to 1,000 of them, first rewritten to that size
 //! (a million 64 KiB sessions would not fit in this machine's memory).
 
@@ -72,10 +73,15 @@ fn operations(criterion: &mut Criterion, runtime: &Runtime, spec: &'static Store
     let Some(open) = ok(runtime.block_on(spec.open()), "opening the store") else {
         return;
     };
-    let store = &open.store;
+    // Called as the layer calls it: through `&dyn SessionStore`.
+    let store: &dyn SessionStore = &*open.store;
     let mut rng = Rng::new(population as u64);
     let started = Instant::now();
-    let ids = ok(runtime.block_on(fixtures::populate(store, spec.durable, population, &mut rng)), "populating");
+    let mut ids =
+        ok(runtime.block_on(fixtures::populate(&open.store, spec.durable, population, &mut rng)), "populating");
+    // Visit sessions in another order than they were written in: requests
+    // come for any session, not for neighbours in memory.
+    rng.shuffle(&mut ids);
     eprintln!("sessionkit-benches: {} filled with {population} sessions in {:.1?}", spec.name, started.elapsed());
     let pop = count_label(population);
     for (label, bytes) in PAYLOADS {
@@ -84,7 +90,10 @@ fn operations(criterion: &mut Criterion, runtime: &Runtime, spec: &'static Store
             &ids
         } else {
             let targets = &ids[..LARGE_TARGETS.min(ids.len())];
-            ok(runtime.block_on(fixtures::fill(store, spec.durable, targets, &data, fixtures::expiry())), "resizing");
+            ok(
+                runtime.block_on(fixtures::fill(&open.store, spec.durable, targets, &data, fixtures::expiry())),
+                "resizing",
+            );
             targets
         };
         let bench_id = BenchmarkId::new(format!("{}/{label}", spec.name), &pop);
@@ -168,7 +177,7 @@ fn operations(criterion: &mut Criterion, runtime: &Runtime, spec: &'static Store
                 let doomed: Vec<SessionId> = (0..iters).map(|_| rng.id()).collect();
                 runtime.block_on(async {
                     ok(
-                        fixtures::fill(store, spec.durable, &doomed, &data, expires_at).await,
+                        fixtures::fill(&open.store, spec.durable, &doomed, &data, expires_at).await,
                         "writing sessions to delete",
                     );
                     let start = Instant::now();
@@ -204,11 +213,11 @@ fn delete_expired(criterion: &mut Criterion, runtime: &Runtime, spec: &'static S
     let Some(open) = ok(runtime.block_on(spec.open()), "opening the store") else {
         return;
     };
-    let store = &open.store;
+    let store: &dyn SessionStore = &*open.store;
     let population = settings::large_population();
     let expired = population / 100;
     let mut rng = Rng::new(7);
-    ok(runtime.block_on(fixtures::populate(store, spec.durable, population - expired, &mut rng)), "populating");
+    ok(runtime.block_on(fixtures::populate(&open.store, spec.durable, population - expired, &mut rng)), "populating");
     let data = payload(BACKGROUND_BYTES);
     let mut group = criterion.benchmark_group("delete_expired");
     group.throughput(Throughput::Elements(expired as u64));
@@ -222,7 +231,10 @@ fn delete_expired(criterion: &mut Criterion, runtime: &Runtime, spec: &'static S
                 let doomed: Vec<SessionId> = (0..expired).map(|_| rng.id()).collect();
                 let past = Some(SystemTime::now() - Duration::from_secs(1));
                 total += runtime.block_on(async {
-                    ok(fixtures::fill(store, spec.durable, &doomed, &data, past).await, "writing expired sessions");
+                    ok(
+                        fixtures::fill(&open.store, spec.durable, &doomed, &data, past).await,
+                        "writing expired sessions",
+                    );
                     let start = Instant::now();
                     let removed = ok(store.delete_expired().await, "delete_expired");
                     let elapsed = start.elapsed();

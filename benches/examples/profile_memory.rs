@@ -24,6 +24,7 @@ fn measure(
     let mut changes = Changes::new();
     changes.set("visits", serde_json::Value::from(43));
     let expires_at = fixtures::expiry();
+    let store: &dyn SessionStore = &**store;
     runtime.block_on(async {
         for i in 0..count {
             let id = &ids[i % ids.len()];
@@ -45,7 +46,9 @@ fn main() {
     let count: usize = args.get(3).and_then(|n| n.parse().ok()).unwrap_or(10_000);
     let runtime = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
     let store: Arc<dyn SessionStore> = Arc::new(MemoryStore::new());
-    let ids = runtime.block_on(fixtures::populate(&store, false, population, &mut Rng::new(1))).expect("populate");
+    let mut rng = Rng::new(1);
+    let mut ids = runtime.block_on(fixtures::populate(&store, false, population, &mut rng)).expect("populate");
+    rng.shuffle(&mut ids);
     let start = std::time::Instant::now();
     measure(&runtime, &store, op, &ids, count);
     eprintln!("{op}: {:.0} ns per operation", start.elapsed().as_nanos() as f64 / count as f64);

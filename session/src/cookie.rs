@@ -21,18 +21,26 @@ pub(crate) struct RequestCookie {
 }
 
 /// Finds the session id in every `Cookie` header, first valid one winning.
+///
+/// Splits the headers as `Cookie::split_parse` does (pairs separated by
+/// `;`, name and value trimmed, segments without `=` or with an empty name
+/// skipped), without building a `Cookie` for every pair: this runs on every
+/// request.
 pub(crate) fn read(headers: &HeaderMap, config: &SessionConfig) -> RequestCookie {
     let mut found = RequestCookie::default();
     for header in headers.get_all(header::COOKIE) {
         // Browsers send only ASCII here, but one bad byte elsewhere in the
         // header must not hide our cookie.
         let text = String::from_utf8_lossy(header.as_bytes());
-        for cookie in Cookie::split_parse(text.as_ref()).flatten() {
-            if cookie.name() != config.cookie_name {
+        for pair in text.split(';') {
+            let Some((name, value)) = pair.split_once('=') else {
+                continue;
+            };
+            if name.trim() != config.cookie_name {
                 continue;
             }
             found.present = true;
-            if let Some(id) = verified_id(cookie.value(), config) {
+            if let Some(id) = verified_id(value.trim(), config) {
                 found.id = Some(id);
                 return found;
             }
@@ -139,6 +147,30 @@ mod tests {
         assert!(found.present);
         let found = read(&headers(&[b"other=1"]), &config);
         assert!(!found.present);
+    }
+
+    #[test]
+    fn pairs_split_as_the_cookie_crate_splits_them() {
+        let config = SessionConfig::new(NullStore);
+        let id = SessionId::generate();
+        for header in [
+            format!("id={id}"),
+            format!("  id = {id}  "),
+            format!(";; novalue; =x; other=1;id={id}"),
+            format!("a=1 ;  ; id={id}; id=later"),
+            format!("\u{a0}id={id}"),
+        ] {
+            let found = read(&headers(&[header.as_bytes()]), &config);
+            let expected = Cookie::split_parse(header.as_str())
+                .flatten()
+                .filter(|cookie| cookie.name() == "id")
+                .find_map(|cookie| SessionId::parse(cookie.value()));
+            assert_eq!(found.id, expected, "{header:?}");
+            assert_eq!(found.present, expected.is_some(), "{header:?}");
+        }
+        for header in ["id", "idx=1", "xid=1", "id"] {
+            assert!(!read(&headers(&[header.as_bytes()]), &config).present, "{header:?}");
+        }
     }
 
     #[test]

@@ -8,7 +8,10 @@
 //! store. `Debug` and `Display` are deliberately different: `Debug` (what ends
 //! up in logs) shows a short prefix only.
 
+use std::cmp::Ordering;
 use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::sync::OnceLock;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -38,10 +41,39 @@ const DEBUG_PREFIX: usize = 8;
 /// // Debug never prints the whole credential.
 /// assert!(!format!("{id:?}").contains(id.as_str()));
 /// ```
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone)]
 pub struct SessionId {
     bytes: [u8; ID_BYTES],
-    text: Box<str>,
+    /// The canonical text, made on first use: most ids a server handles
+    /// (the SHA-256 store keys above all) are never shown as text.
+    text: OnceLock<Box<str>>,
+}
+
+// Identity is the bytes alone: the text is a function of them.
+impl PartialEq for SessionId {
+    fn eq(&self, other: &Self) -> bool {
+        self.bytes == other.bytes
+    }
+}
+
+impl Eq for SessionId {}
+
+impl Hash for SessionId {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.bytes.hash(state);
+    }
+}
+
+impl PartialOrd for SessionId {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for SessionId {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.bytes.cmp(&other.bytes)
+    }
 }
 
 impl SessionId {
@@ -75,14 +107,16 @@ impl SessionId {
         // The engine rejects non-canonical trailing bits, so decoding doubles
         // as the canonical-spelling check.
         match URL_SAFE_NO_PAD.decode_slice(text, &mut bytes) {
-            Ok(ID_BYTES) => Some(Self::from_bytes(bytes)),
+            // The text was just proven canonical: keep it rather than encode
+            // the bytes again.
+            Ok(ID_BYTES) => Some(Self { bytes, text: OnceLock::from(Box::from(text)) }),
             _ => None,
         }
     }
 
     /// The canonical text form, as sent in the cookie.
     pub fn as_str(&self) -> &str {
-        &self.text
+        self.text.get_or_init(|| URL_SAFE_NO_PAD.encode(self.bytes).into_boxed_str())
     }
 
     /// The raw 32 bytes, for stores that key by bytes.
@@ -92,8 +126,7 @@ impl SessionId {
 
     /// Rebuilds an id from its raw bytes (the inverse of [`SessionId::as_bytes`]).
     pub fn from_bytes(bytes: [u8; ID_BYTES]) -> Self {
-        let text = URL_SAFE_NO_PAD.encode(bytes).into_boxed_str();
-        Self { bytes, text }
+        Self { bytes, text: OnceLock::new() }
     }
 
     /// The SHA-256 of this id, as an id of the same form.
@@ -112,13 +145,13 @@ fn is_url_safe_base64(byte: u8) -> bool {
 
 impl fmt::Display for SessionId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.text)
+        f.write_str(self.as_str())
     }
 }
 
 impl fmt::Debug for SessionId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "SessionId({}…)", &self.text[..DEBUG_PREFIX])
+        write!(f, "SessionId({}…)", &self.as_str()[..DEBUG_PREFIX])
     }
 }
 
@@ -196,6 +229,18 @@ mod tests {
         assert!(debug.contains(&id.as_str()[..DEBUG_PREFIX]));
         assert!(!debug.contains(&id.as_str()[..DEBUG_PREFIX + 1]));
         assert_eq!(id.to_string(), id.as_str());
+    }
+
+    #[test]
+    fn identity_is_the_bytes_whether_or_not_the_text_was_made() {
+        let parsed = SessionId::generate();
+        let rebuilt = SessionId::from_bytes(*parsed.as_bytes());
+        assert_eq!(parsed, rebuilt);
+        assert_eq!(parsed.cmp(&rebuilt), Ordering::Equal);
+        let set: std::collections::HashSet<_> = [parsed.clone(), rebuilt.clone()].into_iter().collect();
+        assert_eq!(set.len(), 1);
+        assert_eq!(rebuilt.as_str(), parsed.as_str());
+        assert_eq!(rebuilt.clone().as_str(), parsed.as_str());
     }
 
     #[test]

@@ -193,26 +193,31 @@ fn add_vary_cookie(headers: &mut HeaderMap) {
 }
 
 /// The store calls one request needs, decided from the session's final state.
+/// Each id travels with its store key (see [`SessionConfig::store_key`]).
 #[derive(Debug)]
 enum Plan {
     Nothing,
     /// `set` the whole record under `id`, then delete `retire`.
     Create {
         id: SessionId,
+        key: SessionId,
         data: SessionMap,
         expires_at: Option<SystemTime>,
         retire: Option<SessionId>,
     },
     Update {
         id: SessionId,
+        key: SessionId,
         changes: Changes,
         expires_at: Option<SystemTime>,
     },
     Touch {
         id: SessionId,
+        key: SessionId,
         expires_at: Option<SystemTime>,
     },
-    /// Delete `retire` (if it was ever stored) and remove the cookie.
+    /// Delete the record under the key `retire` (if it was ever stored) and
+    /// remove the cookie.
     Remove {
         retire: Option<SessionId>,
     },
@@ -243,9 +248,13 @@ pub const MAX_DEPTH: usize = 100;
 impl Plan {
     fn decide(state: &mut State, config: &SessionConfig, now: SystemTime) -> Result<Self, Refused> {
         let stamp = |created: SystemTime| serde_json::Value::from(expiry::to_unix_ms(created));
+        let retire_key = |state: &mut State| {
+            let retire = state.retire.take()?;
+            Some(state.store_key(&retire, config))
+        };
         let plan = match state.status.clone() {
-            Status::Destroyed => Plan::Remove { retire: state.retire.take() },
-            Status::New { .. } if state.data.is_empty() => match state.retire.take() {
+            Status::Destroyed => Plan::Remove { retire: retire_key(state) },
+            Status::New { .. } if state.data.is_empty() => match retire_key(state) {
                 Some(retire) => Plan::Remove { retire: Some(retire) },
                 None => Plan::Nothing,
             },
@@ -257,9 +266,10 @@ impl Plan {
                 check_limits(&data, config)?;
                 Plan::Create {
                     id: state.id.clone(),
+                    key: state.store_key(&state.id, config),
                     data,
                     expires_at: config.expiry(created, now),
-                    retire: state.retire.take(),
+                    retire: retire_key(state),
                 }
             }
             Status::Loaded { expires_at, created } => {
@@ -271,9 +281,9 @@ impl Plan {
                 let expires_at = if config.rolling { config.expiry(created, now) } else { expires_at };
                 if !changes.is_empty() {
                     check_limits(&state.data, config)?;
-                    Plan::Update { id: state.id.clone(), changes, expires_at }
+                    Plan::Update { id: state.id.clone(), key: state.store_key(&state.id, config), changes, expires_at }
                 } else if config.rolling {
-                    Plan::Touch { id: state.id.clone(), expires_at }
+                    Plan::Touch { id: state.id.clone(), key: state.store_key(&state.id, config), expires_at }
                 } else {
                     Plan::Nothing
                 }
@@ -289,21 +299,23 @@ impl Plan {
         now: SystemTime,
         cookie_present: bool,
     ) -> Result<Option<HeaderValue>, StoreError> {
-        let store = &config.store;
+        // Through the trait object itself: calling through the `Arc` would
+        // box a second future around the store's.
+        let store = config.store.as_ref();
         let set_cookie = |id: &SessionId, expires_at| cookie::session_cookie(config, id, expires_at, now);
         Ok(match self {
             Plan::Nothing => None,
-            Plan::Create { id, data, expires_at, retire } => {
+            Plan::Create { id, key, data, expires_at, retire } => {
                 // The new record first: if deleting the old one fails, the
                 // client still has a working session.
-                store.set(&config.store_key(&id), &data, expires_at).await?;
+                store.set(&key, &data, expires_at).await?;
                 if let Some(old) = retire {
-                    store.delete(&config.store_key(&old)).await?;
+                    store.delete(&old).await?;
                 }
                 set_cookie(&id, expires_at)
             }
-            Plan::Update { id, changes, expires_at } => {
-                match store.update(&config.store_key(&id), &changes, expires_at).await? {
+            Plan::Update { id, key, changes, expires_at } => {
+                match store.update(&key, &changes, expires_at).await? {
                     UpdateOutcome::Applied if config.rolling => set_cookie(&id, expires_at),
                     // Missing: destroyed (or regenerated) by a concurrent request.
                     // No cookie either: a removal could race with the cookie
@@ -311,8 +323,8 @@ impl Plan {
                     UpdateOutcome::Applied | UpdateOutcome::Missing => None,
                 }
             }
-            Plan::Touch { id, expires_at } => {
-                if store.touch(&config.store_key(&id), expires_at).await? {
+            Plan::Touch { id, key, expires_at } => {
+                if store.touch(&key, expires_at).await? {
                     set_cookie(&id, expires_at)
                 } else {
                     None
@@ -321,7 +333,7 @@ impl Plan {
             Plan::Remove { retire } => {
                 let had_record = retire.is_some();
                 if let Some(old) = retire {
-                    store.delete(&config.store_key(&old)).await?;
+                    store.delete(&old).await?;
                 }
                 if had_record || cookie_present { cookie::removal_cookie(config) } else { None }
             }
@@ -342,6 +354,10 @@ fn check_limits(data: &SessionMap, config: &SessionConfig) -> Result<(), Refused
 /// Whether any value in `data` nests past `limit` levels (the map is level
 /// one). Iterative, so that hostile depth cannot overflow the stack here.
 fn nests_deeper_than(data: &SessionMap, limit: usize) -> bool {
+    // Most sessions are flat: no need for the work list then.
+    if limit >= 1 && !data.values().any(|value| value.is_array() || value.is_object()) {
+        return false;
+    }
     let mut pending: Vec<(&serde_json::Value, usize)> = data.values().map(|value| (value, 2)).collect();
     while let Some((value, depth)) = pending.pop() {
         let children: Box<dyn Iterator<Item = &serde_json::Value>> = match value {

@@ -81,6 +81,9 @@ pub(crate) struct State {
     pub(crate) status: Status,
     /// A stored id to delete when persisting (after destroy or regenerate).
     pub(crate) retire: Option<SessionId>,
+    /// The loaded session's id and the store key it was read under, so that
+    /// persisting it does not hash the id again.
+    pub(crate) loaded_key: Option<(SessionId, SessionId)>,
     pub(crate) data: SessionMap,
     pub(crate) changes: Changes,
     /// A loaded session that lacked its creation stamp while an absolute
@@ -127,11 +130,13 @@ impl LazySession {
     async fn fetch(&self) -> Result<State, SessionError> {
         let config = &self.shared.config;
         let now = expiry::now();
-        let record = match &self.shared.cookie_id {
-            Some(id) => config.store.get(&config.store_key(id)).await.map_err(SessionError::Load)?,
-            None => None,
+        let Some(id) = self.shared.cookie_id.clone() else {
+            return Ok(State::new(now));
         };
-        let (Some(id), Some(mut record)) = (self.shared.cookie_id.clone(), record) else {
+        let key = config.store_key(&id);
+        // Through the trait object itself: calling through the `Arc` would
+        // box a second future around the store's.
+        let Some(mut record) = config.store.as_ref().get(&key).await.map_err(SessionError::Load)? else {
             return Ok(State::new(now));
         };
         // The store contract forbids expired records, but a clock step
@@ -143,9 +148,10 @@ impl LazySession {
         let stamp_missing = config.absolute_lifetime.is_some() && stamp.is_none();
         let created = stamp.map_or(now, expiry::from_unix_ms);
         Ok(State {
-            id,
+            id: id.clone(),
             status: Status::Loaded { expires_at: record.expires_at, created },
             retire: None,
+            loaded_key: Some((id, key)),
             data: record.data,
             changes: Changes::new(),
             stamp_missing,
@@ -176,9 +182,19 @@ impl State {
             id: SessionId::generate(),
             status: Status::New { created: now },
             retire: None,
+            loaded_key: None,
             data: SessionMap::new(),
             changes: Changes::new(),
             stamp_missing: false,
+        }
+    }
+
+    /// The store key of `id`: the one the session was loaded under when it
+    /// is that session's id, else computed.
+    pub(crate) fn store_key(&self, id: &SessionId, config: &SessionConfig) -> SessionId {
+        match &self.loaded_key {
+            Some((loaded, key)) if loaded == id => key.clone(),
+            _ => config.store_key(id),
         }
     }
 

@@ -1,20 +1,28 @@
 //! `MemoryStore`: sessions in this process's memory, in a sharded map.
 //!
-//! Records are kept serialized (compact JSON bytes) rather than as
+//! Records are kept encoded (see [`codec`]) rather than as
 //! `serde_json::Map`s: a small map costs several times its JSON size in
-//! allocations, and a million sessions must fit in a few hundred MiB.
+//! allocations, and a million sessions must fit in a few hundred MiB. The
+//! encoding is text with raw, length-prefixed strings, so that a read, the
+//! hottest path, copies strings out instead of parsing JSON.
 //!
-//! Each shard holds its records and an expiry index ordered by expiry time,
-//! so `delete_expired` pops exactly the expired entries instead of scanning
-//! everything. Expiry is also checked on every read, so an expired record is
-//! never returned even if no sweep has run.
+//! A key is hashed once per operation; the hash picks the shard and then
+//! the slot in the shard's table. Each shard holds its records and an expiry
+//! index ordered by expiry time, so `delete_expired` pops exactly the
+//! expired entries instead of scanning everything. Expiry is also checked on
+//! every read, so an expired record is never returned even if no sweep has
+//! run.
 
-use std::collections::hash_map::{Entry as MapEntry, HashMap};
-use std::collections::{BTreeSet, hash_map::RandomState};
+mod codec;
+
+use std::collections::BTreeSet;
 use std::hash::BuildHasher;
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::SystemTime;
 
+use foldhash::fast::RandomState;
+use hashbrown::HashTable;
+use hashbrown::hash_table::Entry as TableEntry;
 use sessionkit::{Changes, SessionId, SessionMap, SessionRecord, SessionStore, StoreError, UpdateOutcome, expiry};
 
 /// Raw key bytes: the 32 bytes of a [`SessionId`].
@@ -38,20 +46,44 @@ type Key = [u8; 32];
 /// ```
 pub struct MemoryStore {
     shards: Box<[RwLock<Shard>]>,
+    /// Seeded at random per store. Hash flooding needs many stored keys
+    /// that collide, and no client can choose a stored key: the layer
+    /// stores only ids it generated (or their SHA-256), never one a client
+    /// sent. A fast keyed hash is therefore enough, and it is on every
+    /// operation's path.
     hasher: RandomState,
 }
 
 #[derive(Default)]
 struct Shard {
-    records: HashMap<Key, Entry, RandomState>,
-    /// `(expires_at_ms, key)` for every record with an expiry.
-    by_expiry: BTreeSet<(i64, Key)>,
+    records: HashTable<Entry>,
+    /// `(expires_at_ms, key)` for every record with an expiry, the key as two
+    /// integers: comparing those is cheaper than comparing byte arrays.
+    by_expiry: BTreeSet<(i64, IndexKey)>,
+}
+
+/// A key in the expiry index.
+type IndexKey = (u128, u128);
+
+fn index_key(key: &Key) -> IndexKey {
+    let (high, low) = key.split_at(16);
+    // Both halves are exactly 16 bytes, so the conversions cannot fail.
+    let half = |bytes: &[u8]| u128::from_le_bytes(bytes.try_into().unwrap_or([0; 16]));
+    (half(high), half(low))
+}
+
+fn key_of(index: IndexKey) -> Key {
+    let mut key = [0u8; 32];
+    key[..16].copy_from_slice(&index.0.to_le_bytes());
+    key[16..].copy_from_slice(&index.1.to_le_bytes());
+    key
 }
 
 struct Entry {
-    /// The data map as JSON. Shared, so a read copies a pointer under the
-    /// lock and decodes after releasing it.
-    json: Arc<[u8]>,
+    key: Key,
+    /// The data, encoded. Shared, so a read copies a pointer under the lock
+    /// and decodes after releasing it.
+    data: Arc<str>,
     expires_at_ms: Option<i64>,
 }
 
@@ -60,6 +92,11 @@ impl Entry {
         self.expires_at_ms.is_none_or(|at| at > now_ms)
     }
 }
+
+/// Records up to this size are decoded under the shard's read lock, which
+/// holds up that shard's writers for well under a microsecond; larger ones
+/// are decoded after releasing it, from a shared copy.
+const DECODE_UNDER_LOCK: usize = 1024;
 
 /// Default shard count: plenty for contention on any common core count, and
 /// small enough that a sweep visits few empty shards.
@@ -74,7 +111,7 @@ impl MemoryStore {
     /// An empty store with `shards` independently locked shards (at least 1).
     pub fn with_shards(shards: usize) -> Self {
         let shards = (0..shards.max(1)).map(|_| RwLock::new(Shard::default())).collect();
-        Self { shards, hasher: RandomState::new() }
+        Self { shards, hasher: RandomState::default() }
     }
 
     /// The number of records held, including expired ones not yet swept.
@@ -87,11 +124,16 @@ impl MemoryStore {
         self.len() == 0
     }
 
-    fn shard(&self, key: &Key) -> &RwLock<Shard> {
-        // The shard index comes from a keyed hash: ids that a client picks
-        // cannot pile onto one shard.
-        let index = self.hasher.hash_one(key) as usize % self.shards.len();
-        &self.shards[index]
+    fn hash(&self, key: &Key) -> u64 {
+        self.hasher.hash_one(key)
+    }
+
+    /// The shard of a key, from bits of its hash that the shard's table
+    /// does not use (it takes the lowest bits for the slot and the top
+    /// seven as a tag), so that keys of one shard still spread over its
+    /// table.
+    fn shard(&self, hash: u64) -> &RwLock<Shard> {
+        &self.shards[(hash >> 32) as usize % self.shards.len()]
     }
 }
 
@@ -121,51 +163,48 @@ fn now_ms() -> i64 {
     expiry::to_unix_ms(SystemTime::now())
 }
 
-fn encode(data: &SessionMap) -> Result<Arc<[u8]>, StoreError> {
-    serde_json::to_vec(data).map(Arc::from).map_err(StoreError::Encode)
-}
-
-fn decode(json: &[u8]) -> Result<SessionMap, StoreError> {
+fn decode(data: &str) -> Result<SessionMap, StoreError> {
     // Only this store wrote these bytes, so a failure is a bug, reported as one.
-    serde_json::from_slice(json).map_err(|err| StoreError::backend("memory store: decoding a stored record", err))
+    codec::decode(data).map_err(|err| StoreError::backend("memory store: decoding a stored record", err))
 }
 
 impl Shard {
     /// Inserts or replaces a record, keeping the expiry index in step.
-    fn put(&mut self, key: Key, json: Arc<[u8]>, expires_at_ms: Option<i64>) {
-        match self.records.entry(key) {
-            MapEntry::Occupied(mut slot) => {
+    fn put(&mut self, hasher: &RandomState, hash: u64, key: Key, data: Arc<str>, expires_at_ms: Option<i64>) {
+        let rehash = |entry: &Entry| hasher.hash_one(entry.key);
+        match self.records.entry(hash, |entry| entry.key == key, rehash) {
+            TableEntry::Occupied(mut slot) => {
                 let entry = slot.get_mut();
                 if entry.expires_at_ms != expires_at_ms {
                     if let Some(old) = entry.expires_at_ms {
-                        self.by_expiry.remove(&(old, key));
+                        self.by_expiry.remove(&(old, index_key(&key)));
                     }
                     if let Some(new) = expires_at_ms {
-                        self.by_expiry.insert((new, key));
+                        self.by_expiry.insert((new, index_key(&key)));
                     }
                     entry.expires_at_ms = expires_at_ms;
                 }
-                entry.json = json;
+                entry.data = data;
             }
-            MapEntry::Vacant(slot) => {
-                slot.insert(Entry { json, expires_at_ms });
+            TableEntry::Vacant(slot) => {
+                slot.insert(Entry { key, data, expires_at_ms });
                 if let Some(new) = expires_at_ms {
-                    self.by_expiry.insert((new, key));
+                    self.by_expiry.insert((new, index_key(&key)));
                 }
             }
         }
     }
 
-    fn take(&mut self, key: &Key) -> Option<Entry> {
-        let entry = self.records.remove(key)?;
+    fn take(&mut self, hash: u64, key: &Key) -> Option<Entry> {
+        let (entry, _) = self.records.find_entry(hash, |entry| entry.key == *key).ok()?.remove();
         if let Some(at) = entry.expires_at_ms {
-            self.by_expiry.remove(&(at, *key));
+            self.by_expiry.remove(&(at, index_key(key)));
         }
         Some(entry)
     }
 
-    fn live(&self, key: &Key, now_ms: i64) -> Option<&Entry> {
-        self.records.get(key).filter(|entry| entry.is_live(now_ms))
+    fn live(&self, hash: u64, key: &Key, now_ms: i64) -> Option<&Entry> {
+        self.records.find(hash, |entry| entry.key == *key).filter(|entry| entry.is_live(now_ms))
     }
 }
 
@@ -173,37 +212,48 @@ impl Shard {
 impl SessionStore for MemoryStore {
     async fn get(&self, id: &SessionId) -> Result<Option<SessionRecord>, StoreError> {
         let key = id.as_bytes();
-        let found =
-            read(self.shard(key)).live(key, now_ms()).map(|entry| (Arc::clone(&entry.json), entry.expires_at_ms));
-        let Some((json, expires_at_ms)) = found else {
+        let hash = self.hash(key);
+        let shard = read(self.shard(hash));
+        let Some(entry) = shard.live(hash, key, now_ms()) else {
             return Ok(None);
         };
-        Ok(Some(SessionRecord::new(decode(&json)?, expires_at_ms.map(expiry::from_unix_ms))))
+        let expires_at = entry.expires_at_ms.map(expiry::from_unix_ms);
+        let data = if entry.data.len() <= DECODE_UNDER_LOCK {
+            decode(&entry.data)
+        } else {
+            let data = Arc::clone(&entry.data);
+            drop(shard);
+            decode(&data)
+        };
+        Ok(Some(SessionRecord::new(data?, expires_at)))
     }
 
     async fn set(&self, id: &SessionId, data: &SessionMap, expires_at: Option<SystemTime>) -> Result<(), StoreError> {
         let key = *id.as_bytes();
-        let json = encode(data)?;
-        write(self.shard(&key)).put(key, json, expires_at.map(expiry::to_unix_ms));
+        let hash = self.hash(&key);
+        let data = codec::encode(data)?;
+        write(self.shard(hash)).put(&self.hasher, hash, key, data, expires_at.map(expiry::to_unix_ms));
         Ok(())
     }
 
     async fn delete(&self, id: &SessionId) -> Result<(), StoreError> {
         let key = id.as_bytes();
+        let hash = self.hash(key);
         // Drop the record after releasing the lock: freeing a large session
         // is work other requests on this shard need not wait for.
-        let removed = write(self.shard(key)).take(key);
+        let removed = write(self.shard(hash)).take(hash, key);
         drop(removed);
         Ok(())
     }
 
     async fn touch(&self, id: &SessionId, expires_at: Option<SystemTime>) -> Result<bool, StoreError> {
         let key = *id.as_bytes();
-        let mut shard = write(self.shard(&key));
-        let Some(json) = shard.live(&key, now_ms()).map(|entry| Arc::clone(&entry.json)) else {
+        let hash = self.hash(&key);
+        let mut shard = write(self.shard(hash));
+        let Some(data) = shard.live(hash, &key, now_ms()).map(|entry| Arc::clone(&entry.data)) else {
             return Ok(false);
         };
-        shard.put(key, json, expires_at.map(expiry::to_unix_ms));
+        shard.put(&self.hasher, hash, key, data, expires_at.map(expiry::to_unix_ms));
         Ok(true)
     }
 
@@ -214,14 +264,15 @@ impl SessionStore for MemoryStore {
         expires_at: Option<SystemTime>,
     ) -> Result<UpdateOutcome, StoreError> {
         let key = *id.as_bytes();
+        let hash = self.hash(&key);
         // The whole read-modify-write happens under the shard's write lock:
         // that is what makes concurrent updates of one session lose nothing.
-        let mut shard = write(self.shard(&key));
-        let Some(entry) = shard.live(&key, now_ms()) else {
+        let mut shard = write(self.shard(hash));
+        let Some(entry) = shard.live(hash, &key, now_ms()) else {
             return Ok(UpdateOutcome::Missing);
         };
-        let data = changes.applied_to(decode(&entry.json)?);
-        shard.put(key, encode(&data)?, expires_at.map(expiry::to_unix_ms));
+        let data = changes.applied_to(decode(&entry.data)?);
+        shard.put(&self.hasher, hash, key, codec::encode(&data)?, expires_at.map(expiry::to_unix_ms));
         Ok(UpdateOutcome::Applied)
     }
 
@@ -230,12 +281,15 @@ impl SessionStore for MemoryStore {
         let mut removed = 0;
         for shard in self.shards.iter() {
             let mut shard = write(shard);
-            while let Some(&(at, key)) = shard.by_expiry.first() {
+            while let Some(&(at, index)) = shard.by_expiry.first() {
                 if at > now {
                     break;
                 }
                 shard.by_expiry.pop_first();
-                shard.records.remove(&key);
+                let key = key_of(index);
+                if let Ok(entry) = shard.records.find_entry(self.hash(&key), |entry| entry.key == key) {
+                    entry.remove();
+                }
                 removed += 1;
             }
         }
