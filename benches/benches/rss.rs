@@ -81,8 +81,35 @@ fn parent() {
             rss_before,
             rss_after,
             peer_rss_growth: Some(peer_after.saturating_sub(peer_before)),
+            random_load_ns: Some(random_load_ns()),
         },
     );
+}
+
+/// Nanoseconds per load when each load's address depends on the previous
+/// one, over a 32 MiB buffer visited in random order: the price of a cache
+/// (and TLB) miss here, which bounds any store operation that touches
+/// memory no recent operation touched.
+fn random_load_ns() -> f64 {
+    const LINE_WORDS: usize = 8;
+    let lines = 32 * 1024 * 1024 / 64;
+    let mut order: Vec<usize> = (0..lines).collect();
+    Rng::new(5).shuffle(&mut order);
+    let mut next = vec![0usize; lines * LINE_WORDS];
+    for (i, &line) in order.iter().enumerate() {
+        next[line * LINE_WORDS] = order[(i + 1) % lines] * LINE_WORDS;
+    }
+    let steps = 2_000_000;
+    let mut at = 0;
+    let start = std::time::Instant::now();
+    for _ in 0..steps {
+        at = next[at];
+    }
+    let elapsed = start.elapsed();
+    std::hint::black_box(at);
+    let ns = elapsed.as_nanos() as f64 / f64::from(steps);
+    println!("a dependent load at a random address of 32 MiB: {ns:.0} ns");
+    ns
 }
 
 /// Fills one store and prints the RSS before and after, in bytes.

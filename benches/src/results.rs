@@ -90,6 +90,9 @@ pub struct Memory {
     pub rss_after: u64,
     /// The same measurement for tower-sessions' `MemoryStore`, for scale.
     pub peer_rss_growth: Option<u64>,
+    /// Nanoseconds per dependent load at random addresses of a 32 MiB
+    /// buffer: what one cache miss costs on this machine.
+    pub random_load_ns: Option<f64>,
 }
 
 fn path(name: &str) -> PathBuf {

@@ -206,7 +206,8 @@ enum Plan {
         retire: Option<SessionId>,
     },
     Update {
-        id: SessionId,
+        /// The id for the refreshed cookie: only with rolling expiry.
+        cookie: Option<SessionId>,
         key: SessionId,
         changes: Changes,
         expires_at: Option<SystemTime>,
@@ -281,7 +282,8 @@ impl Plan {
                 let expires_at = if config.rolling { config.expiry(created, now) } else { expires_at };
                 if !changes.is_empty() {
                     check_limits(&state.data, config)?;
-                    Plan::Update { id: state.id.clone(), key: state.store_key(&state.id, config), changes, expires_at }
+                    let cookie = config.rolling.then(|| state.id.clone());
+                    Plan::Update { cookie, key: state.store_key(&state.id, config), changes, expires_at }
                 } else if config.rolling {
                     Plan::Touch { id: state.id.clone(), key: state.store_key(&state.id, config), expires_at }
                 } else {
@@ -314,13 +316,13 @@ impl Plan {
                 }
                 set_cookie(&id, expires_at)
             }
-            Plan::Update { id, key, changes, expires_at } => {
-                match store.update(&key, &changes, expires_at).await? {
-                    UpdateOutcome::Applied if config.rolling => set_cookie(&id, expires_at),
+            Plan::Update { cookie, key, changes, expires_at } => {
+                match (store.update(&key, &changes, expires_at).await?, cookie) {
+                    (UpdateOutcome::Applied, Some(id)) => set_cookie(&id, expires_at),
                     // Missing: destroyed (or regenerated) by a concurrent request.
                     // No cookie either: a removal could race with the cookie
                     // that request sent.
-                    UpdateOutcome::Applied | UpdateOutcome::Missing => None,
+                    (UpdateOutcome::Applied | UpdateOutcome::Missing, _) => None,
                 }
             }
             Plan::Touch { id, key, expires_at } => {

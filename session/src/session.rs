@@ -81,9 +81,9 @@ pub(crate) struct State {
     pub(crate) status: Status,
     /// A stored id to delete when persisting (after destroy or regenerate).
     pub(crate) retire: Option<SessionId>,
-    /// The loaded session's id and the store key it was read under, so that
-    /// persisting it does not hash the id again.
-    pub(crate) loaded_key: Option<(SessionId, SessionId)>,
+    /// The loaded session's id (its bytes) and the store key it was read
+    /// under, so that persisting it does not hash the id again.
+    pub(crate) loaded_key: Option<([u8; 32], SessionId)>,
     pub(crate) data: SessionMap,
     pub(crate) changes: Changes,
     /// A loaded session that lacked its creation stamp while an absolute
@@ -148,10 +148,10 @@ impl LazySession {
         let stamp_missing = config.absolute_lifetime.is_some() && stamp.is_none();
         let created = stamp.map_or(now, expiry::from_unix_ms);
         Ok(State {
-            id: id.clone(),
+            loaded_key: Some((*id.as_bytes(), key)),
+            id,
             status: Status::Loaded { expires_at: record.expires_at, created },
             retire: None,
-            loaded_key: Some((id, key)),
             data: record.data,
             changes: Changes::new(),
             stamp_missing,
@@ -193,7 +193,7 @@ impl State {
     /// is that session's id, else computed.
     pub(crate) fn store_key(&self, id: &SessionId, config: &SessionConfig) -> SessionId {
         match &self.loaded_key {
-            Some((loaded, key)) if loaded == id => key.clone(),
+            Some((loaded, key)) if loaded == id.as_bytes() => key.clone(),
             _ => config.store_key(id),
         }
     }

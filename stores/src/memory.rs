@@ -271,8 +271,10 @@ impl SessionStore for MemoryStore {
         let Some(entry) = shard.live(hash, &key, now_ms()) else {
             return Ok(UpdateOutcome::Missing);
         };
-        let data = changes.applied_to(decode(&entry.data)?);
-        shard.put(&self.hasher, hash, key, codec::encode(&data)?, expires_at.map(expiry::to_unix_ms));
+        // Patched in its encoded form: the keys the request did not touch
+        // are copied, not decoded and encoded again.
+        let data = codec::patch(&entry.data, changes)?;
+        shard.put(&self.hasher, hash, key, data, expires_at.map(expiry::to_unix_ms));
         Ok(UpdateOutcome::Applied)
     }
 

@@ -29,11 +29,12 @@
 //! length and tag: a bug must surface as an error, never as a panic.
 
 use std::cell::RefCell;
+use std::cmp::Ordering;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use serde_json::{Number, Value};
-use sessionkit::{SessionMap, StoreError};
+use sessionkit::{Change, Changes, SessionMap, StoreError};
 
 /// The deepest nesting stored, the map itself counting as one level: the
 /// limit serde_json's parser has, so what JSON-based stores can read back
@@ -52,6 +53,12 @@ thread_local! {
 
 /// Encodes a session's data.
 pub(super) fn encode(data: &SessionMap) -> Result<Arc<str>, StoreError> {
+    with_buffer(|out| encode_map(out, data, 1))
+}
+
+/// Runs `write` on the thread's cleared encoding buffer and returns what it
+/// wrote, shared.
+fn with_buffer(write: impl FnOnce(&mut String) -> Result<(), StoreError>) -> Result<Arc<str>, StoreError> {
     BUFFER.with(|buffer| {
         // A re-entrant call cannot happen (encoding calls nothing outside
         // this module), but a fresh buffer is the safe answer if it did.
@@ -62,7 +69,7 @@ pub(super) fn encode(data: &SessionMap) -> Result<Arc<str>, StoreError> {
             Err(_) => &mut fresh,
         };
         out.clear();
-        let encoded = encode_map(out, data, 1).map(|()| Arc::from(out.as_str()));
+        let encoded = write(out).map(|()| Arc::from(out.as_str()));
         if out.capacity() > KEEP_BUFFER {
             *out = String::new();
         }
@@ -183,6 +190,86 @@ pub(super) fn decode(text: &str) -> Result<SessionMap, Corrupt> {
     if reader.at == text.len() { Ok(map) } else { Err(reader.corrupt()) }
 }
 
+/// What [`Changes::applied_to`] on the decoded record would give, encoded:
+/// `encode(&changes.applied_to(decode(old)?))`, without decoding the values
+/// the patch leaves alone. Untouched entries are copied as they are stored,
+/// merged by key with the patch's (both are in key order), so an update
+/// costs a copy of the record plus the encoding of what changed.
+pub(super) fn patch(old: &str, changes: &Changes) -> Result<Arc<str>, StoreError> {
+    let corrupt = |err: Corrupt| StoreError::backend("memory store: reading a stored record", err);
+    if !maps_are_sorted() {
+        // serde_json's `preserve_order` is on somewhere in this build: a map
+        // keeps insertion order, which only a real decode reproduces.
+        return encode(&changes.applied_to(decode(old).map_err(corrupt)?));
+    }
+    let mut reader = Reader { text: old, at: 0 };
+    let stored = reader.count().map_err(corrupt)?;
+    let mut stored = if changes.is_cleared() { 0 } else { stored };
+    with_buffer(|out| {
+        let mut count: u64 = 0;
+        let mut patch = changes.iter().peekable();
+        let mut previous: Option<&str> = None;
+        loop {
+            let current = if stored > 0 {
+                let (key, value) = reader.raw_entry().map_err(corrupt)?;
+                // Keys stored out of order would break the merge.
+                if previous.is_some_and(|previous| previous >= key) {
+                    return Err(corrupt(reader.corrupt()));
+                }
+                previous = Some(key);
+                stored -= 1;
+                Some((key, value))
+            } else {
+                None
+            };
+            // Patch entries that sort before the stored one (or all that are
+            // left, past the last one).
+            while let Some(change) = patch.next_if(|change| current.is_none_or(|(key, _)| change.key() < key)) {
+                if let Change::Set(key, value) = change {
+                    push_bytes(out, key);
+                    encode_value(out, value, 1)?;
+                    count += 1;
+                }
+            }
+            let Some((key, value)) = current else {
+                break;
+            };
+            match patch.next_if(|change| change.key().cmp(key) == Ordering::Equal) {
+                Some(Change::Set(key, value)) => {
+                    push_bytes(out, key);
+                    encode_value(out, value, 1)?;
+                    count += 1;
+                }
+                Some(Change::Remove(_)) => {}
+                None => {
+                    push_bytes(out, key);
+                    out.push_str(value);
+                    count += 1;
+                }
+            }
+        }
+        if !changes.is_cleared() && reader.at != old.len() {
+            return Err(corrupt(reader.corrupt()));
+        }
+        let mut head = String::new();
+        push_number(&mut head, count, ':');
+        out.insert_str(0, &head);
+        Ok(())
+    })
+}
+
+/// Whether `SessionMap` iterates in key order (a `BTreeMap`), as it does
+/// unless some crate turned on serde_json's `preserve_order`.
+fn maps_are_sorted() -> bool {
+    static SORTED: OnceLock<bool> = OnceLock::new();
+    *SORTED.get_or_init(|| {
+        let mut map = SessionMap::new();
+        map.insert("b".to_owned(), Value::Null);
+        map.insert("a".to_owned(), Value::Null);
+        map.keys().next().is_some_and(|first| first == "a")
+    })
+}
+
 struct Reader<'a> {
     text: &'a str,
     at: usize,
@@ -233,6 +320,47 @@ impl<'a> Reader<'a> {
         let slice = self.text.get(self.at..end).ok_or_else(|| self.corrupt())?;
         self.at = end;
         Ok(slice)
+    }
+
+    /// One `entry` of a map: its key and its value's encoding, unread.
+    fn raw_entry(&mut self) -> Result<(&'a str, &'a str), Corrupt> {
+        let key = self.bytes()?;
+        let start = self.at;
+        self.skip_value(2)?;
+        Ok((key, self.text.get(start..self.at).ok_or_else(|| self.corrupt())?))
+    }
+
+    /// Moves past one value, checking its shape but building nothing.
+    fn skip_value(&mut self, depth: usize) -> Result<(), Corrupt> {
+        if depth > MAX_DEPTH {
+            return Err(self.corrupt());
+        }
+        match self.byte()? {
+            b'n' | b't' | b'f' => {}
+            b'u' | b'i' => {
+                self.number(b';')?;
+            }
+            b'd' => {
+                self.text.get(self.at..self.at + 16).ok_or_else(|| self.corrupt())?;
+                self.at += 16;
+            }
+            b's' => {
+                self.bytes()?;
+            }
+            b'a' => {
+                for _ in 0..self.count()? {
+                    self.skip_value(depth + 1)?;
+                }
+            }
+            b'o' => {
+                for _ in 0..self.count()? {
+                    self.bytes()?;
+                    self.skip_value(depth + 1)?;
+                }
+            }
+            _ => return Err(self.corrupt()),
+        }
+        Ok(())
     }
 
     fn map(&mut self, depth: usize) -> Result<SessionMap, Corrupt> {
@@ -334,6 +462,52 @@ mod tests {
         let mut objects = SessionMap::new();
         objects.insert("o".into(), (1..MAX_DEPTH).fold(json!({}), |inner, _| json!({ "o": inner })));
         assert!(matches!(encode(&objects), Err(StoreError::Encode(_))));
+    }
+
+    /// `patch` must give exactly what decoding, applying and encoding gives.
+    #[test]
+    fn patching_equals_decoding_applying_and_encoding() {
+        let keys = ["", "a", "b", "bb", "c", "ключ", "z", "😀", "visits"];
+        let values = [json!(null), json!(1), json!(-2), json!(2.5), json!("text"), json!([1, { "x": [] }]), json!({})];
+        let mut seed: u64 = 1;
+        let mut next = |bound: usize| {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((seed >> 33) as usize) % bound
+        };
+        for _ in 0..2_000 {
+            let mut data = SessionMap::new();
+            for _ in 0..next(6) {
+                data.insert(keys[next(keys.len())].to_owned(), values[next(values.len())].clone());
+            }
+            let mut changes = Changes::new();
+            if next(8) == 0 {
+                changes.clear();
+            }
+            for _ in 0..next(4) {
+                let key = keys[next(keys.len())];
+                if next(3) == 0 {
+                    changes.remove(key);
+                } else {
+                    changes.set(key, values[next(values.len())].clone());
+                }
+            }
+            let old = encode(&data).expect("encode");
+            let expected = encode(&changes.applied_to(data.clone())).expect("encode");
+            assert_eq!(patch(&old, &changes).expect("patch"), expected, "{data:?} with {changes:?}");
+        }
+    }
+
+    #[test]
+    fn patching_checks_depth_and_refuses_corrupt_records() {
+        let old = encode(&map(json!({ "a": 1 }))).expect("encode");
+        let mut deep = Changes::new();
+        deep.set("deep", nested(MAX_DEPTH));
+        assert!(matches!(patch(&old, &deep), Err(StoreError::Encode(_))));
+        let mut fine = Changes::new();
+        fine.set("b", json!(2));
+        for bad in ["", "2:1:an", "2:1:bn1:an", "1:1:an trailing", "1:1:a"] {
+            assert!(patch(bad, &fine).is_err(), "{bad:?} patched");
+        }
     }
 
     #[test]
