@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod app;
+pub mod crash_workload;
 pub mod http_suite;
 pub mod observed_store;
 pub mod raw_http;
