@@ -235,10 +235,10 @@ impl SessionConfig {
         if !self.path.starts_with('/') || !self.path.bytes().all(is_attribute_byte) {
             return fail(format!("cookie path {:?} must start with `/` and hold no `;` or control bytes", self.path));
         }
-        if let Some(domain) = &self.domain {
-            if domain.is_empty() || !domain.bytes().all(is_attribute_byte) {
-                return fail(format!("cookie domain {domain:?} is empty or holds `;` or control bytes"));
-            }
+        if let Some(domain) = &self.domain
+            && (domain.is_empty() || !domain.bytes().all(is_attribute_byte))
+        {
+            return fail(format!("cookie domain {domain:?} is empty or holds `;` or control bytes"));
         }
         if self.same_site == SameSite::None && !self.secure {
             return fail("SameSite=None cookies must be Secure: browsers reject them otherwise".into());

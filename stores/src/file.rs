@@ -1,58 +1,9 @@
 //! `FileStore`: one JSON file per session in a directory.
 //!
-//! # Layout
-//!
-//! ```text
-//! sessions/
-//! ├── <id>.json              one session: {"expiresAt": <Unix ms or null>, "data": {…}}
-//! ├── .tmp-<id>-<pid>-<n>    a write in progress (or left behind by a crash)
-//! └── .locks/00 … ff         the stripe lock files (see below)
-//! ```
-//!
-//! A file name is built only from a [`SessionId`], which is 43 characters of
-//! `A-Z a-z 0-9 - _` by construction: no client text, no `/`, no `..` ever
-//! reaches a path.
-//!
-//! # Durability and crash safety
-//!
-//! A write goes to a fresh temporary file in the same directory, is synced
-//! (`fdatasync`), renamed over `<id>.json` (atomic), and the directory is
-//! synced before the write is acknowledged. A crash at any moment therefore
-//! leaves either the old file or the new one, never a mix, and an
-//! acknowledged write is on disk. A crash can leave a temporary file behind;
-//! readers never look at temporary files, and [`delete_expired`] removes them
-//! once they are stale (see there). Deletes sync the directory too.
-//!
-//! Concurrent writers sync their own files in parallel and share directory
-//! syncs: a writer whose rename lands while another writer's directory sync
-//! is running waits for the next one, which covers every rename made in the
-//! meantime (group commit for the directory).
-//!
-//! # Concurrency, within and across processes
-//!
-//! Reads take no lock: files are only ever replaced whole, so a reader sees
-//! the old record or the new one. Every write (`set`, `update`, `touch`,
-//! `delete`, and the sweeper's removals) holds the lock of the session's
-//! *stripe*, one of 256, chosen by a hash of the id: an in-process async
-//! mutex, then an advisory exclusive lock on the stripe's file in `.locks/`
-//! ([`std::fs::File::lock`], `flock(2)` on Unix). So `update` is an atomic
-//! read-modify-write even when several processes share the directory, and
-//! an `update` or `touch` racing a `delete` never brings the session back.
-//! The operating system drops a crashed process's locks. Advisory locks bind
-//! only processes that take them, and are unreliable on network file
-//! systems: keep the directory on a local file system and let only this
-//! store write to it.
-//!
-//! # Damaged files
-//!
-//! A session file that is not valid JSON of the expected shape (truncated by
-//! hand, overwritten, corrupted on disk) reads as absent, with a warning
-//! naming the session by the prefix [`SessionId`]'s `Debug` shows, never by
-//! its whole id. `update` and `touch` treat it as missing; `set` replaces
-//! it. The sweeper leaves it in place (it cannot tell when it expires) and
-//! warns about it.
-//!
-//! [`delete_expired`]: FileStore#method.delete_expired
+//! The public contract (file layout, durability, locking, damaged files)
+//! is documented on [`FileStore`]; the pieces live in submodules: the file
+//! format (`format`), the stripe locks (`locks`) and the shared directory
+//! fsync (`dir_sync`).
 
 mod dir_sync;
 mod format;
@@ -87,8 +38,7 @@ pub(crate) const STALE_TEMP_AGE: Duration = Duration::from_secs(5 * 60);
 ///
 /// Every write is durable (file and directory synced) before it returns,
 /// `update` is atomic across threads and processes, and all file I/O runs
-/// on tokio's blocking threads. See the [module docs](self) for the file
-/// layout, the locking scheme and what happens to damaged files.
+/// on tokio's blocking threads.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
@@ -110,6 +60,61 @@ pub(crate) const STALE_TEMP_AGE: Duration = Duration::from_secs(5 * 60);
 /// assert_eq!(reopened.get(&id).await?.map(|record| record.data), Some(data));
 /// # Ok(()) }
 /// ```
+///
+/// # Layout
+///
+/// ```text
+/// sessions/
+/// ├── <id>.json              one session: {"expiresAt": <Unix ms or null>, "data": {…}}
+/// ├── .tmp-<id>-<pid>-<n>    a write in progress (or left behind by a crash)
+/// └── .locks/00 … ff         the stripe lock files (see below)
+/// ```
+///
+/// A file name is built only from a [`SessionId`], which is 43 characters of
+/// `A-Z a-z 0-9 - _` by construction: no client text, no `/`, no `..` ever
+/// reaches a path.
+///
+/// # Durability and crash safety
+///
+/// A write goes to a fresh temporary file in the same directory, is synced
+/// (`fdatasync`), renamed over `<id>.json` (atomic), and the directory is
+/// synced before the write is acknowledged. A crash at any moment therefore
+/// leaves either the old file or the new one, never a mix, and an
+/// acknowledged write is on disk. A crash can leave a temporary file behind;
+/// readers never look at temporary files, and [`delete_expired`] removes them
+/// once they are stale (older than five minutes, and no writer holds their
+/// session's lock). Deletes sync the directory too.
+///
+/// Concurrent writers sync their own files in parallel and share directory
+/// syncs: a writer whose rename lands while another writer's directory sync
+/// is running waits for the next one, which covers every rename made in the
+/// meantime (group commit for the directory).
+///
+/// # Concurrency, within and across processes
+///
+/// Reads take no lock: files are only ever replaced whole, so a reader sees
+/// the old record or the new one. Every write (`set`, `update`, `touch`,
+/// `delete`, and the sweeper's removals) holds the lock of the session's
+/// *stripe*, one of 256, chosen by a hash of the id: an in-process async
+/// mutex, then an advisory exclusive lock on the stripe's file in `.locks/`
+/// ([`std::fs::File::lock`], `flock(2)` on Unix). So `update` is an atomic
+/// read-modify-write even when several processes share the directory, and
+/// an `update` or `touch` racing a `delete` never brings the session back.
+/// The operating system drops a crashed process's locks. Advisory locks bind
+/// only processes that take them, and are unreliable on network file
+/// systems: keep the directory on a local file system and let only this
+/// store write to it.
+///
+/// # Damaged files
+///
+/// A session file that is not valid JSON of the expected shape (truncated by
+/// hand, overwritten, corrupted on disk) reads as absent, with a warning
+/// naming the session by the prefix [`SessionId`]'s `Debug` shows, never by
+/// its whole id. `update` and `touch` treat it as missing; `set` replaces
+/// it. The sweeper leaves it in place (it cannot tell when it expires) and
+/// warns about it.
+///
+/// [`delete_expired`]: SessionStore::delete_expired
 #[derive(Clone)]
 pub struct FileStore {
     inner: Arc<Inner>,
@@ -577,6 +582,36 @@ mod tests {
         }
         assert_eq!(temp_file_id(".tmp-probe-1-0"), None);
         assert_eq!(temp_file_id(".tmp-"), None);
+    }
+
+    /// A temporary file, however old, is kept while its session's stripe is
+    /// locked (a writer in another process may be at work on it).
+    #[tokio::test]
+    async fn the_sweeper_keeps_temporary_files_of_sessions_being_written() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = FileStore::open(dir.path()).await.expect("open");
+        let id = SessionId::generate();
+        let temp = dir.path().join(format!(".tmp-{id}-99-0"));
+        fs::write(&temp, b"{").expect("write");
+        let old = SystemTime::now() - STALE_TEMP_AGE - Duration::from_secs(1);
+        File::options().write(true).open(&temp).expect("open").set_modified(old).expect("backdate");
+
+        // Another process's writer: its own lock table, the same lock files.
+        let theirs = Locks::new(dir.path());
+        let stripe = stripe_of(&id);
+        let held = theirs.lock_file(stripe, theirs.lock_local(stripe).await).expect("lock");
+        store.delete_expired().await.expect("sweep");
+        assert!(temp.exists(), "a temporary file whose session is locked must be kept");
+
+        drop(held);
+        // In this process: the in-process lock alone must keep it too.
+        let local = store.inner.locks.lock_local(stripe).await;
+        store.delete_expired().await.expect("sweep");
+        assert!(temp.exists(), "a temporary file whose session is locked in-process must be kept");
+
+        drop(local);
+        store.delete_expired().await.expect("sweep");
+        assert!(!temp.exists(), "a stale temporary file nobody holds must be removed");
     }
 
     #[test]

@@ -72,10 +72,10 @@ impl<C: Committer> Drop for GroupCommit<C> {
         // Closing the channel ends the writer's loop after it has committed
         // what is queued.
         self.sender.take();
-        if let Some(thread) = self.thread.take() {
-            if thread.join().is_err() {
-                tracing::error!("a session store writer thread panicked");
-            }
+        if let Some(thread) = self.thread.take()
+            && thread.join().is_err()
+        {
+            tracing::error!("a session store writer thread panicked");
         }
     }
 }

@@ -65,10 +65,10 @@ impl Sweeper {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
-        if let Some(task) = self.task.take() {
-            if let Err(err) = task.await {
-                tracing::error!(error = &err as &dyn std::error::Error, "the session sweeper task failed");
-            }
+        if let Some(task) = self.task.take()
+            && let Err(err) = task.await
+        {
+            tracing::error!(error = &err as &dyn std::error::Error, "the session sweeper task failed");
         }
     }
 }

@@ -62,10 +62,10 @@ impl DirSync {
         state.issued += 1;
         let ticket = state.issued;
         loop {
-            if let Some((after, upto, err)) = &state.failed {
-                if (*after + 1..=*upto).contains(&ticket) {
-                    return Err(io::Error::new(err.kind(), SharedError(Arc::clone(err))));
-                }
+            if let Some((after, upto, err)) = &state.failed
+                && (*after + 1..=*upto).contains(&ticket)
+            {
+                return Err(io::Error::new(err.kind(), SharedError(Arc::clone(err))));
             }
             if state.synced >= ticket {
                 return Ok(());

@@ -66,10 +66,19 @@ pub(super) fn stripe_of(id: &SessionId) -> usize {
 /// An exclusive lock on one stripe, in this process and across processes.
 /// Dropping it unlocks both.
 pub(super) struct StripeGuard {
-    // Field order is drop order: the file lock is released (by closing the
-    // file) before the in-process lock lets the next writer in.
-    _file: File,
+    // Field order is drop order: the file is closed before the in-process
+    // lock lets the next writer of this process in.
+    file: File,
     _local: OwnedMutexGuard<()>,
+}
+
+impl Drop for StripeGuard {
+    fn drop(&mut self) {
+        // Closing the file would release the lock too, but Windows may
+        // release a closed handle's locks late; unlocking first is prompt
+        // everywhere. On failure, closing the file still releases it.
+        let _ = self.file.unlock();
+    }
 }
 
 /// The in-process half of a stripe lock, to be completed on a blocking
@@ -105,14 +114,14 @@ impl Locks {
     pub(super) fn lock_file(&self, stripe: usize, local: LocalGuard) -> io::Result<StripeGuard> {
         let file = self.open(stripe)?;
         file.lock()?;
-        Ok(StripeGuard { _file: file, _local: local })
+        Ok(StripeGuard { file, _local: local })
     }
 
     /// Completes a stripe lock if no other process holds the lock file.
     pub(super) fn try_lock_file(&self, stripe: usize, local: LocalGuard) -> io::Result<Option<StripeGuard>> {
         let file = self.open(stripe)?;
         match file.try_lock() {
-            Ok(()) => Ok(Some(StripeGuard { _file: file, _local: local })),
+            Ok(()) => Ok(Some(StripeGuard { file, _local: local })),
             Err(TryLockError::WouldBlock) => Ok(None),
             Err(TryLockError::Error(err)) => Err(err),
         }
