@@ -338,3 +338,116 @@ async fn an_update_racing_a_delete_elsewhere_never_resurrects_the_session() {
         assert_eq!(ours.get(&id).await.expect("get"), None, "an update brought a deleted session back");
     }
 }
+
+/// The helper program that writes to a store from another process.
+const WRITER: &str = env!("CARGO_BIN_EXE_file-store-writer");
+
+/// Real processes (two helpers and this test) updating one session through
+/// their own stores: only the lock files coordinate them, and no key is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn updates_from_three_processes_lose_no_key() {
+    const PER_WRITER: usize = 40;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = store_in(&dir).await;
+    let id = SessionId::generate();
+    store.set(&id, &data(json!({ "base": true })), None).await.expect("set");
+    let children: Vec<_> = ["a", "b"]
+        .iter()
+        .map(|prefix| {
+            std::process::Command::new(WRITER)
+                .arg(dir.path())
+                .args(["update", id.as_str(), prefix, &PER_WRITER.to_string()])
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("start a writer process")
+        })
+        .collect();
+    for i in 0..PER_WRITER {
+        let mut changes = Changes::new();
+        changes.set(format!("c{i}"), json!(i));
+        assert_eq!(store.update(&id, &changes, None).await.expect("update"), UpdateOutcome::Applied);
+    }
+    for child in children {
+        let output = tokio::task::spawn_blocking(move || child.wait_with_output()).await.expect("join").expect("wait");
+        assert!(output.status.success(), "a writer process failed: {}", String::from_utf8_lossy(&output.stderr));
+    }
+    let got = store.get(&id).await.expect("get").expect("the session");
+    let lost: Vec<String> = ["a", "b", "c"]
+        .iter()
+        .flat_map(|prefix| (0..PER_WRITER).map(move |i| format!("{prefix}{i}")))
+        .filter(|key| !got.data.contains_key(key))
+        .collect();
+    assert!(lost.is_empty(), "updates from separate processes lost keys {lost:?}");
+}
+
+/// A writer process killed (SIGKILL on Unix) at arbitrary moments: every
+/// write it acknowledged is intact, and every session file is whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_writer_killed_mid_write_leaves_only_whole_sessions() {
+    use std::io::BufRead as _;
+
+    for round in 0..6 {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ids: Vec<SessionId> = (0..4).map(|_| SessionId::generate()).collect();
+        let mut child = std::process::Command::new(WRITER)
+            .arg(dir.path())
+            .arg("churn")
+            .args(ids.iter().map(SessionId::as_str))
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("start a writer process");
+        let stdout = child.stdout.take().expect("stdout");
+        // Let it acknowledge a varying number of writes, wait a varying
+        // few milliseconds so the kill lands at a different point of a
+        // write each round, kill it, then collect every acknowledgement it
+        // printed before dying.
+        let wanted = 3 + round * 5;
+        let jitter = Duration::from_micros(u64::from(SessionId::generate().as_bytes()[0]) * 40);
+        let acked = tokio::task::spawn_blocking(move || {
+            let mut acked: Vec<Option<u64>> = vec![None; 4];
+            let mut lines = std::io::BufReader::new(stdout).lines();
+            let mut record = |line: String| {
+                let (index, n) = line.split_once(' ').expect("an acknowledgement line");
+                acked[index.parse::<usize>().expect("index")] = Some(n.parse().expect("counter"));
+            };
+            for line in lines.by_ref().take(wanted) {
+                record(line.expect("read"));
+            }
+            std::thread::sleep(jitter);
+            child.kill().expect("kill the writer");
+            child.wait().expect("wait");
+            for line in lines {
+                record(line.expect("read"));
+            }
+            acked
+        })
+        .await
+        .expect("join");
+
+        let store = store_in(&dir).await;
+        for (index, id) in ids.iter().enumerate() {
+            let got = store.get(id).await.expect("get");
+            match (acked[index], got) {
+                (Some(n), Some(record)) => {
+                    let stored = record.data.get("n").and_then(Value::as_u64).expect("a counter");
+                    // The write in flight at the kill may or may not have landed.
+                    assert!(stored == n || stored == n + 1, "round {round}: acknowledged {n}, found {stored}");
+                    assert_eq!(record.data.get("pad").and_then(Value::as_str).map(str::len), Some(20_000));
+                }
+                (Some(n), None) => panic!("round {round}: acknowledged write {n} of session {index} is lost"),
+                (None, Some(record)) => assert_eq!(record.data.get("n"), Some(&json!(0)), "round {round}"),
+                (None, None) => {}
+            }
+        }
+        for name in listing(dir.path()) {
+            let whole =
+                name == ".locks" || name.starts_with(".tmp-") || ids.iter().any(|id| name == format!("{id}.json"));
+            assert!(whole, "round {round}: unexpected file {name:?}");
+            if let Some(text) = name.strip_suffix(".json") {
+                let id = SessionId::parse(text).expect("a session file name");
+                assert!(store.get(&id).await.expect("get").is_some(), "round {round}: a session file is not whole");
+            }
+        }
+        assert_eq!(store.delete_expired().await.expect("sweep after a crash"), 0);
+    }
+}
