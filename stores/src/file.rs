@@ -32,7 +32,7 @@ const SESSION_SUFFIX: &str = ".json";
 /// left over from a crash and is removed by the sweeper. A write holds its
 /// temporary file for milliseconds; the age is a second line of defence
 /// behind the stripe lock check.
-pub(crate) const STALE_TEMP_AGE: Duration = Duration::from_secs(5 * 60);
+const STALE_TEMP_AGE: Duration = Duration::from_secs(5 * 60);
 
 /// A session store keeping one JSON file per session in a directory.
 ///
