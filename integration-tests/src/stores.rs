@@ -44,3 +44,10 @@ pub async fn sqlite() -> StoreUnderTest {
     let store = sessionkit_stores::SqliteStore::open(dir.path().join("sessions.db")).await.expect("open sqlite");
     StoreUnderTest::guarded("sqlite", store, dir)
 }
+
+/// A directory of JSON files in a temporary directory.
+pub async fn file() -> StoreUnderTest {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let store = sessionkit_stores::FileStore::open(dir.path().join("sessions")).await.expect("open file store");
+    StoreUnderTest::guarded("file", store, dir)
+}

@@ -108,13 +108,15 @@ fn run_child(kind: &str, path: &Path, round: u64, rng: &mut Rng) -> Round {
 
 async fn reopen(kind: &str, path: &Path) -> Arc<dyn SessionStore> {
     match kind {
+        "file" => Arc::new(sessionkit_stores::FileStore::open(path).await.expect("reopen the file store")),
         "sqlite" => Arc::new(sessionkit_stores::SqliteStore::open(path).await.expect("reopen sqlite")),
         "redb" | "redb-volatile" => Arc::new(sessionkit_stores::RedbStore::open(path).expect("reopen redb")),
         other => panic!("unknown store kind {other}"),
     }
 }
 
-async fn crash_rounds(kind: &str, file: &str, rounds: u64) {
+/// Runs `rounds` kill-and-check rounds; returns the directory holding the store.
+async fn crash_rounds(kind: &str, file: &str, rounds: u64) -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("temporary directory");
     let path = dir.path().join(file);
     let mut rng = Rng::from_env_or_clock();
@@ -172,6 +174,35 @@ async fn crash_rounds(kind: &str, file: &str, rounds: u64) {
          {in_flight_total} in-flight writes found committed, none torn",
         started.elapsed()
     );
+    dir
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn file_store_survives_sigkill() {
+    let dir = crash_rounds("file", "sessions", ROUNDS).await;
+    // Writers killed mid-write leave temporary files behind. They never broke
+    // a read above; once stale, the sweeper removes them.
+    let temps = || {
+        std::fs::read_dir(dir.path().join("sessions"))
+            .expect("list the store")
+            .filter_map(Result::ok)
+            .filter(|entry| entry.file_name().to_string_lossy().starts_with(".tmp-"))
+            .map(|entry| entry.path())
+            .collect::<Vec<_>>()
+    };
+    let left = temps();
+    println!("file: {} temporary files left behind by the kills", left.len());
+    let an_hour_ago = SystemTime::now() - Duration::from_secs(3600);
+    for temp in &left {
+        let file = std::fs::File::options().write(true).open(temp).expect("open a leftover");
+        file.set_modified(an_hour_ago).expect("age the leftover");
+    }
+    let store = reopen("file", &dir.path().join("sessions")).await;
+    store.delete_expired().await.expect("sweep");
+    assert_eq!(temps(), Vec::<std::path::PathBuf>::new(), "the sweeper must remove stale temporary files");
+    for sid in 0..SESSIONS {
+        store.get(&crash_workload::session_id(sid)).await.expect("reads still work after the sweep");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -120,6 +120,14 @@ fn filler(disk: &SmallDisk, bytes: usize) -> PathBuf {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn file_store_survives_a_full_disk() {
+    let Some(disk) = small_disk(4 << 20) else { return };
+    let filler = filler(&disk, 1 << 20);
+    let store = sessionkit_stores::FileStore::open(disk.path().join("sessions")).await.expect("open");
+    fill_fail_free_recover(Arc::new(store), filler).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_survives_a_full_disk() {
     let Some(disk) = small_disk(4 << 20) else { return };
     let filler = filler(&disk, 1 << 20);

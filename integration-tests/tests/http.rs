@@ -74,7 +74,7 @@ macro_rules! http_suite_for {
     )*};
 }
 
-http_suite_for!(memory, redb, sqlite);
+http_suite_for!(memory, file, redb, sqlite);
 
 /// Behaviour that does not depend on the store, checked once.
 mod layer {

@@ -4,6 +4,7 @@
 //! | store | feature | for |
 //! | --- | --- | --- |
 //! | [`MemoryStore`] | `memory` (default) | one process, tests, development |
+//! | [`FileStore`] | `file` | one machine, no database: one JSON file per session, durable, shareable between processes |
 //! | [`RedbStore`] | `redb` | one process, sessions that survive restarts, no server to run |
 //! | [`SqliteStore`] | `sqlite` | one machine, sessions that survive restarts, in a file or in your app's SQLite database |
 //!
@@ -14,6 +15,8 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+#[cfg(feature = "file")]
+mod file;
 // The shared writer thread of the durable stores.
 #[cfg(any(test, feature = "redb", feature = "sqlite"))]
 mod group_commit;
@@ -27,6 +30,8 @@ mod sweeper;
 
 #[cfg(feature = "redb")]
 pub use self::redb::{RedbDurability, RedbStore, RedbStoreBuilder};
+#[cfg(feature = "file")]
+pub use file::FileStore;
 #[cfg(feature = "memory")]
 pub use memory::MemoryStore;
 /// The rusqlite this crate was built with, for [`SqliteStore::from_connection`].

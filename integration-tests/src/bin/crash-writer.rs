@@ -19,6 +19,7 @@ fn log(line: &str) {
 
 async fn open(kind: &str, path: &str) -> Arc<dyn SessionStore> {
     let opened: Result<Arc<dyn SessionStore>, sessionkit::StoreError> = match kind {
+        "file" => sessionkit_stores::FileStore::open(path).await.map(|s| Arc::new(s) as _),
         "sqlite" => sessionkit_stores::SqliteStore::open(path).await.map(|s| Arc::new(s) as _),
         "redb" => sessionkit_stores::RedbStore::open(path).map(|s| Arc::new(s) as _),
         // Acknowledges before durability: only for the test that proves the check can fail.
