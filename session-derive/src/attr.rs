@@ -1,0 +1,241 @@
+//! `#[session(...)]` attributes, parsed with syn 2's `parse_nested_meta`.
+//!
+//! Parsing never stops at the first mistake: every problem is recorded in an
+//! [`Errors`] collector and parsing moves on to the next item, so a user
+//! sees all of them in one build (serde_derive and thiserror do the same).
+
+use proc_macro2::Span;
+use syn::meta::ParseNestedMeta;
+use syn::spanned::Spanned;
+use syn::{Attribute, Expr, ExprLit, ExprPath, Lit, LitStr, Path, Token, parenthesized};
+
+use crate::case::RenameRule;
+
+/// Accumulates errors; turns into one combined `syn::Error`.
+#[derive(Default)]
+pub(crate) struct Errors {
+    first: Option<syn::Error>,
+}
+
+impl Errors {
+    pub(crate) fn push(&mut self, error: syn::Error) {
+        match &mut self.first {
+            Some(first) => first.combine(error),
+            None => self.first = Some(error),
+        }
+    }
+
+    pub(crate) fn finish(self) -> Result<(), syn::Error> {
+        self.first.map_or(Ok(()), Err)
+    }
+}
+
+/// Container attributes, as written.
+#[derive(Default)]
+pub(crate) struct ContainerAttrs {
+    pub(crate) prefix: Option<LitStr>,
+    pub(crate) rename_all: Option<RenameRule>,
+    pub(crate) krate: Option<Path>,
+}
+
+/// How a field falls back when its key is absent.
+pub(crate) enum DefaultAttr {
+    /// `#[session(default)]`: `Default::default()`. The span is the
+    /// attribute's, so a type without `Default` is reported there.
+    Trait(Span),
+    /// `#[session(default = "path")]`: calls `path()`.
+    Path(ExprPath),
+}
+
+/// Field attributes, as written.
+#[derive(Default)]
+pub(crate) struct FieldAttrs {
+    pub(crate) rename: Option<LitStr>,
+    pub(crate) default: Option<DefaultAttr>,
+    /// The span of the `skip` word.
+    pub(crate) skip: Option<Span>,
+}
+
+impl ContainerAttrs {
+    pub(crate) fn parse(attrs: &[Attribute], errors: &mut Errors) -> Self {
+        let mut out = Self::default();
+        for attr in session_attrs(attrs) {
+            let result = attr.parse_nested_meta(|meta| {
+                if meta.path.is_ident("prefix") {
+                    let value = string_value(&meta, "prefix", errors)?;
+                    set_once(&mut out.prefix, value, &meta, errors);
+                } else if meta.path.is_ident("rename_all") {
+                    let rule = string_value(&meta, "rename_all", errors)?.and_then(|lit| {
+                        let rule = RenameRule::from_name(&lit.value());
+                        if rule.is_none() {
+                            let message = format!(
+                                "unknown `rename_all` casing {:?}; expected one of {}",
+                                lit.value(),
+                                RenameRule::expected()
+                            );
+                            errors.push(syn::Error::new(lit.span(), message));
+                        }
+                        rule
+                    });
+                    set_once(&mut out.rename_all, rule, &meta, errors);
+                } else if meta.path.is_ident("crate") {
+                    let path = string_value(&meta, "crate", errors)?.and_then(|lit| match lit.parse::<Path>() {
+                        Ok(path) => Some(path),
+                        Err(_) => {
+                            let message = format!(
+                                "`crate` expects the path of the sessionkit crate, like `crate = \"::sessionkit\"`, not {:?}",
+                                lit.value()
+                            );
+                            errors.push(syn::Error::new(lit.span(), message));
+                            None
+                        }
+                    });
+                    set_once(&mut out.krate, path, &meta, errors);
+                } else {
+                    errors.push(meta.error(format!(
+                        "unknown `session` attribute `{}` on a struct; expected `prefix`, `rename_all` or `crate`",
+                        path_text(&meta.path)
+                    )));
+                    skip_value(&meta)?;
+                }
+                Ok(())
+            });
+            if let Err(err) = result {
+                errors.push(err);
+            }
+        }
+        out
+    }
+}
+
+impl FieldAttrs {
+    pub(crate) fn parse(attrs: &[Attribute], errors: &mut Errors) -> Self {
+        let mut out = Self::default();
+        // Where each attribute was written, to point a conflict with `skip`
+        // at the attribute that has no effect.
+        let mut rename_span = None;
+        let mut default_span = None;
+        for attr in session_attrs(attrs) {
+            let result = attr.parse_nested_meta(|meta| {
+                if meta.path.is_ident("rename") {
+                    rename_span.get_or_insert(meta.path.span());
+                    let value = string_value(&meta, "rename", errors)?;
+                    set_once(&mut out.rename, value, &meta, errors);
+                } else if meta.path.is_ident("default") {
+                    default_span.get_or_insert(meta.path.span());
+                    let value = if meta.input.peek(Token![=]) {
+                        string_value(&meta, "default", errors)?.and_then(|lit| match lit.parse::<ExprPath>() {
+                            Ok(path) => Some(DefaultAttr::Path(path)),
+                            Err(_) => {
+                                let message = format!(
+                                    "`default = \"...\"` expects the path of a function returning the field's type, not {:?}",
+                                    lit.value()
+                                );
+                                errors.push(syn::Error::new(lit.span(), message));
+                                None
+                            }
+                        })
+                    } else {
+                        no_value(&meta, "default", errors)?;
+                        Some(DefaultAttr::Trait(meta.path.span()))
+                    };
+                    set_once(&mut out.default, value, &meta, errors);
+                } else if meta.path.is_ident("skip") {
+                    no_value(&meta, "skip", errors)?;
+                    set_once(&mut out.skip, Some(meta.path.span()), &meta, errors);
+                } else {
+                    errors.push(meta.error(format!(
+                        "unknown `session` attribute `{}` on a field; expected `rename`, `default` or `skip`",
+                        path_text(&meta.path)
+                    )));
+                    skip_value(&meta)?;
+                }
+                Ok(())
+            });
+            if let Err(err) = result {
+                errors.push(err);
+            }
+        }
+        if out.skip.is_some() {
+            for (span, name) in [(rename_span, "rename"), (default_span, "default")] {
+                if let Some(span) = span {
+                    let message = format!(
+                        "`{name}` has no effect on a `skip` field: it is not stored, and loads as `Default::default()`"
+                    );
+                    errors.push(syn::Error::new(span, message));
+                }
+            }
+        }
+        out
+    }
+}
+
+fn session_attrs(attrs: &[Attribute]) -> impl Iterator<Item = &Attribute> {
+    attrs.iter().filter(|attr| attr.path().is_ident("session"))
+}
+
+/// Stores `value` unless the attribute was already given, which is an error
+/// pointing at the repeated attribute.
+fn set_once<T>(slot: &mut Option<T>, value: Option<T>, meta: &ParseNestedMeta<'_>, errors: &mut Errors) {
+    if slot.is_some() {
+        errors.push(meta.error(format!("duplicate `{}` attribute", path_text(&meta.path))));
+    } else if value.is_some() {
+        *slot = value;
+    }
+}
+
+/// Parses `= "string"`. A value of another kind is recorded as an error and
+/// gives `None`; only a syntax error that leaves the input unusable is
+/// returned as `Err`.
+fn string_value(meta: &ParseNestedMeta<'_>, name: &str, errors: &mut Errors) -> syn::Result<Option<LitStr>> {
+    if !meta.input.peek(Token![=]) {
+        errors.push(meta.error(format!("`{name}` expects a string: `{name} = \"...\"`")));
+        skip_value(meta)?;
+        return Ok(None);
+    }
+    let expr: Expr = meta.value()?.parse()?;
+    match unwrap_groups(&expr) {
+        Expr::Lit(ExprLit { lit: Lit::Str(lit), .. }) => Ok(Some(lit.clone())),
+        other => {
+            errors.push(syn::Error::new_spanned(
+                other,
+                format!("`{name}` expects a string literal, like `{name} = \"...\"`"),
+            ));
+            Ok(None)
+        }
+    }
+}
+
+/// A flag attribute (`skip`, bare `default`) must not be given a value.
+fn no_value(meta: &ParseNestedMeta<'_>, name: &str, errors: &mut Errors) -> syn::Result<()> {
+    if meta.input.peek(Token![=]) || meta.input.peek(syn::token::Paren) {
+        errors.push(meta.error(format!("`{name}` takes no value")));
+        skip_value(meta)?;
+    }
+    Ok(())
+}
+
+/// Consumes whatever follows an attribute's name (`= expr` or `(...)`), so
+/// parsing can go on after an error.
+fn skip_value(meta: &ParseNestedMeta<'_>) -> syn::Result<()> {
+    if meta.input.peek(Token![=]) {
+        meta.value()?.parse::<Expr>()?;
+    } else if meta.input.peek(syn::token::Paren) {
+        let content;
+        parenthesized!(content in meta.input);
+        content.parse::<proc_macro2::TokenStream>()?;
+    }
+    Ok(())
+}
+
+/// Attributes written by `macro_rules!` can wrap values in invisible groups.
+fn unwrap_groups(expr: &Expr) -> &Expr {
+    match expr {
+        Expr::Group(group) => unwrap_groups(&group.expr),
+        other => other,
+    }
+}
+
+fn path_text(path: &Path) -> String {
+    path.segments.iter().map(|segment| segment.ident.to_string()).collect::<Vec<_>>().join("::")
+}

@@ -1,0 +1,250 @@
+//! Code generation from the validated [`Container`].
+//!
+//! Every path is absolute (`::core::...`, or the sessionkit crate path), so the
+//! output means the same whatever the user's crate has in scope. The work
+//! (reading, comparing, writing JSON) happens in `sessionkit::__private`
+//! functions; the generated code only wires fields to keys, which keeps it
+//! small and keeps the runtime behaviour in one tested place.
+
+use std::collections::HashSet;
+
+use proc_macro2::{Span, TokenStream, TokenTree};
+use quote::{format_ident, quote, quote_spanned};
+use syn::spanned::Spanned;
+use syn::{GenericParam, Ident, Type, TypeParam};
+
+use crate::ast::{Container, Field, Storage};
+use crate::attr::DefaultAttr;
+
+pub(crate) fn expand(cont: &Container<'_>) -> TokenStream {
+    let krate = &cont.krate;
+    let ident = cont.ident;
+    let vis = cont.vis;
+    let (impl_generics, ty_generics, _) = cont.generics.split_for_impl();
+    let predicates = predicates(cont);
+
+    let keys: Vec<&str> = cont.stored().map(|(_, key, _)| key).collect();
+    let keys_doc = if keys.is_empty() {
+        "This struct stores no keys.".to_owned()
+    } else {
+        format!("Keys: {}.", keys.iter().map(|key| format!("`{key}`")).collect::<Vec<_>>().join(", "))
+    };
+
+    let session_unused = if keys.is_empty() { quote!(let _ = session;) } else { TokenStream::new() };
+
+    let load_fields = cont.fields.iter().map(|field| {
+        let member = field.ident;
+        let value = match &field.storage {
+            Storage::Stored { key, default } => {
+                let read = read(krate, field, key, default.as_ref());
+                quote!(#read?)
+            }
+            // Spanned at the type, so a missing `Default` is reported on the
+            // field that needs it.
+            Storage::Skipped => {
+                let ty = field.ty;
+                quote_spanned!(ty.span()=> <#ty as ::core::default::Default>::default())
+            }
+        };
+        quote!(#member: #value)
+    });
+    let load_fields = load_fields.collect::<Vec<_>>();
+
+    let stored: Vec<_> = cont.stored().collect();
+    let values: Vec<Ident> = (0..stored.len()).map(|i| format_ident!("__sessionkit_value_{}", i)).collect();
+    let serialize = stored.iter().zip(&values).map(|((field, key, _), value)| {
+        let member = field.ident;
+        quote!(let #value = #krate::__private::to_value(#key, &self.#member)?;)
+    });
+    let store =
+        stored.iter().zip(&values).map(|((field, key, default), value)| write(krate, field, key, *default, value));
+
+    let accessors = stored.iter().map(|(field, key, default)| {
+        let getter = field.ident;
+        let name = field.name();
+        let setter = format_ident!("set_{}", name, span = field.ident.span());
+        let remover = format_ident!("remove_{}", name, span = field.ident.span());
+        let ty = field.ty;
+        let read = read(krate, field, key, *default);
+        let value = Ident::new("value", Span::call_site());
+        let serialized = Ident::new("__sessionkit_value", Span::call_site());
+        let write = write(krate, field, key, *default, &serialized);
+        let getter_doc = format!("Reads `{key}` from the session, as [`load`](Self::load) reads it.");
+        let setter_doc = format!(
+            "Writes `{key}`, as [`save`](Self::save) writes it: a value the session already holds is not a change."
+        );
+        let remover_doc = format!("Removes `{key}` from the session.");
+        quote! {
+            #[doc = #getter_doc]
+            #vis fn #getter(session: &#krate::Session) -> ::core::result::Result<#ty, #krate::SessionError> {
+                #read
+            }
+
+            #[doc = #setter_doc]
+            #vis fn #setter(session: &#krate::Session, #value: #ty) -> ::core::result::Result<(), #krate::SessionError> {
+                let #serialized = #krate::__private::to_value(#key, &#value)?;
+                #write
+                ::core::result::Result::Ok(())
+            }
+
+            #[doc = #remover_doc]
+            #vis fn #remover(session: &#krate::Session) {
+                #krate::__private::remove(session, #key);
+            }
+        }
+    });
+
+    let load_doc = format!(
+        "Reads this struct from the session: a missing required key or a value of the wrong shape is an error \
+         naming the key. {keys_doc}"
+    );
+    let extractor = extractor(cont, &predicates);
+
+    quote! {
+        #[automatically_derived]
+        impl #impl_generics #krate::SessionData for #ident #ty_generics where #(#predicates,)* {
+            const KEYS: &'static [&'static str] = &[#(#keys),*];
+
+            fn load(session: &#krate::Session) -> ::core::result::Result<Self, #krate::SessionError> {
+                #session_unused
+                ::core::result::Result::Ok(Self { #(#load_fields,)* })
+            }
+
+            fn save(&self, session: &#krate::Session) -> ::core::result::Result<(), #krate::SessionError> {
+                #session_unused
+                #(#serialize)*
+                #(#store)*
+                ::core::result::Result::Ok(())
+            }
+
+            fn clear(session: &#krate::Session) {
+                #krate::__private::remove_all(session, <Self as #krate::SessionData>::KEYS);
+            }
+        }
+
+        // The struct-level methods are repeated here so that `Cart::load`
+        // works without importing the trait. Accessors a program does not
+        // call are not its dead code: it did not write them.
+        #[allow(dead_code)]
+        impl #impl_generics #ident #ty_generics where #(#predicates,)* {
+            #[doc = #keys_doc]
+            #vis const KEYS: &'static [&'static str] = <Self as #krate::SessionData>::KEYS;
+
+            #[doc = #load_doc]
+            #vis fn load(session: &#krate::Session) -> ::core::result::Result<Self, #krate::SessionError> {
+                <Self as #krate::SessionData>::load(session)
+            }
+
+            /// Writes the fields whose values differ from what the session holds; an unchanged struct
+            /// changes nothing and causes no store write.
+            #vis fn save(&self, session: &#krate::Session) -> ::core::result::Result<(), #krate::SessionError> {
+                <Self as #krate::SessionData>::save(self, session)
+            }
+
+            /// Removes this struct's keys from the session, and no others.
+            #vis fn clear(session: &#krate::Session) {
+                <Self as #krate::SessionData>::clear(session)
+            }
+
+            #(#accessors)*
+        }
+
+        #extractor
+    }
+}
+
+/// An expression reading one field's value from `session`, as a `Result`.
+fn read(krate: &syn::Path, field: &Field<'_>, key: &str, default: Option<&DefaultAttr>) -> TokenStream {
+    let ty = field.ty;
+    // Spanned at the type, so an unsatisfied serde bound points at the field.
+    match default {
+        None => quote_spanned!(ty.span()=> #krate::__private::load::<#ty>(session, #key)),
+        Some(DefaultAttr::Trait(span)) => {
+            let default = quote_spanned!(*span=> <#ty as ::core::default::Default>::default);
+            quote_spanned!(ty.span()=> #krate::__private::load_or::<#ty, _>(session, #key, #default))
+        }
+        Some(DefaultAttr::Path(path)) => {
+            quote_spanned!(ty.span()=> #krate::__private::load_or::<#ty, _>(session, #key, #path))
+        }
+    }
+}
+
+/// A statement writing an already serialized field value to `session`.
+fn write(krate: &syn::Path, field: &Field<'_>, key: &str, default: Option<&DefaultAttr>, value: &Ident) -> TokenStream {
+    let ty = field.ty;
+    match default {
+        None => quote_spanned!(ty.span()=> #krate::__private::store::<#ty>(session, #key, #value)?;),
+        Some(DefaultAttr::Trait(span)) => {
+            let default = quote_spanned!(*span=> <#ty as ::core::default::Default>::default);
+            quote_spanned!(ty.span()=> #krate::__private::store_or::<#ty, _>(session, #key, #value, #default)?;)
+        }
+        Some(DefaultAttr::Path(path)) => {
+            quote_spanned!(ty.span()=> #krate::__private::store_or::<#ty, _>(session, #key, #value, #path)?;)
+        }
+    }
+}
+
+/// The where-clause predicates of every generated impl: the struct's own,
+/// plus the bounds its fields need, for field types that mention a type
+/// parameter (serde's approach; a bound on a concrete type would be checked
+/// anyway, and would leak private types into public bounds).
+fn predicates(cont: &Container<'_>) -> Vec<TokenStream> {
+    let krate = &cont.krate;
+    let mut out: Vec<TokenStream> = cont
+        .generics
+        .where_clause
+        .iter()
+        .flat_map(|clause| clause.predicates.iter())
+        .map(|predicate| quote!(#predicate))
+        .collect();
+    let params: HashSet<String> = cont.generics.type_params().map(|param| param.ident.to_string()).collect();
+    if params.is_empty() {
+        return out;
+    }
+    for field in &cont.fields {
+        let ty = field.ty;
+        if !mentions(quote!(#ty), &params) {
+            continue;
+        }
+        let needs_default = match &field.storage {
+            Storage::Stored { default, .. } => {
+                out.push(quote_spanned!(ty.span()=>
+                    #ty: #krate::__private::serde::Serialize + #krate::__private::serde::de::DeserializeOwned
+                ));
+                matches!(default, Some(DefaultAttr::Trait(_)))
+            }
+            Storage::Skipped => true,
+        };
+        if needs_default {
+            out.push(quote_spanned!(ty.span()=> #ty: ::core::default::Default));
+        }
+    }
+    out
+}
+
+fn mentions(tokens: TokenStream, params: &HashSet<String>) -> bool {
+    tokens.into_iter().any(|token| match token {
+        TokenTree::Ident(ident) => params.contains(&ident.to_string()),
+        TokenTree::Group(group) => mentions(group.stream(), params),
+        TokenTree::Punct(_) | TokenTree::Literal(_) => false,
+    })
+}
+
+/// The axum extractor impls. The derive cannot see sessionkit's cargo
+/// features, so it hands the pieces to a sessionkit macro that expands to
+/// the impls with the `axum` feature and to nothing without it.
+fn extractor(cont: &Container<'_>, predicates: &[TokenStream]) -> TokenStream {
+    let krate = &cont.krate;
+    let ident = cont.ident;
+    let state = Ident::new("__SessionkitState", Span::call_site());
+    let mut generics = cont.generics.clone();
+    generics.params.push(GenericParam::Type(TypeParam::from(state.clone())));
+    let (impl_generics, _, _) = generics.split_for_impl();
+    let (_, ty_generics, _) = cont.generics.split_for_impl();
+    let self_ty: Type = Type::Verbatim(quote!(#ident #ty_generics));
+    quote! {
+        #krate::__impl_session_data_extractor! {
+            impl [#impl_generics] for [#self_ty] where [#(#predicates,)*] state [#state]
+        }
+    }
+}
