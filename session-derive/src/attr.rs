@@ -30,6 +30,11 @@ impl Errors {
     }
 }
 
+/// The attribute names each position accepts, to tell a misplaced
+/// attribute from an unknown one.
+const CONTAINER_ATTRS: &[&str] = &["prefix", "rename_all", "crate"];
+const FIELD_ATTRS: &[&str] = &["rename", "default", "skip"];
+
 /// Container attributes, as written.
 #[derive(Default)]
 pub(crate) struct ContainerAttrs {
@@ -92,10 +97,13 @@ impl ContainerAttrs {
                     });
                     set_once(&mut out.krate, path, &meta, errors);
                 } else {
-                    errors.push(meta.error(format!(
-                        "unknown `session` attribute `{}` on a struct; expected `prefix`, `rename_all` or `crate`",
-                        path_text(&meta.path)
-                    )));
+                    let name = path_text(&meta.path);
+                    let message = if FIELD_ATTRS.contains(&name.as_str()) {
+                        format!("`{name}` is a field attribute: put `#[session({name})]` on a field")
+                    } else {
+                        format!("unknown `session` attribute `{name}` on a struct; expected `prefix`, `rename_all` or `crate`")
+                    };
+                    errors.push(meta.error(message));
                     skip_value(&meta)?;
                 }
                 Ok(())
@@ -144,10 +152,13 @@ impl FieldAttrs {
                     no_value(&meta, "skip", errors)?;
                     set_once(&mut out.skip, Some(meta.path.span()), &meta, errors);
                 } else {
-                    errors.push(meta.error(format!(
-                        "unknown `session` attribute `{}` on a field; expected `rename`, `default` or `skip`",
-                        path_text(&meta.path)
-                    )));
+                    let name = path_text(&meta.path);
+                    let message = if CONTAINER_ATTRS.contains(&name.as_str()) {
+                        format!("`{name}` is a struct attribute: put `#[session({name} = \"...\")]` on the struct")
+                    } else {
+                        format!("unknown `session` attribute `{name}` on a field; expected `rename`, `default` or `skip`")
+                    };
+                    errors.push(meta.error(message));
                     skip_value(&meta)?;
                 }
                 Ok(())

@@ -54,7 +54,7 @@ pub(crate) fn expand(cont: &Container<'_>) -> TokenStream {
     let values: Vec<Ident> = (0..stored.len()).map(|i| format_ident!("__sessionkit_value_{}", i)).collect();
     let serialize = stored.iter().zip(&values).map(|((field, key, _), value)| {
         let member = field.ident;
-        quote!(let #value = #krate::__private::to_value(#key, &self.#member)?;)
+        quote_spanned!(field.ty.span()=> let #value = #krate::__private::to_value(#key, &self.#member)?;)
     });
     let store =
         stored.iter().zip(&values).map(|((field, key, default), value)| write(krate, field, key, *default, value));
@@ -69,6 +69,7 @@ pub(crate) fn expand(cont: &Container<'_>) -> TokenStream {
         let value = Ident::new("value", Span::call_site());
         let serialized = Ident::new("__sessionkit_value", Span::call_site());
         let write = write(krate, field, key, *default, &serialized);
+        let serialize = quote_spanned!(ty.span()=> let #serialized = #krate::__private::to_value(#key, &#value)?;);
         let getter_doc = format!("Reads `{key}` from the session, as [`load`](Self::load) reads it.");
         let setter_doc = format!(
             "Writes `{key}`, as [`save`](Self::save) writes it: a value the session already holds is not a change."
@@ -82,7 +83,7 @@ pub(crate) fn expand(cont: &Container<'_>) -> TokenStream {
 
             #[doc = #setter_doc]
             #vis fn #setter(session: &#krate::Session, #value: #ty) -> ::core::result::Result<(), #krate::SessionError> {
-                let #serialized = #krate::__private::to_value(#key, &#value)?;
+                #serialize
                 #write
                 ::core::result::Result::Ok(())
             }
@@ -160,7 +161,9 @@ fn read(krate: &syn::Path, field: &Field<'_>, key: &str, default: Option<&Defaul
     match default {
         None => quote_spanned!(ty.span()=> #krate::__private::load::<#ty>(session, #key)),
         Some(DefaultAttr::Trait(span)) => {
-            let default = quote_spanned!(*span=> <#ty as ::core::default::Default>::default);
+            // Inferred rather than `<T as Default>`, so that a type without
+            // `Default` is reported at the `default` attribute.
+            let default = quote_spanned!(*span=> ::core::default::Default::default);
             quote_spanned!(ty.span()=> #krate::__private::load_or::<#ty, _>(session, #key, #default))
         }
         Some(DefaultAttr::Path(path)) => {
@@ -175,7 +178,7 @@ fn write(krate: &syn::Path, field: &Field<'_>, key: &str, default: Option<&Defau
     match default {
         None => quote_spanned!(ty.span()=> #krate::__private::store::<#ty>(session, #key, #value)?;),
         Some(DefaultAttr::Trait(span)) => {
-            let default = quote_spanned!(*span=> <#ty as ::core::default::Default>::default);
+            let default = quote_spanned!(*span=> ::core::default::Default::default);
             quote_spanned!(ty.span()=> #krate::__private::store_or::<#ty, _>(session, #key, #value, #default)?;)
         }
         Some(DefaultAttr::Path(path)) => {
@@ -245,6 +248,118 @@ fn extractor(cont: &Container<'_>, predicates: &[TokenStream]) -> TokenStream {
     quote! {
         #krate::__impl_session_data_extractor! {
             impl [#impl_generics] for [#self_ty] where [#(#predicates,)*] state [#state]
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+    use syn::DeriveInput;
+
+    use crate::ast::Container;
+
+    fn expand_str(source: &str) -> Result<String, String> {
+        let input: DeriveInput = syn::parse_str(source).map_err(|err| err.to_string())?;
+        match Container::from_input(&input) {
+            Ok(container) => Ok(super::expand(&container).to_string()),
+            Err(err) => Err(err.to_compile_error().to_string()),
+        }
+    }
+
+    #[test]
+    fn a_custom_crate_path_replaces_sessionkit_everywhere() {
+        let out = expand_str(
+            r#"#[session(crate = "my::reexport")] struct S<T> { #[session(default)] a: T, #[session(skip)] b: u8 }"#,
+        )
+        .expect("valid");
+        assert!(out.contains("my :: reexport :: SessionData"), "{out}");
+        assert!(out.contains("my :: reexport :: __impl_session_data_extractor !"), "{out}");
+        assert!(!out.contains("sessionkit ::"), "{out}");
+    }
+
+    #[test]
+    fn generic_field_types_get_bounds_and_others_do_not() {
+        let out = expand_str(
+            "struct S<T, U> where U: Copy { a: Vec<T>, #[session(default)] b: U, c: String, #[session(skip)] d: Option<T> }",
+        )
+        .expect("valid");
+        let serde = ":: sessionkit :: __private :: serde :: Serialize + :: sessionkit :: __private :: serde :: de :: DeserializeOwned";
+        assert!(out.contains(&format!("Vec < T > : {serde}")), "{out}");
+        assert!(out.contains(&format!("U : {serde}")), "{out}");
+        assert!(out.contains("U : :: core :: default :: Default"), "{out}");
+        assert!(out.contains("Option < T > : :: core :: default :: Default"), "{out}");
+        assert!(!out.contains("String :"), "a concrete type needs no bound: {out}");
+        assert!(out.contains("U : Copy"), "the struct's own where clause is kept: {out}");
+    }
+
+    #[test]
+    fn only_absolute_paths_are_generated() {
+        // The field types mention none of the checked names, so every
+        // occurrence is the macro's own and must follow `::`.
+        let out =
+            expand_str("struct S<T> { a: u8, #[session(default)] b: T, #[session(skip)] c: u16 }").expect("valid");
+        for name in ["Result", "Option", "Ok", "Default", "Session", "SessionError", "SessionData", "serde"] {
+            for (index, _) in out.match_indices(&format!(" {name} ")) {
+                assert!(out[..index].ends_with("::"), "relative `{name}` at {index}: {out}");
+            }
+        }
+    }
+
+    /// Atoms of `#[session(...)]` contents, valid and not.
+    const ATOMS: &[&str] = &[
+        "prefix",
+        "rename_all",
+        "crate",
+        "rename",
+        "default",
+        "skip",
+        "bogus",
+        "=",
+        "=",
+        ",",
+        ",",
+        "\"x\"",
+        "\"\"",
+        "\"camelCase\"",
+        "\"::a::b\"",
+        "\"a b\"",
+        "\"kebab-case\"",
+        "1",
+        "true",
+        "path::to",
+        "()",
+        "(skip)",
+        "(= \"x\")",
+        "-",
+    ];
+    const FIELDS: &[&str] = &["a", "b", "load", "set_a", "remove_b", "KEYS", "r#type", "save", "clear"];
+
+    fn attribute() -> impl Strategy<Value = String> {
+        prop::collection::vec(prop::sample::select(ATOMS), 0..6).prop_map(|atoms| atoms.join(" "))
+    }
+
+    proptest! {
+        /// Whatever the attributes and field names, the derive answers with
+        /// code or with compile errors, never with a panic.
+        #[test]
+        fn never_panics(
+            container in prop::collection::vec(attribute(), 0..3),
+            fields in prop::collection::vec((prop::sample::select(FIELDS), prop::collection::vec(attribute(), 0..3)), 0..5),
+            shape in 0..4u8,
+        ) {
+            let attrs = |list: &[String]| list.iter().map(|attr| format!("#[session({attr})]")).collect::<String>();
+            let body = fields
+                .iter()
+                .map(|(name, list)| format!("{} {name}: u8,", attrs(list)))
+                .collect::<String>();
+            let source = match shape {
+                0 => format!("{} struct S<T> {{ {body} }}", attrs(&container)),
+                1 => format!("{} struct S(u8);", attrs(&container)),
+                2 => format!("{} enum S {{ A }}", attrs(&container)),
+                _ => format!("{} struct S;", attrs(&container)),
+            };
+            let _ = expand_str(&source);
         }
     }
 }
