@@ -57,6 +57,13 @@ async fn show(session: Session, cart: Cart) -> Result<String, SessionError> {
     Ok(format!("{} visits={} coupon={}", items.join(","), cart.visits + 1, cart.coupon.as_deref().unwrap_or("-")))
 }
 
+/// The same read without the extractor: `?` on a `SessionError` answers as
+/// the extractor would.
+async fn total(session: Session) -> Result<String, SessionError> {
+    let cart = Cart::load(&session)?;
+    Ok(cart.items.iter().map(|item| item.quantity).sum::<u32>().to_string())
+}
+
 async fn coupon(session: Session, Path(code): Path<String>) -> Result<(), SessionError> {
     Cart::set_coupon(&session, Some(code))
 }
@@ -100,6 +107,7 @@ fn app() -> Router {
     Router::new()
         .route("/cart", get(show).delete(empty))
         .route("/cart/peek", get(peek))
+        .route("/cart/total", get(total))
         .route("/cart/items/{sku}", post(add))
         .route("/cart/coupon/{code}", put(coupon))
         .route("/prefs", get(show_prefs))
@@ -156,6 +164,7 @@ async fn two_handlers_share_a_typed_struct_across_requests() {
     let browser = Browser::new(&base);
 
     assert_eq!(browser.get("/cart").await.0, StatusCode::BAD_REQUEST, "no cart yet: a required key is missing");
+    assert_eq!(browser.get("/cart/total").await.0, StatusCode::BAD_REQUEST, "the same through `?`");
 
     assert_eq!(browser.post("/cart/items/tea").await, (StatusCode::OK, "1".into()));
     assert_eq!(browser.post("/cart/items/cake").await, (StatusCode::OK, "2".into()));
@@ -164,6 +173,7 @@ async fn two_handlers_share_a_typed_struct_across_requests() {
 
     assert_eq!(browser.get("/cart").await, (StatusCode::OK, "2xtea,1xcake visits=1 coupon=SPRING".into()));
     assert_eq!(browser.get("/cart").await, (StatusCode::OK, "2xtea,1xcake visits=2 coupon=SPRING".into()));
+    assert_eq!(browser.get("/cart/total").await, (StatusCode::OK, "3".into()));
 
     // Another browser has its own session.
     let other = Browser::new(&base);
@@ -200,6 +210,7 @@ async fn a_stored_value_of_the_wrong_shape_is_a_server_error() {
     browser.post("/cart/items/tea").await;
     assert_eq!(browser.post("/corrupt").await.0, StatusCode::OK);
     assert_eq!(browser.get("/cart").await, (StatusCode::INTERNAL_SERVER_ERROR, String::new()));
+    assert_eq!(browser.get("/cart/total").await.0, StatusCode::INTERNAL_SERVER_ERROR);
     // `Option<Cart>` is `None` only for a missing key, never for bad data.
     assert_eq!(browser.post("/cart/items/cake").await.0, StatusCode::INTERNAL_SERVER_ERROR);
     assert_eq!(browser.get("/cart/peek").await, (StatusCode::OK, "no cart (500)".into()));

@@ -35,13 +35,15 @@ impl IntoResponse for SessionRejection {
     }
 }
 
-/// Lets handlers use `?` on session operations. Every [`SessionError`] is a
-/// server-side fault (a store outage, data of the wrong shape, a value that
-/// cannot be serialized), so each answers an empty 500 and is logged.
+/// Lets handlers use `?` on session operations, answering as the
+/// [`SessionData`] extractor would (see [`SessionDataRejection`]): an empty
+/// 400 for [`SessionError::Missing`] (a typed `load` found a required key
+/// absent: the client's session is not in the state the route needs), an
+/// empty 500 for everything else (a store outage, data of the wrong shape, a
+/// value that cannot be serialized: server faults). Both are logged.
 impl IntoResponse for SessionError {
     fn into_response(self) -> Response {
-        tracing::error!(error = &self as &dyn std::error::Error, "session operation failed; answering 500");
-        StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        SessionDataRejection::from(self).into_response()
     }
 }
 

@@ -118,9 +118,10 @@
 //! session or a skipped step: the client can change that, the server
 //! cannot) and **500** when a stored value has the wrong shape (only the
 //! server writes session data, so that is a server bug or a schema change)
-//! or the session could not be loaded at all. Extract `Option<Cart>` to get
-//! `None` instead of a 400, or `Result<Cart, SessionDataRejection>` to
-//! answer your own way.
+//! or the session could not be loaded at all. A handler returning
+//! `Result<_, SessionError>` that calls `Cart::load(&session)?` answers the
+//! same way. Extract `Option<Cart>` to get `None` instead of a 400, or
+//! `Result<Cart, SessionDataRejection>` to answer your own way.
 #![cfg_attr(feature = "axum", doc = "See [`SessionDataRejection`](crate::SessionDataRejection).")]
 //!
 //! # Methods
