@@ -234,6 +234,18 @@ mod tests {
     }
 
     #[test]
+    fn a_repeated_attribute_is_reported_even_after_a_rejected_value() {
+        let input: DeriveInput = parse_quote! {
+            #[session(prefix = 1)]
+            #[session(prefix = "a.")]
+            struct S { #[session(rename = x, rename = "y")] a: u8 }
+        };
+        let text = error(&input);
+        assert!(text.contains("duplicate `prefix` attribute"), "{text}");
+        assert!(text.contains("duplicate `rename` attribute"), "{text}");
+    }
+
+    #[test]
     fn accessor_clashes_are_errors() {
         let input: DeriveInput = parse_quote! { struct S { load: u8, x: u8, set_x: u8 } };
         let text = error(&input);

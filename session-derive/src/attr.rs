@@ -64,11 +64,12 @@ pub(crate) struct FieldAttrs {
 impl ContainerAttrs {
     pub(crate) fn parse(attrs: &[Attribute], errors: &mut Errors) -> Self {
         let mut out = Self::default();
+        let mut seen = Seen::default();
         for attr in session_attrs(attrs) {
             let result = attr.parse_nested_meta(|meta| {
                 if meta.path.is_ident("prefix") {
                     let value = string_value(&meta, "prefix", errors)?;
-                    set_once(&mut out.prefix, value, &meta, errors);
+                    seen.set(&mut out.prefix, value, &meta, errors);
                 } else if meta.path.is_ident("rename_all") {
                     let rule = string_value(&meta, "rename_all", errors)?.and_then(|lit| {
                         let rule = RenameRule::from_name(&lit.value());
@@ -82,7 +83,7 @@ impl ContainerAttrs {
                         }
                         rule
                     });
-                    set_once(&mut out.rename_all, rule, &meta, errors);
+                    seen.set(&mut out.rename_all, rule, &meta, errors);
                 } else if meta.path.is_ident("crate") {
                     let path = string_value(&meta, "crate", errors)?.and_then(|lit| match lit.parse::<Path>() {
                         Ok(path) => Some(path),
@@ -95,7 +96,7 @@ impl ContainerAttrs {
                             None
                         }
                     });
-                    set_once(&mut out.krate, path, &meta, errors);
+                    seen.set(&mut out.krate, path, &meta, errors);
                 } else {
                     let name = path_text(&meta.path);
                     let message = if FIELD_ATTRS.contains(&name.as_str()) {
@@ -119,6 +120,7 @@ impl ContainerAttrs {
 impl FieldAttrs {
     pub(crate) fn parse(attrs: &[Attribute], errors: &mut Errors) -> Self {
         let mut out = Self::default();
+        let mut seen = Seen::default();
         // Where each attribute was written, to point a conflict with `skip`
         // at the attribute that has no effect.
         let mut rename_span = None;
@@ -128,7 +130,7 @@ impl FieldAttrs {
                 if meta.path.is_ident("rename") {
                     rename_span.get_or_insert(meta.path.span());
                     let value = string_value(&meta, "rename", errors)?;
-                    set_once(&mut out.rename, value, &meta, errors);
+                    seen.set(&mut out.rename, value, &meta, errors);
                 } else if meta.path.is_ident("default") {
                     default_span.get_or_insert(meta.path.span());
                     let value = if meta.input.peek(Token![=]) {
@@ -147,10 +149,10 @@ impl FieldAttrs {
                         no_value(&meta, "default", errors)?;
                         Some(DefaultAttr::Trait(meta.path.span()))
                     };
-                    set_once(&mut out.default, value, &meta, errors);
+                    seen.set(&mut out.default, value, &meta, errors);
                 } else if meta.path.is_ident("skip") {
                     no_value(&meta, "skip", errors)?;
-                    set_once(&mut out.skip, Some(meta.path.span()), &meta, errors);
+                    seen.set(&mut out.skip, Some(meta.path.span()), &meta, errors);
                 } else {
                     let name = path_text(&meta.path);
                     let message = if CONTAINER_ATTRS.contains(&name.as_str()) {
@@ -185,13 +187,22 @@ fn session_attrs(attrs: &[Attribute]) -> impl Iterator<Item = &Attribute> {
     attrs.iter().filter(|attr| attr.path().is_ident("session"))
 }
 
-/// Stores `value` unless the attribute was already given, which is an error
-/// pointing at the repeated attribute.
-fn set_once<T>(slot: &mut Option<T>, value: Option<T>, meta: &ParseNestedMeta<'_>, errors: &mut Errors) {
-    if slot.is_some() {
-        errors.push(meta.error(format!("duplicate `{}` attribute", path_text(&meta.path))));
-    } else if value.is_some() {
-        *slot = value;
+/// The attribute names already given in one position, valid or not, so that
+/// a repetition is reported even when the first value was rejected.
+#[derive(Default)]
+struct Seen(Vec<String>);
+
+impl Seen {
+    /// Stores `value` unless the attribute was already given, which is an
+    /// error pointing at the repeated attribute.
+    fn set<T>(&mut self, slot: &mut Option<T>, value: Option<T>, meta: &ParseNestedMeta<'_>, errors: &mut Errors) {
+        let name = path_text(&meta.path);
+        if self.0.contains(&name) {
+            errors.push(meta.error(format!("duplicate `{name}` attribute")));
+        } else {
+            self.0.push(name);
+            *slot = value;
+        }
     }
 }
 
