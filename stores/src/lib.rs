@@ -4,6 +4,7 @@
 //! | store | feature | for |
 //! | --- | --- | --- |
 //! | [`MemoryStore`] | `memory` (default) | one process, tests, development |
+//! | [`RedisStore`] | `redis` | many app servers sharing one session space in Redis or Valkey |
 //!
 //! Every store here passes sessionkit's conformance kit, including atomic
 //! key-level `update`. [`Sweeper`] removes expired sessions from any store in
@@ -18,8 +19,12 @@
 mod group_commit;
 #[cfg(feature = "memory")]
 mod memory;
+#[cfg(feature = "redis")]
+mod redis;
 mod sweeper;
 
 #[cfg(feature = "memory")]
 pub use memory::MemoryStore;
+#[cfg(feature = "redis")]
+pub use redis::{RedisStore, RedisStoreBuilder};
 pub use sweeper::Sweeper;
