@@ -234,6 +234,81 @@ async fn an_unreachable_redis_fails_within_the_timeout_and_a_bad_url_is_a_config
     assert!(matches!(result, Err(StoreError::Config { .. })), "expected a config error, got {result:?}");
 }
 
+/// A TCP relay to a Redis that can make every connection it carries go
+/// silent at once, without closing it, while new connections work: what an
+/// app server sees when Redis fails over to another host, or when a NAT
+/// forgets the flow.
+struct SilencingRelay {
+    port: u16,
+    /// Connections numbered up to this one swallow whatever they receive.
+    silenced_up_to: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl SilencingRelay {
+    async fn start(upstream: u16) -> Self {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await.expect("bind");
+        let port = listener.local_addr().expect("local_addr").port();
+        let silenced_up_to = std::sync::Arc::new(AtomicU64::new(0));
+        let silenced = silenced_up_to.clone();
+        tokio::spawn(async move {
+            let mut number = 0;
+            while let Ok((client, _)) = listener.accept().await {
+                number += 1;
+                let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await else { continue };
+                let (client_read, client_write) = client.into_split();
+                let (server_read, server_write) = server.into_split();
+                for (mut from, mut to) in [(client_read, server_write), (server_read, client_write)] {
+                    let silenced = silenced.clone();
+                    tokio::spawn(async move {
+                        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                        let mut buffer = vec![0; 64 * 1024];
+                        loop {
+                            let read = match from.read(&mut buffer).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(read) => read,
+                            };
+                            if number <= silenced.load(Ordering::SeqCst) {
+                                // Hold both sockets open and answer nothing, ever.
+                                std::future::pending::<()>().await;
+                            }
+                            if to.write_all(&buffer[..read]).await.is_err() {
+                                return;
+                            }
+                        }
+                    });
+                }
+            }
+        });
+        Self { port, silenced_up_to }
+    }
+
+    /// Every connection open now goes silent; later ones work.
+    fn silence_open_connections(&self, opened_so_far: u64) {
+        self.silenced_up_to.store(opened_so_far, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_that_goes_silent_is_replaced() {
+    let Some(server) = RedisServer::start_or_skip() else { return };
+    let relay = SilencingRelay::start(server.port()).await;
+    let timeout = Duration::from_millis(500);
+    let url = format!("redis://127.0.0.1:{}/", relay.port);
+    let store = RedisStore::builder().timeout(timeout).open(&url).await.expect("open");
+    let id = SessionId::generate();
+    store.set(&id, &map(json!({ "a": 1 })), None).await.expect("set");
+
+    // The store holds one connection, the relay's first.
+    relay.silence_open_connections(1);
+    let result = store.get(&id).await;
+    assert!(matches!(result, Err(StoreError::Timeout(t)) if t == timeout), "expected a timeout, got {result:?}");
+    // Nothing has answered for a whole timeout: the next request goes out
+    // on a fresh connection.
+    let record = store.get(&id).await.expect("a fresh connection").expect("present");
+    assert_eq!(Value::Object(record.data), json!({ "a": 1 }));
+}
+
 // ---------------------------------------------------------------------------
 // Over HTTP: real axum servers on loopback ports, a real client with a cookie
 // jar. Both servers are on 127.0.0.1 and cookies ignore ports, so the client

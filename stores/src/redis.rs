@@ -20,15 +20,18 @@
 //! Scripts are sent with `EVALSHA`; after a Redis restart empties the script
 //! cache, the client loads them again by itself.
 
-use std::future::Future;
 use std::sync::LazyLock;
 use std::time::{Duration, SystemTime};
 
-use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use ::redis::{Client, RedisError, RedisResult, Script, Value};
+use ::redis::aio::ConnectionManager;
+use ::redis::{Client, RedisError, Script, Value};
 use sessionkit::{
     Change, Changes, SessionId, SessionMap, SessionRecord, SessionStore, StoreError, UpdateOutcome, expiry,
 };
+
+use self::connection::Connection;
+
+mod connection;
 
 /// The hash field that marks a session hash and holds its layout version.
 /// `0xFF` cannot start (or appear in) UTF-8 text, so no session key equals it.
@@ -40,14 +43,6 @@ const LAYOUT_VERSION: &[u8] = b"1";
 static GET: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("redis/get.lua")));
 static TOUCH: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("redis/touch.lua")));
 static UPDATE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("redis/update.lua")));
-
-/// Shortest and longest pause between reconnection attempts. The cap keeps
-/// recovery quick: the store is serving again within about a second of Redis
-/// coming back, however long it was gone.
-const RECONNECT_MIN_DELAY: Duration = Duration::from_millis(50);
-const RECONNECT_MAX_DELAY: Duration = Duration::from_millis(500);
-/// Pause before trying again a request whose connection was refused.
-const REFUSED_RETRY_DELAY: Duration = Duration::from_millis(100);
 
 /// A session store in Redis 7.0 or newer (or Valkey), for deployments where
 /// several app servers share one session space.
@@ -84,8 +79,11 @@ const REFUSED_RETRY_DELAY: Duration = Duration::from_millis(100);
 /// empty 500 through the session layer; nothing panics. Reconnection retries
 /// with a backoff capped near half a second and starts again on the next
 /// request after it gives up, so once Redis is back the store serves again
-/// within about a second, without a restart of the app. Sessions survive the
-/// outage if Redis persists them (see the README's "Scaling out").
+/// within about a second, without a restart of the app. A connection that
+/// goes silent without being closed (a failed-over host, a NAT dropping the
+/// flow) is abandoned for a fresh one once nothing has answered for a whole
+/// timeout. Sessions survive the outage if Redis persists them (see the
+/// README's "Scaling out").
 ///
 /// # Durability and clocks
 ///
@@ -127,11 +125,9 @@ const REFUSED_RETRY_DELAY: Duration = Duration::from_millis(100);
 /// # let _ = layer;
 /// # Ok(()) }
 /// ```
-#[derive(Clone)]
 pub struct RedisStore {
-    connection: ConnectionManager,
+    connection: Connection,
     prefix: Box<str>,
-    timeout: Duration,
 }
 
 /// Options for a [`RedisStore`], then one of three ways to connect it.
@@ -171,23 +167,23 @@ impl RedisStoreBuilder {
     /// Connects through an existing client (its address, credentials,
     /// database and protocol), with this store's reconnection policy.
     pub async fn from_client(self, client: Client) -> Result<RedisStore, StoreError> {
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(self.timeout))
-            .set_response_timeout(Some(self.timeout))
-            .set_min_delay(RECONNECT_MIN_DELAY)
-            .set_max_delay(RECONNECT_MAX_DELAY);
-        // Lazy, so that the first connection goes through the same bounded,
-        // retrying path as every request (`check_server` below).
-        let connection = ConnectionManager::new_lazy_with_config(client, config)
-            .map_err(|err| StoreError::config_caused_by("invalid Redis connection settings", err))?;
-        self.from_connection_manager(connection).await
+        let connection = Connection::from_client(client, self.timeout)?;
+        self.finish(connection).await
     }
 
     /// Uses an existing connection manager, shared with the rest of the
     /// application. Its own reconnection and timeout settings apply beneath
-    /// this store's timeout.
-    pub async fn from_connection_manager(self, connection: ConnectionManager) -> Result<RedisStore, StoreError> {
-        let store = RedisStore { connection, prefix: self.prefix.into(), timeout: self.timeout };
+    /// this store's timeout, and since the store cannot open connections
+    /// through it, a connection that goes silent (see "Outages" on
+    /// [`RedisStore`]) is not replaced: prefer
+    /// [`from_client`](Self::from_client) where you can.
+    pub async fn from_connection_manager(self, manager: ConnectionManager) -> Result<RedisStore, StoreError> {
+        let connection = Connection::from_manager(manager, self.timeout);
+        self.finish(connection).await
+    }
+
+    async fn finish(self, connection: Connection) -> Result<RedisStore, StoreError> {
+        let store = RedisStore { connection, prefix: self.prefix.into() };
         store.check_server().await?;
         Ok(store)
     }
@@ -231,7 +227,7 @@ impl RedisStore {
 
     /// How long one operation may take before [`StoreError::Timeout`].
     pub fn timeout(&self) -> Duration {
-        self.timeout
+        self.connection.timeout()
     }
 
     /// The Redis key that holds the session `id`.
@@ -247,6 +243,7 @@ impl RedisStore {
     async fn check_server(&self) -> Result<(), StoreError> {
         let probe = self.prefix.to_string();
         let result = self
+            .connection
             .run("checking the Redis server", |mut connection| {
                 let probe = probe.clone();
                 async move { ::redis::cmd("PEXPIRETIME").arg(probe).query_async::<i64>(&mut connection).await }
@@ -264,31 +261,6 @@ impl RedisStore {
             other => other.map(drop),
         }
     }
-
-    /// Runs one operation within the timeout. A refused connection means the
-    /// request never left this process, so it is safe to send again; that
-    /// is what lets the first request after an outage succeed instead of
-    /// reporting the outage's last connection error.
-    async fn run<T, F, Fut>(&self, context: &'static str, op: F) -> Result<T, StoreError>
-    where
-        F: Fn(ConnectionManager) -> Fut,
-        Fut: Future<Output = RedisResult<T>>,
-    {
-        let attempts = async {
-            loop {
-                match op(self.connection.clone()).await {
-                    Err(err) if err.is_connection_refusal() => tokio::time::sleep(REFUSED_RETRY_DELAY).await,
-                    other => return other,
-                }
-            }
-        };
-        match tokio::time::timeout(self.timeout, attempts).await {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(err)) if err.is_timeout() => Err(StoreError::Timeout(self.timeout)),
-            Ok(Err(err)) => Err(StoreError::backend(context, err)),
-            Err(_elapsed) => Err(StoreError::Timeout(self.timeout)),
-        }
-    }
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -296,7 +268,7 @@ impl std::fmt::Debug for RedisStore {
         // The connection's Debug shows its URL, which may hold a password.
         f.debug_struct("RedisStore")
             .field("prefix", &self.prefix)
-            .field("timeout", &self.timeout)
+            .field("timeout", &self.timeout())
             .finish_non_exhaustive()
     }
 }
@@ -372,6 +344,7 @@ impl SessionStore for RedisStore {
     async fn get(&self, id: &SessionId) -> Result<Option<SessionRecord>, StoreError> {
         let key = self.key(id);
         let reply = self
+            .connection
             .run("redis store: reading a session", |mut connection| {
                 let mut call = GET.key(&key);
                 call.arg(now_ms());
@@ -407,32 +380,35 @@ impl SessionStore for RedisStore {
         if let Some(at) = expires_at {
             replace.cmd("PEXPIREAT").arg(&key).arg(expiry::to_unix_ms(at)).ignore();
         }
-        self.run("redis store: writing a session", |mut connection| {
-            let replace = &replace;
-            async move { replace.query_async::<()>(&mut connection).await }
-        })
-        .await
+        self.connection
+            .run("redis store: writing a session", |mut connection| {
+                let replace = &replace;
+                async move { replace.query_async::<()>(&mut connection).await }
+            })
+            .await
     }
 
     async fn delete(&self, id: &SessionId) -> Result<(), StoreError> {
         let key = self.key(id);
-        self.run("redis store: deleting a session", |mut connection| {
-            let key = &key;
-            // UNLINK frees a large session off Redis's main thread.
-            async move { ::redis::cmd("UNLINK").arg(key).query_async::<()>(&mut connection).await }
-        })
-        .await
+        self.connection
+            .run("redis store: deleting a session", |mut connection| {
+                let key = &key;
+                // UNLINK frees a large session off Redis's main thread.
+                async move { ::redis::cmd("UNLINK").arg(key).query_async::<()>(&mut connection).await }
+            })
+            .await
     }
 
     async fn touch(&self, id: &SessionId, expires_at: Option<SystemTime>) -> Result<bool, StoreError> {
         let key = self.key(id);
         let expires_at = expiry_arg(expires_at);
-        self.run("redis store: moving a session's expiry", |mut connection| {
-            let mut call = TOUCH.key(&key);
-            call.arg(MARKER_FIELD).arg(now_ms()).arg(&expires_at);
-            async move { call.invoke_async::<bool>(&mut connection).await }
-        })
-        .await
+        self.connection
+            .run("redis store: moving a session's expiry", |mut connection| {
+                let mut call = TOUCH.key(&key);
+                call.arg(MARKER_FIELD).arg(now_ms()).arg(&expires_at);
+                async move { call.invoke_async::<bool>(&mut connection).await }
+            })
+            .await
     }
 
     async fn update(
@@ -454,6 +430,7 @@ impl SessionStore for RedisStore {
         }
         let cleared = if changes.is_cleared() { "1" } else { "0" };
         let applied = self
+            .connection
             .run("redis store: updating a session", |mut connection| {
                 let mut call = UPDATE.key(&key);
                 call.arg(MARKER_FIELD).arg(now_ms()).arg(&expires_at).arg(cleared).arg(sets.len());
