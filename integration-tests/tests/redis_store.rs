@@ -65,6 +65,24 @@ mod conformance {
     );
 }
 
+/// The whole kit again over RESP3, where scripts' replies have other types
+/// (a Lua `false` is a boolean, not nil). Each check gets an empty store
+/// through a prefix of its own on one server.
+#[test]
+fn the_conformance_kit_passes_over_resp3_too() {
+    let Some(server) = RedisServer::start_or_skip() else { return };
+    let url = format!("{}?protocol=resp3", server.url());
+    let stores = std::sync::atomic::AtomicUsize::new(0);
+    sessionkit::testing::block_on(sessionkit::testing::run_all(
+        || {
+            let prefix = format!("resp3-{}:", stores.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+            let url = url.clone();
+            async move { RedisStore::builder().prefix(prefix).open(&url).await.expect("open over RESP3") }
+        },
+        sessionkit::testing::Options::expiring_on_its_own(),
+    ));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_session_is_one_hash_under_the_prefix_with_an_absolute_expiry() {
     let Some(server) = RedisServer::start_or_skip() else { return };
@@ -128,6 +146,31 @@ async fn update_and_touch_leave_untouched_fields_as_they_are() {
     assert_eq!(a, b"{ \"x\" : 1 }", "touch rewrote data");
     let at: i64 = redis::cmd("PEXPIRETIME").arg(&key).query_async(&mut redis).await.expect("PEXPIRETIME");
     assert_eq!(at, expiry::to_unix_ms(even_later));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn updates_racing_a_logout_never_bring_the_session_back() {
+    let Some(server) = RedisServer::start_or_skip() else { return };
+    let store = std::sync::Arc::new(store_on(&server).await);
+    for round in 0..20 {
+        let id = SessionId::generate();
+        store.set(&id, &map(json!({ "user": "ana" })), Some(in_secs(60))).await.expect("set");
+        let updates: Vec<_> = (0..32)
+            .map(|i| {
+                let (store, id) = (store.clone(), id.clone());
+                tokio::spawn(async move {
+                    let mut changes = Changes::new();
+                    changes.set(format!("k{i}"), json!(i));
+                    store.update(&id, &changes, Some(in_secs(60))).await
+                })
+            })
+            .collect();
+        store.delete(&id).await.expect("delete");
+        for update in updates {
+            update.await.expect("task").expect("update");
+        }
+        assert_eq!(store.get(&id).await.expect("get"), None, "round {round}: an update recreated a deleted session");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -483,6 +483,7 @@ mod tests {
         let record = decode(reply(-1, &[(MARKER_FIELD, b"1")])).expect("decodes").expect("present");
         assert_eq!(record, SessionRecord::new(SessionMap::new(), None));
         assert_eq!(decode(Value::Nil).expect("decodes"), None);
+        assert_eq!(decode(Value::Boolean(false)).expect("decodes over RESP3"), None);
     }
 
     #[test]
