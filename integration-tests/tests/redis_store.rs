@@ -167,7 +167,8 @@ async fn updates_racing_a_logout_never_bring_the_session_back() {
             .collect();
         store.delete(&id).await.expect("delete");
         for update in updates {
-            update.await.expect("task").expect("update");
+            // Applied or Missing, depending on which side of the delete it ran.
+            let _ = update.await.expect("task").expect("update");
         }
         assert_eq!(store.get(&id).await.expect("get"), None, "round {round}: an update recreated a deleted session");
     }
