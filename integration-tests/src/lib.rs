@@ -10,5 +10,6 @@ pub mod crash_workload;
 pub mod http_suite;
 pub mod observed_store;
 pub mod raw_http;
+pub mod redis_server;
 pub mod server;
 pub mod stores;

@@ -6,6 +6,7 @@
 //! | [`MemoryStore`] | `memory` (default) | one process, tests, development |
 //! | [`FileStore`] | `file` | one machine, no database: one JSON file per session, durable, shareable between processes |
 //! | [`RedbStore`] | `redb` | one process, sessions that survive restarts, no server to run |
+//! | [`RedisStore`] | `redis` | many app servers sharing one session space in Redis or Valkey |
 //! | [`SqliteStore`] | `sqlite` | one machine, sessions that survive restarts, in a file or in your app's SQLite database |
 //!
 //! Every store here passes sessionkit's conformance kit, including atomic
@@ -24,12 +25,16 @@ mod group_commit;
 mod memory;
 #[cfg(feature = "redb")]
 mod redb;
+#[cfg(feature = "redis")]
+mod redis;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 mod sweeper;
 
 #[cfg(feature = "redb")]
 pub use self::redb::{RedbDurability, RedbStore, RedbStoreBuilder};
+#[cfg(feature = "redis")]
+pub use self::redis::{RedisStore, RedisStoreBuilder};
 #[cfg(feature = "file")]
 pub use file::FileStore;
 #[cfg(feature = "memory")]
