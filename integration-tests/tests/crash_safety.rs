@@ -127,7 +127,7 @@ async fn crash_rounds(kind: &str, file: &str, rounds: u64) {
         assert!(log.errors.is_empty(), "round {round}: the store failed a write: {:?}", log.errors);
         acked_total += log.acked;
         let store = reopen(kind, &path).await;
-        for sid in 0..SESSIONS {
+        for (sid, before) in known.iter_mut().enumerate() {
             let got = store.get(&crash_workload::session_id(sid)).await.expect("read after crash");
             if let Some(record) = &got {
                 assert_eq!(
@@ -139,9 +139,9 @@ async fn crash_rounds(kind: &str, file: &str, rounds: u64) {
             let got = got.map(|record| record.data);
             let mut allowed = Vec::new();
             match (log.last_acked.get(&sid), log.last_begun.get(&sid)) {
-                (None, None) => allowed.push(known[sid].clone()),
+                (None, None) => allowed.push(before.clone()),
                 (None, Some(&begun)) => {
-                    allowed.push(known[sid].clone());
+                    allowed.push(before.clone());
                     allowed.push(crash_workload::state_after(sid, begun));
                 }
                 (Some(&acked), begun) => {
@@ -163,7 +163,7 @@ async fn crash_rounds(kind: &str, file: &str, rounds: u64) {
             if got != allowed[0] {
                 in_flight_total += 1;
             }
-            known[sid] = got;
+            *before = got;
         }
         drop(store);
     }
