@@ -561,6 +561,15 @@ impl SessionStore for FileStore {
     }
 }
 
+/// Every way this store reads a session file's bytes, for the fuzz targets
+/// in `fuzz/` (built with `--cfg fuzzing` only).
+#[cfg(fuzzing)]
+pub(crate) fn fuzz_read(bytes: &[u8]) {
+    let _ = format::decode(bytes);
+    let _ = format::peek_expiry(&bytes[..bytes.len().min(format::PEEK_LEN)]);
+    let _ = format::scan_expiry(bytes);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

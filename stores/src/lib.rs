@@ -18,6 +18,9 @@
 
 #[cfg(feature = "file")]
 mod file;
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub mod fuzz_hooks;
 // The shared writer thread of the durable stores.
 #[cfg(any(test, feature = "redb", feature = "sqlite"))]
 mod group_commit;

@@ -538,6 +538,16 @@ impl SessionStore for RedbStore {
     }
 }
 
+/// Every way this store reads a stored value, for the fuzz targets in
+/// `fuzz/` (built with `--cfg fuzzing` only).
+#[cfg(fuzzing)]
+pub(crate) fn fuzz_read(bytes: &[u8]) {
+    if let Ok(stored) = codec::Stored::parse(bytes) {
+        let _ = stored.is_live(0);
+        let _ = stored.data();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

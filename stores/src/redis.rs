@@ -455,6 +455,13 @@ impl SessionStore for RedisStore {
     }
 }
 
+/// The decoding of a `get` reply, for the fuzz targets in `fuzz/` (built
+/// with `--cfg fuzzing` only).
+#[cfg(fuzzing)]
+pub(crate) fn fuzz_read(reply: Value) {
+    let _ = decode(reply);
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
