@@ -52,3 +52,16 @@ mod layer {
 
     check!(memory: cookie_attributes_follow_the_config, handler_headers_are_kept, signed_cookies_reject_tampering);
 }
+
+/// A route that extracts `Session` without a `SessionLayer` in front of it
+/// answers an empty 500 (and logs why) instead of panicking.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_layer_is_an_empty_500() {
+    use axum::routing::get;
+    let app =
+        axum::Router::new().route("/", get(|session: sessionkit::Session| async move { session.id().to_string() }));
+    let server = sessionkit_integration_tests::server::TestServer::start(app).await;
+    let response = reqwest::get(server.url("/")).await.expect("request");
+    assert_eq!(response.status(), reqwest::StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(response.text().await.expect("body"), "");
+}
