@@ -75,7 +75,7 @@ fn store(criterion: &mut Criterion, runtime: &Runtime, spec: &'static StoreSpec)
     };
     let population = settings::large_population();
     let ids: Arc<[SessionId]> =
-        ok(runtime.block_on(fixtures::populate(&open.store, spec.durable, population, &mut Rng::new(3))), "populating")
+        ok(runtime.block_on(fixtures::populate(&open.store, spec.waits, population, &mut Rng::new(3))), "populating")
             .into();
     let seeds = Arc::new(AtomicU64::new(1));
     for workload in [Workload::Mix, Workload::Set] {

@@ -77,8 +77,7 @@ fn operations(criterion: &mut Criterion, runtime: &Runtime, spec: &'static Store
     let store: &dyn SessionStore = &*open.store;
     let mut rng = Rng::new(population as u64);
     let started = Instant::now();
-    let mut ids =
-        ok(runtime.block_on(fixtures::populate(&open.store, spec.durable, population, &mut rng)), "populating");
+    let mut ids = ok(runtime.block_on(fixtures::populate(&open.store, spec.waits, population, &mut rng)), "populating");
     // Visit sessions in another order than they were written in: requests
     // come for any session, not for neighbours in memory.
     rng.shuffle(&mut ids);
@@ -91,7 +90,7 @@ fn operations(criterion: &mut Criterion, runtime: &Runtime, spec: &'static Store
         } else {
             let targets = &ids[..LARGE_TARGETS.min(ids.len())];
             ok(
-                runtime.block_on(fixtures::fill(&open.store, spec.durable, targets, &data, fixtures::expiry())),
+                runtime.block_on(fixtures::fill(&open.store, spec.waits, targets, &data, fixtures::expiry())),
                 "resizing",
             );
             targets
@@ -177,7 +176,7 @@ fn operations(criterion: &mut Criterion, runtime: &Runtime, spec: &'static Store
                 let doomed: Vec<SessionId> = (0..iters).map(|_| rng.id()).collect();
                 runtime.block_on(async {
                     ok(
-                        fixtures::fill(&open.store, spec.durable, &doomed, &data, expires_at).await,
+                        fixtures::fill(&open.store, spec.waits, &doomed, &data, expires_at).await,
                         "writing sessions to delete",
                     );
                     let start = Instant::now();
@@ -200,9 +199,9 @@ fn group_for<'c>(
 ) -> criterion::BenchmarkGroup<'c, criterion::measurement::WallTime> {
     let mut group = criterion.benchmark_group(op);
     group.throughput(Throughput::Elements(1));
-    if spec.durable {
-        // Milliseconds per write: linear sampling would ask for more
-        // iterations than the measurement time holds.
+    if spec.waits {
+        // Up to milliseconds per operation: linear sampling would ask for
+        // more iterations than the measurement time holds.
         group.sampling_mode(SamplingMode::Flat);
     }
     group
@@ -217,7 +216,7 @@ fn delete_expired(criterion: &mut Criterion, runtime: &Runtime, spec: &'static S
     let population = settings::large_population();
     let expired = population / 100;
     let mut rng = Rng::new(7);
-    ok(runtime.block_on(fixtures::populate(&open.store, spec.durable, population - expired, &mut rng)), "populating");
+    ok(runtime.block_on(fixtures::populate(&open.store, spec.waits, population - expired, &mut rng)), "populating");
     let data = payload(BACKGROUND_BYTES);
     let mut group = criterion.benchmark_group("delete_expired");
     group.throughput(Throughput::Elements(expired as u64));
@@ -231,10 +230,7 @@ fn delete_expired(criterion: &mut Criterion, runtime: &Runtime, spec: &'static S
                 let doomed: Vec<SessionId> = (0..expired).map(|_| rng.id()).collect();
                 let past = Some(SystemTime::now() - Duration::from_secs(1));
                 total += runtime.block_on(async {
-                    ok(
-                        fixtures::fill(&open.store, spec.durable, &doomed, &data, past).await,
-                        "writing expired sessions",
-                    );
+                    ok(fixtures::fill(&open.store, spec.waits, &doomed, &data, past).await, "writing expired sessions");
                     let start = Instant::now();
                     let removed = ok(store.delete_expired().await, "delete_expired");
                     let elapsed = start.elapsed();

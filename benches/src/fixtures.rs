@@ -80,22 +80,22 @@ impl Rng {
     }
 }
 
-/// How many writes [`fill`] keeps in flight for a durable store: enough to
-/// group hundreds of them into each commit.
-const DURABLE_FILL_WORKERS: usize = 256;
+/// How many writes [`fill`] keeps in flight for a store that waits on I/O:
+/// enough for a durable store to group hundreds of them into each commit.
+const WAITING_FILL_WORKERS: usize = 256;
 
-/// Writes `data` under every id in `ids` with `expires_at`. For a durable
-/// store, many at a time, so that they share commits; for the others, one
-/// after the other, which is fastest when a write does not wait. Runs on
-/// the caller's runtime.
+/// Writes `data` under every id in `ids` with `expires_at`. For a store
+/// whose writes wait on I/O, many at a time, so that they share commits and
+/// round trips; for the others, one after the other, which is fastest when
+/// a write does not wait. Runs on the caller's runtime.
 pub async fn fill(
     store: &Arc<dyn SessionStore>,
-    durable: bool,
+    waits: bool,
     ids: &[SessionId],
     data: &SessionMap,
     expires_at: Option<SystemTime>,
 ) -> Result<(), StoreError> {
-    if !durable {
+    if !waits {
         for id in ids {
             store.set(id, data, expires_at).await?;
         }
@@ -106,7 +106,7 @@ pub async fn fill(
     }
     let ids: Arc<[SessionId]> = ids.into();
     let data = Arc::new(data.clone());
-    let workers = DURABLE_FILL_WORKERS.min(ids.len());
+    let workers = WAITING_FILL_WORKERS.min(ids.len());
     let mut tasks = tokio::task::JoinSet::new();
     for worker in 0..workers {
         let (store, ids, data) = (Arc::clone(store), Arc::clone(&ids), Arc::clone(&data));
@@ -130,12 +130,12 @@ pub async fn fill(
 /// returns their ids, in random order.
 pub async fn populate(
     store: &Arc<dyn SessionStore>,
-    durable: bool,
+    waits: bool,
     count: usize,
     rng: &mut Rng,
 ) -> Result<Vec<SessionId>, StoreError> {
     let ids: Vec<SessionId> = (0..count).map(|_| rng.id()).collect();
-    fill(store, durable, &ids, &payload(BACKGROUND_BYTES), expiry()).await?;
+    fill(store, waits, &ids, &payload(BACKGROUND_BYTES), expiry()).await?;
     Ok(ids)
 }
 
@@ -166,8 +166,8 @@ mod tests {
     fn fill_writes_every_id() {
         let runtime = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
         let store: Arc<dyn SessionStore> = Arc::new(sessionkit_stores::MemoryStore::new());
-        for durable in [false, true] {
-            let ids = runtime.block_on(populate(&store, durable, 1_000, &mut Rng::new(1))).expect("populate");
+        for waits in [false, true] {
+            let ids = runtime.block_on(populate(&store, waits, 1_000, &mut Rng::new(1))).expect("populate");
             for id in &ids {
                 assert!(runtime.block_on(store.get(id)).expect("get").is_some());
             }

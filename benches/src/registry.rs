@@ -2,19 +2,30 @@
 //! [`STORES`]: adding a store to the benchmarks is one line there.
 //!
 //! `SESSIONKIT_BENCH_STORES=memory,redb` restricts a run to some stores.
+//!
+//! Redis runs when a server is reachable: the one at
+//! `SESSIONKIT_BENCH_REDIS_URL` if set, else a private `redis-server`
+//! started on a free loopback port (no persistence) if that program is
+//! installed; otherwise the Redis store is skipped, and says so.
 
 use std::future::Future;
-use std::path::PathBuf;
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use sessionkit::{SessionStore, StoreError};
-use sessionkit_stores::{MemoryStore, RedbStore, SqliteStore};
+use sessionkit_stores::{FileStore, MemoryStore, RedbStore, RedisStore, SqliteStore};
 use tempfile::TempDir;
+
+/// An opened store, and whatever must live as long as it (a server).
+pub type Opened = (Arc<dyn SessionStore>, Option<Server>);
 
 /// A store being opened: `Ok(None)` when it cannot run on this machine (a
 /// server that is not reachable), which skips it.
-pub type Opening = Pin<Box<dyn Future<Output = Result<Option<Arc<dyn SessionStore>>, StoreError>> + Send>>;
+pub type Opening = Pin<Box<dyn Future<Output = Result<Option<Opened>, StoreError>> + Send>>;
 
 /// One store the benchmarks know how to open.
 #[derive(Debug)]
@@ -23,35 +34,101 @@ pub struct StoreSpec {
     pub name: &'static str,
     /// Whether it acknowledges writes only once they are on disk.
     pub durable: bool,
+    /// Whether its operations wait on I/O (a disk or a server): such stores
+    /// are filled with many writes in flight, and sampled flat.
+    pub waits: bool,
     /// Opens a fresh, empty store whose files go under the given directory.
     open: fn(PathBuf) -> Opening,
 }
 
 /// Every store in the repository, in the order the report lists them.
 pub const STORES: &[StoreSpec] = &[
-    StoreSpec { name: "memory", durable: false, open: |_| Box::pin(async { Ok(Some(shared(MemoryStore::new()))) }) },
+    StoreSpec { name: "memory", durable: false, waits: false, open: |_| Box::pin(async { own(MemoryStore::new()) }) },
+    StoreSpec {
+        name: "file",
+        durable: true,
+        waits: true,
+        open: |dir| Box::pin(async move { own(FileStore::open(dir.join("sessions")).await?) }),
+    },
     StoreSpec {
         name: "sqlite",
         durable: true,
-        open: |dir| Box::pin(async move { Ok(Some(shared(SqliteStore::open(dir.join("sessions.db")).await?))) }),
+        waits: true,
+        open: |dir| Box::pin(async move { own(SqliteStore::open(dir.join("sessions.db")).await?) }),
     },
     StoreSpec {
         name: "redb",
         durable: true,
-        open: |dir| Box::pin(async move { Ok(Some(shared(RedbStore::open(dir.join("sessions.redb"))?))) }),
+        waits: true,
+        open: |dir| Box::pin(async move { own(RedbStore::open(dir.join("sessions.redb"))?) }),
     },
+    StoreSpec { name: "redis", durable: false, waits: true, open: |dir| Box::pin(redis(dir)) },
 ];
 
-fn shared(store: impl SessionStore) -> Arc<dyn SessionStore> {
-    Arc::new(store)
+fn own(store: impl SessionStore) -> Result<Option<Opened>, StoreError> {
+    Ok(Some((Arc::new(store), None)))
+}
+
+async fn redis(dir: PathBuf) -> Result<Option<Opened>, StoreError> {
+    if let Ok(url) = std::env::var("SESSIONKIT_BENCH_REDIS_URL") {
+        return Ok(Some((Arc::new(RedisStore::open(&url).await?), None)));
+    }
+    let Some(server) = Server::start(&dir) else {
+        eprintln!(
+            "sessionkit-benches: no Redis: set SESSIONKIT_BENCH_REDIS_URL or install redis-server (scripts/install-test-deps)"
+        );
+        return Ok(None);
+    };
+    let url = format!("redis://127.0.0.1:{}/", server.port);
+    Ok(Some((Arc::new(RedisStore::open(&url).await?), Some(server))))
+}
+
+/// A private `redis-server` on a free loopback port, without persistence,
+/// stopped when dropped.
+#[derive(Debug)]
+pub struct Server {
+    child: Child,
+    port: u16,
+}
+
+impl Server {
+    fn start(dir: &Path) -> Option<Self> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").ok()?.local_addr().ok()?.port();
+        let child = Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &port.to_string(), "--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok()?;
+        let server = Self { child, port };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Some(server);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// A store opened for one benchmark, with the directory holding its files.
 pub struct OpenStore {
     /// The spec it was opened from.
     pub spec: &'static StoreSpec,
-    /// The store. Declared before `dir` so that it closes before its files go.
+    /// The store. Declared first so that it closes before its server stops
+    /// and its files go.
     pub store: Arc<dyn SessionStore>,
+    _server: Option<Server>,
     /// Removed when the store is dropped.
     _dir: TempDir,
 }
@@ -69,7 +146,7 @@ impl StoreSpec {
         }
         .map_err(|err| StoreError::backend("creating a directory for a benchmark store", err))?;
         match (self.open)(dir.path().to_owned()).await? {
-            Some(store) => Ok(Some(OpenStore { spec: self, store, _dir: dir })),
+            Some((store, server)) => Ok(Some(OpenStore { spec: self, store, _server: server, _dir: dir })),
             None => {
                 eprintln!("sessionkit-benches: skipping the {} store: it cannot run on this machine", self.name);
                 Ok(None)

@@ -218,10 +218,9 @@ pub async fn max_age_equals_ttl(under_test: StoreUnderTest) {
     assert!(stored > lo && stored < hi, "the stored expiry must be now + ttl");
 }
 
-/// Rolling sessions refresh Max-Age and the stored expiry on every response;
-/// fixed sessions keep both.
-pub async fn rolling_refreshes_and_fixed_keeps(rolling: StoreUnderTest, fixed: StoreUnderTest) {
-    let h = Harness::start(rolling, |c| c.ttl(Duration::from_secs(60)).rolling(true)).await;
+/// Rolling sessions refresh Max-Age and the stored expiry on every response.
+pub async fn rolling_refreshes_cookie_and_expiry(under_test: StoreUnderTest) {
+    let h = Harness::start(under_test, |c| c.ttl(Duration::from_secs(60)).rolling(true)).await;
     let cookie = new_session(&h).await;
     let first = h.stored(cookie.value()).await.expect("stored").expires_at;
     tokio::time::sleep(Duration::from_millis(30)).await;
@@ -237,8 +236,11 @@ pub async fn rolling_refreshes_and_fixed_keeps(rolling: StoreUnderTest, fixed: S
     let updated = h.stored(cookie.value()).await.expect("stored");
     assert!(updated.expires_at > touched, "a write must move a rolling session's stored expiry");
     assert_eq!(updated.data.get("k2"), Some(&serde_json::json!("v2")));
+}
 
-    let h = Harness::start(fixed, |c| c.ttl(Duration::from_secs(60))).await;
+/// Fixed (non-rolling) sessions keep their cookie and stored expiry.
+pub async fn fixed_expiry_never_moves(under_test: StoreUnderTest) {
+    let h = Harness::start(under_test, |c| c.ttl(Duration::from_secs(60))).await;
     let cookie = new_session(&h).await;
     let first = h.stored(cookie.value()).await.expect("stored").expires_at;
     tokio::time::sleep(Duration::from_millis(30)).await;
@@ -438,7 +440,7 @@ pub async fn server_errors_persist_nothing(under_test: StoreUnderTest) {
 }
 
 /// Every default cookie attribute, and each setting reaching the cookie.
-pub async fn cookie_attributes_follow_the_config(under_test: StoreUnderTest, custom: StoreUnderTest) {
+pub async fn cookie_attributes_follow_the_config(under_test: StoreUnderTest) {
     // Defaults, exactly as documented (Secure included).
     let (observed, _) = ObservedStore::wrap(under_test.store.clone());
     let layer = SessionLayer::new(SessionConfig::new(observed));
@@ -453,7 +455,7 @@ pub async fn cookie_attributes_follow_the_config(under_test: StoreUnderTest, cus
     assert_eq!(seconds(&cookie), 24 * 60 * 60);
     assert!(SessionId::parse(cookie.value()).is_some(), "the cookie carries a canonical id");
 
-    let h = Harness::start(custom, |c| {
+    let h = Harness::start(under_test, |c| {
         c.cookie_name("sid")
             .path("/app")
             .domain(Some("example.test".to_string()))

@@ -6,8 +6,10 @@
 #![forbid(unsafe_code)]
 
 pub mod app;
+pub mod crash_workload;
 pub mod http_suite;
 pub mod observed_store;
 pub mod raw_http;
+pub mod redis_server;
 pub mod server;
 pub mod stores;

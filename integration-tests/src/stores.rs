@@ -1,5 +1,7 @@
 //! Factories for every store in the repository, each fresh and empty, for the
-//! HTTP suite and the conformance runs.
+//! HTTP suite. A factory returns `None` only when its store needs a server
+//! this machine lacks (Redis), after saying so loudly; under `CI=true` that
+//! is a failure instead.
 
 use std::any::Any;
 use std::sync::Arc;
@@ -27,20 +29,34 @@ impl StoreUnderTest {
 }
 
 /// The in-process memory store.
-pub async fn memory() -> StoreUnderTest {
-    StoreUnderTest::new("memory", sessionkit_stores::MemoryStore::new())
+pub async fn memory() -> Option<StoreUnderTest> {
+    Some(StoreUnderTest::new("memory", sessionkit_stores::MemoryStore::new()))
 }
 
 /// A redb database in a temporary directory, with durable commits.
-pub async fn redb() -> StoreUnderTest {
+pub async fn redb() -> Option<StoreUnderTest> {
     let dir = tempfile::tempdir().expect("temporary directory");
     let store = sessionkit_stores::RedbStore::open(dir.path().join("sessions.redb")).expect("open redb");
-    StoreUnderTest::guarded("redb", store, dir)
+    Some(StoreUnderTest::guarded("redb", store, dir))
 }
 
 /// A SQLite database file in a temporary directory (WAL, synchronous=FULL).
-pub async fn sqlite() -> StoreUnderTest {
+pub async fn sqlite() -> Option<StoreUnderTest> {
     let dir = tempfile::tempdir().expect("temporary directory");
     let store = sessionkit_stores::SqliteStore::open(dir.path().join("sessions.db")).await.expect("open sqlite");
-    StoreUnderTest::guarded("sqlite", store, dir)
+    Some(StoreUnderTest::guarded("sqlite", store, dir))
+}
+
+/// A directory of JSON files in a temporary directory.
+pub async fn file() -> Option<StoreUnderTest> {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let store = sessionkit_stores::FileStore::open(dir.path().join("sessions")).await.expect("open file store");
+    Some(StoreUnderTest::guarded("file", store, dir))
+}
+
+/// A `RedisStore` on its own throwaway `redis-server` (memory only).
+pub async fn redis() -> Option<StoreUnderTest> {
+    let server = crate::redis_server::RedisServer::start_or_skip()?;
+    let store = sessionkit_stores::RedisStore::open(&server.url()).await.expect("open the redis store");
+    Some(StoreUnderTest::guarded("redis", store, server))
 }

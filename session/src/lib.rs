@@ -47,14 +47,29 @@
 //! sent to the store as a key-level [`Changes`] patch so concurrent requests
 //! do not erase each other's writes, and a destroyed session stays destroyed.
 //!
+//! # Typed sessions
+//!
+//! `#[derive(SessionData)]` turns a struct into a typed view of some session
+//! keys: `Cart::load(&session)?`, `cart.save(&session)?` (which writes only
+//! what changed), `Cart::set_visits(&session, 3)?`, `Cart::clear(&session)`,
+//! and, with `axum`, `async fn handler(cart: Cart)`. The [`typed`] module is
+//! the guide, with a complete handler example.
+//!
 //! # Features
 //!
 //! - `derive` (default): `#[derive(SessionData)]`.
-//! - `axum`: [`Session`] and [`LazySession`] are axum extractors.
+//! - `axum`: [`Session`], [`LazySession`] and every [`SessionData`] type are
+//!   axum extractors.
 //! - `testing`: the store conformance kit, [`testing`] and [`store_conformance_tests!`].
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+// The docs link items of every feature; with some features off, some links
+// have no target, which is expected rather than a documentation bug.
+#![cfg_attr(
+    not(all(feature = "derive", feature = "axum", feature = "testing")),
+    allow(rustdoc::broken_intra_doc_links)
+)]
 
 mod changes;
 mod config;
@@ -66,6 +81,7 @@ pub mod layer;
 mod record;
 mod session;
 pub mod store;
+pub mod typed;
 
 #[cfg(feature = "axum")]
 mod extract;
@@ -79,12 +95,20 @@ pub use changes::{Change, Changes};
 pub use config::{ConfigError, DEFAULT_COOKIE_NAME, DEFAULT_MAX_SIZE, DEFAULT_TTL, Key, SameSite, SessionConfig};
 pub use error::{BoxError, SessionError, StoreError};
 #[cfg(feature = "axum")]
-pub use extract::SessionRejection;
+pub use extract::{SessionDataRejection, SessionRejection};
 pub use id::SessionId;
 pub use layer::{SessionLayer, SessionService};
 pub use record::{SessionMap, SessionRecord};
 pub use session::{CREATED_AT_KEY, LazySession, Session};
+/// The derive for the [`SessionData`](trait@SessionData) trait; the
+/// [`typed`] module is the guide.
+#[cfg(feature = "derive")]
+pub use sessionkit_derive::SessionData;
 pub use store::{SessionStore, UpdateOutcome};
+pub use typed::SessionData;
+
+#[doc(hidden)]
+pub use typed::__private;
 
 /// Re-exported so store implementations name the same `async_trait` as the trait.
 pub use async_trait::async_trait;

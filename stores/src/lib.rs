@@ -4,7 +4,9 @@
 //! | store | feature | for |
 //! | --- | --- | --- |
 //! | [`MemoryStore`] | `memory` (default) | one process, tests, development |
+//! | [`FileStore`] | `file` | one machine, no database: one JSON file per session, durable, shareable between processes |
 //! | [`RedbStore`] | `redb` | one process, sessions that survive restarts, no server to run |
+//! | [`RedisStore`] | `redis` | many app servers sharing one session space in Redis or Valkey |
 //! | [`SqliteStore`] | `sqlite` | one machine, sessions that survive restarts, in a file or in your app's SQLite database |
 //!
 //! Every store here passes sessionkit's conformance kit, including atomic
@@ -13,7 +15,18 @@
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+// The table above links every store; with some features off, some links
+// have no target, which is expected rather than a documentation bug.
+#![cfg_attr(
+    not(all(feature = "memory", feature = "file", feature = "redb", feature = "redis", feature = "sqlite")),
+    allow(rustdoc::broken_intra_doc_links)
+)]
 
+#[cfg(feature = "file")]
+mod file;
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub mod fuzz_hooks;
 // The shared writer thread of the durable stores.
 #[cfg(any(test, feature = "redb", feature = "sqlite"))]
 mod group_commit;
@@ -21,12 +34,18 @@ mod group_commit;
 mod memory;
 #[cfg(feature = "redb")]
 mod redb;
+#[cfg(feature = "redis")]
+mod redis;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 mod sweeper;
 
 #[cfg(feature = "redb")]
 pub use self::redb::{RedbDurability, RedbStore, RedbStoreBuilder};
+#[cfg(feature = "redis")]
+pub use self::redis::{RedisStore, RedisStoreBuilder};
+#[cfg(feature = "file")]
+pub use file::FileStore;
 #[cfg(feature = "memory")]
 pub use memory::MemoryStore;
 /// The rusqlite this crate was built with, for [`SqliteStore::from_connection`].

@@ -6,6 +6,7 @@
 //! on [`RedbStore`].
 
 mod codec;
+mod handle;
 mod writer;
 
 use std::fmt;
@@ -13,10 +14,11 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use ::redb::{Database, DatabaseError, ReadableDatabase, StorageError, TableDefinition, TableError};
+use ::redb::{Database, DatabaseError, ReadTransaction, ReadableDatabase, StorageError, TableDefinition, TableError};
 use sessionkit::{Changes, SessionId, SessionMap, SessionRecord, SessionStore, StoreError, UpdateOutcome, expiry};
 
 use self::codec::{CorruptRecord, Stored};
+use self::handle::{Fault, Handle, Reopen};
 use self::writer::{Op, Out, Writer};
 use crate::group_commit::GroupCommit;
 
@@ -53,7 +55,9 @@ pub enum RedbDurability {
     /// applied in memory; it reaches the disk with the next durable commit:
     /// [`RedbStore::flush`], or when the store is dropped and closes the
     /// database. **A crash or power loss loses every write since that
-    /// commit** (the file stays consistent and reopens as it was then).
+    /// commit** (the file stays consistent and reopens as it was then), and
+    /// so does an I/O error such as a full disk, after which the store
+    /// reopens the file.
     /// Also refused by databases shared between processes
     /// (`redb::ConcurrencyMode` other than the default), at construction.
     None,
@@ -129,6 +133,10 @@ impl RedbStoreBuilder {
     /// Opens the database file at `path`, creating it (but not its directory)
     /// if it does not exist.
     ///
+    /// After an I/O error (a full disk) the store closes the file and opens
+    /// it again by itself, so writes work again once the cause is gone; see
+    /// [`RedbStore`]'s "Failures".
+    ///
     /// # Errors
     ///
     /// [`StoreError::Config`], with redb's error as its source, when the file
@@ -138,7 +146,9 @@ impl RedbStoreBuilder {
     pub fn open(self, path: impl AsRef<Path>) -> Result<RedbStore, StoreError> {
         let path = path.as_ref();
         let db = Database::create(path).map_err(|err| open_error(path, err))?;
-        self.build(db)
+        let path = path.to_owned();
+        // `open`, not `create`: a file that vanished must not come back empty.
+        self.assemble(Arc::new(db), Some(Box::new(move || Database::open(&path))))
     }
 
     /// Builds the store on a database you opened yourself (to choose redb's
@@ -146,17 +156,30 @@ impl RedbStoreBuilder {
     /// file). Pass the `Database`, or an `Arc` of it to keep using it: the
     /// file then stays open until both the store and your handle are gone.
     ///
+    /// The store cannot reopen a database it does not own: after an I/O
+    /// error (a full disk), redb fails every later operation that needs the
+    /// file until the database is closed and opened again, so the store's
+    /// writes fail, with an error that says so, until your application
+    /// reopens the database and builds a new store. Prefer
+    /// [`open`](Self::open) when you do not need your own `Database`.
+    ///
     /// # Errors
     ///
     /// [`StoreError::Config`] when the tables cannot be created or hold other
     /// types, or the durability is not one this database allows.
     pub fn build(self, db: impl Into<Arc<Database>>) -> Result<RedbStore, StoreError> {
-        let db = db.into();
+        self.assemble(db.into(), None)
+    }
+
+    /// Builds the store on `db`, which `reopen`, when given, opens again
+    /// after an I/O failure.
+    fn assemble(self, db: Arc<Database>, reopen: Option<Reopen>) -> Result<RedbStore, StoreError> {
         let tables = Arc::new(Tables::new(&self.table_prefix));
         create_tables(&db, &tables, self.durability)?;
-        let writer = Writer { db: Arc::clone(&db), tables: Arc::clone(&tables), durability: self.durability };
+        let handle = Arc::new(Handle::new(db, reopen));
+        let writer = Writer { handle: Arc::clone(&handle), tables: Arc::clone(&tables), durability: self.durability };
         let writer = GroupCommit::spawn("sessionkit-redb-writer", writer)?;
-        Ok(RedbStore { writer, db, tables, durability: self.durability })
+        Ok(RedbStore { writer, handle, tables, durability: self.durability })
     }
 }
 
@@ -245,6 +268,22 @@ fn open_error(path: &Path, err: DatabaseError) -> StoreError {
 /// two-phase commit. [`RedbDurability::None`] trades crash safety for speed;
 /// read its docs before choosing it.
 ///
+/// # Failures
+///
+/// When the disk is full, or a read or write of the file fails, the
+/// operations caught in it fail with [`StoreError::Backend`], the I/O error
+/// as its cause. No failed write is acknowledged, and nothing acknowledged
+/// before is lost (with [`RedbDurability::None`], only what a crash would
+/// keep). redb then refuses every later operation on that database handle,
+/// so a store that opened the file ([`RedbStore::open`],
+/// [`RedbStoreBuilder::open`]) closes it and opens it again right away,
+/// waiting up to a second for operations still holding it. Writes work again
+/// as soon as the disk does, and reads go on meanwhile (unless the disk
+/// cannot even be opened; then every operation tries again). A store built
+/// [`from_database`](RedbStore::from_database) cannot reopen a database it
+/// does not own: its writes fail, saying so, until the application reopens
+/// the database and builds a new store.
+///
 /// # Bad data
 ///
 /// A stored value that cannot be decoded reads as absent (logged with
@@ -275,9 +314,10 @@ fn open_error(path: &Path, err: DatabaseError) -> StoreError {
 /// ```
 pub struct RedbStore {
     // Declared first so that it drops first: the writer thread is joined,
-    // releasing its handle, before `db` drops the last one and closes the file.
+    // releasing its handle, before `handle` drops the last one and closes the
+    // file.
     writer: GroupCommit<Writer>,
-    db: Arc<Database>,
+    handle: Arc<Handle>,
     tables: Arc<Tables>,
     durability: RedbDurability,
 }
@@ -295,7 +335,8 @@ impl RedbStore {
     }
 
     /// Builds the store on an open database with the default settings. See
-    /// [`RedbStoreBuilder::build`].
+    /// [`RedbStoreBuilder::build`], and why such a store cannot recover from
+    /// an I/O error by itself.
     ///
     /// # Errors
     ///
@@ -328,12 +369,53 @@ impl RedbStore {
     async fn read<T, F>(&self, read: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: FnOnce(&Database, &Tables) -> Result<T, StoreError> + Send + 'static,
+        F: Fn(&ReadTransaction, &Tables) -> Result<T, StoreError> + Send + 'static,
     {
-        let (db, tables) = (Arc::clone(&self.db), Arc::clone(&self.tables));
-        tokio::task::spawn_blocking(move || read(&db, &tables))
+        let (handle, tables) = (Arc::clone(&self.handle), Arc::clone(&self.tables));
+        tokio::task::spawn_blocking(move || read_blocking(&handle, &tables, read))
             .await
             .map_err(|err| StoreError::backend("redb store: a read task failed", err))?
+    }
+}
+
+/// Runs `read` in a read transaction on the current database handle. When
+/// the handle has failed, or was closed under the read by a recovery, the
+/// read tries once more on the replacement.
+fn read_blocking<T>(
+    handle: &Handle,
+    tables: &Tables,
+    read: impl Fn(&ReadTransaction, &Tables) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    let mut retry = handle.can_reopen();
+    loop {
+        let (used, result) = {
+            let db = handle.get()?;
+            // The transaction keeps what it reads from alive; the `Arc` is
+            // let go at once, so a recovery does not wait for this read.
+            let txn = db.begin_read();
+            (Arc::downgrade(&db), txn)
+        };
+        let result = result
+            .map_err(|err| StoreError::backend("redb store: beginning a read", err))
+            .and_then(|txn| read(&txn, tables));
+        let err = match result {
+            Ok(value) => return Ok(value),
+            Err(err) => err,
+        };
+        match handle::fault(&err) {
+            Fault::Failed if retry => {
+                if let Err(reopen) = handle.recover(&used) {
+                    tracing::error!(
+                        error = &reopen as &dyn std::error::Error,
+                        "redb store: the database could not be reopened after an I/O error"
+                    );
+                    return Err(err);
+                }
+            }
+            Fault::Closed if retry => {}
+            _ => return Err(handle.after_error(&used, err)),
+        }
+        retry = false;
     }
 }
 
@@ -369,8 +451,7 @@ fn unexpected(out: &Out) -> StoreError {
 }
 
 /// Reads the live record under `key`, if any.
-fn read_record(db: &Database, tables: &Tables, key: &Key) -> Result<Option<SessionRecord>, StoreError> {
-    let txn = db.begin_read().map_err(|err| StoreError::backend("redb store: beginning a read", err))?;
+fn read_record(txn: &ReadTransaction, tables: &Tables, key: &Key) -> Result<Option<SessionRecord>, StoreError> {
     let table = txn
         .open_table(tables.sessions())
         .map_err(|err| StoreError::backend("redb store: opening the sessions table", err))?;
@@ -395,7 +476,7 @@ fn read_record(db: &Database, tables: &Tables, key: &Key) -> Result<Option<Sessi
 impl SessionStore for RedbStore {
     async fn get(&self, id: &SessionId) -> Result<Option<SessionRecord>, StoreError> {
         let key = *id.as_bytes();
-        self.read(move |db, tables| read_record(db, tables, &key)).await
+        self.read(move |txn, tables| read_record(txn, tables, &key)).await
     }
 
     async fn set(&self, id: &SessionId, data: &SessionMap, expires_at: Option<SystemTime>) -> Result<(), StoreError> {
@@ -454,6 +535,16 @@ impl SessionStore for RedbStore {
                 other => return Err(unexpected(&other)),
             }
         }
+    }
+}
+
+/// Every way this store reads a stored value, for the fuzz targets in
+/// `fuzz/` (built with `--cfg fuzzing` only).
+#[cfg(fuzzing)]
+pub(crate) fn fuzz_read(bytes: &[u8]) {
+    if let Ok(stored) = codec::Stored::parse(bytes) {
+        let _ = stored.is_live(0);
+        let _ = stored.data();
     }
 }
 

@@ -271,7 +271,9 @@ fn write_header(out: &mut String, starts: &BTreeMap<String, RunStart>, quick: bo
 
 fn write_glance(out: &mut String, results: &Results, middleware: Option<&Middleware>) {
     let _ = writeln!(out, "## At a glance: which store for which load\n");
-    let pop = populations(results).into_iter().find(|p| p == "100k").unwrap_or_default();
+    let pops = populations(results);
+    let pop =
+        if pops.iter().any(|p| p == "100k") { "100k".to_owned() } else { pops.last().cloned().unwrap_or_default() };
     let mix = |store: &str, tasks: &str| get(results, "concurrent-mix", store, tasks).map(Bench::per_second);
     let layer = |store: &str| {
         let bare = middleware?.variants.first()?.median;
@@ -723,7 +725,12 @@ fn bar_chart(
                 .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 10, y + 5)], color.filled()));
         }
         if series.len() > 1 {
-            chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw()?;
+            chart
+                .configure_series_labels()
+                .position(SeriesLabelPosition::UpperLeft)
+                .background_style(WHITE.mix(0.9))
+                .border_style(BLACK)
+                .draw()?;
         }
     } else {
         let mut chart = ChartBuilder::on(&root)
@@ -758,7 +765,12 @@ fn bar_chart(
                 .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 10, y + 5)], color.filled()));
         }
         if series.len() > 1 {
-            chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw()?;
+            chart
+                .configure_series_labels()
+                .position(SeriesLabelPosition::UpperLeft)
+                .background_style(WHITE.mix(0.9))
+                .border_style(BLACK)
+                .draw()?;
         }
     }
     root.present()?;

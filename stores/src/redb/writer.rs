@@ -14,6 +14,10 @@
 //! (see [`super::Tables`]). If a record was found corrupt and could not tell
 //! its old expiry, its stale index entry is harmless: the sweep checks the
 //! record's own expiry before deleting it.
+//!
+//! A batch the engine fails (an I/O error, a full disk) fails as a whole and
+//! commits nothing; before the next batch the database handle is replaced
+//! (see [`super::handle`]), so a failure does not outlive its cause.
 
 use std::sync::Arc;
 
@@ -21,6 +25,7 @@ use redb::{Database, ReadableTable, StorageError, Table, WriteTransaction};
 use sessionkit::{Changes, StoreError, UpdateOutcome};
 
 use super::codec::{self, Stored};
+use super::handle::Handle;
 use super::{Key, RedbDurability, Tables, now_ms};
 use crate::group_commit::Committer;
 
@@ -58,7 +63,7 @@ pub(super) enum Out {
 
 /// Owns the write side of the database on the group-commit thread.
 pub(super) struct Writer {
-    pub(super) db: Arc<Database>,
+    pub(super) handle: Arc<Handle>,
     pub(super) tables: Arc<Tables>,
     pub(super) durability: RedbDurability,
 }
@@ -67,28 +72,46 @@ impl Committer for Writer {
     type Op = Op;
     type Out = Out;
 
+    /// Commits `ops` on the current database handle. When the handle has
+    /// failed (a full disk), the batch fails with the cause, and the handle
+    /// is replaced before this returns, so the next batch can commit.
     fn commit(&mut self, ops: Vec<Op>) -> Result<Vec<Result<Out, StoreError>>, StoreError> {
-        let flush = ops.iter().any(|op| matches!(op, Op::Flush));
-        let txn = begin_write(&self.db, self.durability, flush)?;
-        // One clock reading per batch: the whole batch happens at one instant.
-        let now = now_ms();
-        let results = {
-            let mut tables = WriteTables::open(&txn, &self.tables)?;
-            let mut results = Vec::with_capacity(ops.len());
-            for op in ops {
-                match tables.apply(op, now) {
-                    Ok(out) => results.push(Ok(out)),
-                    Err(Failure::Rejected(err)) => results.push(Err(err)),
-                    // Returning drops the transaction, which rolls it back: a
-                    // half-applied batch is never committed.
-                    Err(Failure::Engine(err)) => return Err(err),
-                }
-            }
-            results
-        };
-        txn.commit().map_err(|err| StoreError::backend("redb store: committing a batch of writes", err))?;
-        Ok(results)
+        let db = self.handle.get()?;
+        let result = commit_batch(&db, &self.tables, self.durability, ops);
+        let failed = Arc::downgrade(&db);
+        // Let go of the handle first: replacing it waits for every holder.
+        drop(db);
+        result.map_err(|err| self.handle.after_error(&failed, err))
     }
+}
+
+/// Applies `ops` in one write transaction and commits it.
+fn commit_batch(
+    db: &Database,
+    tables: &Tables,
+    durability: RedbDurability,
+    ops: Vec<Op>,
+) -> Result<Vec<Result<Out, StoreError>>, StoreError> {
+    let flush = ops.iter().any(|op| matches!(op, Op::Flush));
+    let txn = begin_write(db, durability, flush)?;
+    // One clock reading per batch: the whole batch happens at one instant.
+    let now = now_ms();
+    let results = {
+        let mut tables = WriteTables::open(&txn, tables)?;
+        let mut results = Vec::with_capacity(ops.len());
+        for op in ops {
+            match tables.apply(op, now) {
+                Ok(out) => results.push(Ok(out)),
+                Err(Failure::Rejected(err)) => results.push(Err(err)),
+                // Returning drops the transaction, which rolls it back: a
+                // half-applied batch is never committed.
+                Err(Failure::Engine(err)) => return Err(err),
+            }
+        }
+        results
+    };
+    txn.commit().map_err(|err| StoreError::backend("redb store: committing a batch of writes", err))?;
+    Ok(results)
 }
 
 /// Why an operation failed.

@@ -1,0 +1,9 @@
+//! `RedisStore`'s decoding of arbitrary `get` replies (any shape, any bytes):
+//! corrupt data must read as absent, never panic.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|bytes: &[u8]| {
+    sessionkit_stores::fuzz_hooks::redis_reply(bytes);
+});

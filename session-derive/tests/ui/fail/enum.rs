@@ -1,0 +1,9 @@
+use sessionkit::SessionData;
+
+#[derive(SessionData)]
+enum Theme {
+    Light,
+    Dark,
+}
+
+fn main() {}

@@ -1,0 +1,640 @@
+//! `FileStore`: one JSON file per session in a directory.
+//!
+//! The public contract (file layout, durability, locking, damaged files)
+//! is documented on [`FileStore`]; the pieces live in submodules: the file
+//! format (`format`), the stripe locks (`locks`) and the shared directory
+//! fsync (`dir_sync`).
+
+mod dir_sync;
+mod format;
+mod locks;
+
+use std::ffi::OsStr;
+use std::fs::{self, DirEntry, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+use sessionkit::{Changes, SessionId, SessionMap, SessionRecord, SessionStore, StoreError, UpdateOutcome, expiry};
+
+use self::dir_sync::DirSync;
+use self::format::StoredRecord;
+use self::locks::{LOCK_DIR, Locks, StripeGuard, stripe_of};
+
+/// The prefix of temporary files. A leading dot keeps them out of casual
+/// listings and can never start a session file name.
+const TEMP_PREFIX: &str = ".tmp-";
+/// The suffix of session files.
+const SESSION_SUFFIX: &str = ".json";
+/// A temporary file at least this old, whose session nobody is writing, is
+/// left over from a crash and is removed by the sweeper. A write holds its
+/// temporary file for milliseconds; the age is a second line of defence
+/// behind the stripe lock check.
+const STALE_TEMP_AGE: Duration = Duration::from_secs(5 * 60);
+
+/// A session store keeping one JSON file per session in a directory.
+///
+/// Every write is durable (file and directory synced) before it returns,
+/// `update` is atomic across threads and processes, and all file I/O runs
+/// on tokio's blocking threads.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use sessionkit::{SessionId, SessionMap, SessionStore};
+/// use sessionkit_stores::FileStore;
+///
+/// # let dir = tempfile::tempdir()?;
+/// # let path = dir.path().join("sessions");
+/// let store = FileStore::open(&path).await?; // creates the directory if needed
+/// let id = SessionId::generate();
+/// let mut data = SessionMap::new();
+/// data.insert("user".into(), "ada".into());
+/// store.set(&id, &data, None).await?;
+///
+/// // Another store on the same directory (another process, or after a
+/// // restart) sees the session.
+/// let reopened = FileStore::open(&path).await?;
+/// assert_eq!(reopened.get(&id).await?.map(|record| record.data), Some(data));
+/// # Ok(()) }
+/// ```
+///
+/// # Layout
+///
+/// ```text
+/// sessions/
+/// ├── <id>.json              one session: {"expiresAt": <Unix ms or null>, "data": {…}}
+/// ├── .tmp-<id>-<pid>-<n>    a write in progress (or left behind by a crash)
+/// └── .locks/00 … ff         the stripe lock files (see below)
+/// ```
+///
+/// A file name is built only from a [`SessionId`], which is 43 characters of
+/// `A-Z a-z 0-9 - _` by construction: no client text, no `/`, no `..` ever
+/// reaches a path.
+///
+/// # Durability and crash safety
+///
+/// A write goes to a fresh temporary file in the same directory, is synced
+/// (`fdatasync`), renamed over `<id>.json` (atomic), and the directory is
+/// synced before the write is acknowledged. A crash at any moment therefore
+/// leaves either the old file or the new one, never a mix, and an
+/// acknowledged write is on disk. A crash can leave a temporary file behind;
+/// readers never look at temporary files, and [`delete_expired`] removes them
+/// once they are stale (older than five minutes, and no writer holds their
+/// session's lock). Deletes sync the directory too.
+///
+/// Concurrent writers sync their own files in parallel and share directory
+/// syncs: a writer whose rename lands while another writer's directory sync
+/// is running waits for the next one, which covers every rename made in the
+/// meantime (group commit for the directory).
+///
+/// # Concurrency, within and across processes
+///
+/// Reads take no lock: files are only ever replaced whole, so a reader sees
+/// the old record or the new one. Every write (`set`, `update`, `touch`,
+/// `delete`, and the sweeper's removals) holds the lock of the session's
+/// *stripe*, one of 256, chosen by a hash of the id: an in-process async
+/// mutex, then an advisory exclusive lock on the stripe's file in `.locks/`
+/// ([`std::fs::File::lock`], `flock(2)` on Unix). So `update` is an atomic
+/// read-modify-write even when several processes share the directory, and
+/// an `update` or `touch` racing a `delete` never brings the session back.
+/// The operating system drops a crashed process's locks. Advisory locks bind
+/// only processes that take them, and are unreliable on network file
+/// systems: keep the directory on a local file system and let only this
+/// store write to it.
+///
+/// # Damaged files
+///
+/// A session file that is not valid JSON of the expected shape (truncated by
+/// hand, overwritten, corrupted on disk) reads as absent, with a warning
+/// naming the session by the prefix [`SessionId`]'s `Debug` shows, never by
+/// its whole id. `update` and `touch` treat it as missing; `set` replaces
+/// it. The sweeper leaves it in place (it cannot tell when it expires) and
+/// warns about it.
+///
+/// [`delete_expired`]: SessionStore::delete_expired
+#[derive(Clone)]
+pub struct FileStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    dir: PathBuf,
+    locks: Locks,
+    dir_sync: DirSync,
+    /// Makes temporary file names unique within this process; the process
+    /// id makes them unique across processes.
+    temp_seq: AtomicU64,
+}
+
+impl FileStore {
+    /// A store on the directory `dir`, created (with its parents) if it does
+    /// not exist. Blocks on the file system briefly; in async code, prefer
+    /// [`FileStore::open`].
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Config`] when `dir` exists but is not a directory, or
+    /// cannot be created, opened or written to.
+    pub fn new(dir: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let dir = dir.as_ref();
+        let dir = std::path::absolute(dir).map_err(|err| {
+            StoreError::config_caused_by(format!("session directory {} cannot be resolved", dir.display()), err)
+        })?;
+        create_dir(&dir, "session directory")?;
+        create_dir(&dir.join(LOCK_DIR), "session lock directory")?;
+        let dir_sync = DirSync::open(&dir).map_err(|err| {
+            StoreError::config_caused_by(format!("session directory {} cannot be opened", dir.display()), err)
+        })?;
+        let inner = Inner { locks: Locks::new(&dir), dir, dir_sync, temp_seq: AtomicU64::new(0) };
+        inner.probe_writable()?;
+        Ok(Self { inner: Arc::new(inner) })
+    }
+
+    /// [`FileStore::new`], run on a blocking thread.
+    ///
+    /// # Errors
+    ///
+    /// As [`FileStore::new`].
+    pub async fn open(dir: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let dir = dir.as_ref().to_path_buf();
+        tokio::task::spawn_blocking(move || Self::new(dir))
+            .await
+            .map_err(|err| StoreError::backend("file store: opening the session directory", err))?
+    }
+
+    /// The session directory, as an absolute path.
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// Runs `work` on a blocking thread.
+    async fn blocking<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Inner) -> Result<T, StoreError> + Send + 'static,
+    {
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || work(&inner))
+            .await
+            .map_err(|err| StoreError::backend("file store: a blocking file operation failed", err))?
+    }
+
+    /// Runs `write` on a blocking thread under the stripe lock of `id`.
+    /// `write` says whether it changed the directory; if so, the directory
+    /// is synced after the lock is released (so other writers of the stripe
+    /// need not wait for it) and before returning.
+    async fn locked<T, F>(&self, id: &SessionId, write: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Inner, &SessionId) -> Result<(T, bool), StoreError> + Send + 'static,
+    {
+        let stripe = stripe_of(id);
+        // Wait for writers of this process without holding a blocking thread.
+        let local = self.inner.locks.lock_local(stripe).await;
+        let id = id.clone();
+        // Once started, the blocking task runs to the end even if the caller
+        // stops waiting, so a write is never abandoned halfway with the lock
+        // held.
+        self.blocking(move |inner| {
+            let guard = inner.locks.lock_file(stripe, local).map_err(lock_error)?;
+            let (out, changed) = write(inner, &id)?;
+            drop(guard);
+            if changed {
+                inner.sync_dir()?;
+            }
+            Ok(out)
+        })
+        .await
+    }
+}
+
+impl std::fmt::Debug for FileStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileStore").field("dir", &self.inner.dir).finish_non_exhaustive()
+    }
+}
+
+fn lock_error(err: io::Error) -> StoreError {
+    StoreError::backend("file store: locking a session for writing", err)
+}
+
+/// Creates `dir` if missing (owner-only on Unix: sessions are credentials'
+/// worth of data) and checks that it is a directory.
+fn create_dir(dir: &Path, what: &str) -> Result<(), StoreError> {
+    match fs::metadata(dir) {
+        Ok(meta) if meta.is_dir() => return Ok(()),
+        Ok(_) => return Err(StoreError::config(format!("{what} {} exists and is not a directory", dir.display()))),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+        Err(err) => {
+            return Err(StoreError::config_caused_by(format!("{what} {} cannot be accessed", dir.display()), err));
+        }
+    }
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder
+        .create(dir)
+        .map_err(|err| StoreError::config_caused_by(format!("{what} {} cannot be created", dir.display()), err))
+}
+
+fn now_ms() -> i64 {
+    expiry::to_unix_ms(SystemTime::now())
+}
+
+fn is_live(expires_at_ms: Option<i64>, now_ms: i64) -> bool {
+    expires_at_ms.is_none_or(|at| at > now_ms)
+}
+
+/// The session a file name belongs to, when it is a session file.
+fn session_file_id(name: &str) -> Option<SessionId> {
+    SessionId::parse(name.strip_suffix(SESSION_SUFFIX)?)
+}
+
+/// The session a temporary file name was written for, if it names one.
+fn temp_file_id(name: &str) -> Option<SessionId> {
+    let rest = name.strip_prefix(TEMP_PREFIX)?;
+    SessionId::parse(rest.get(..43)?)
+}
+
+impl Inner {
+    fn path(&self, id: &SessionId) -> PathBuf {
+        self.dir.join(format!("{}{SESSION_SUFFIX}", id.as_str()))
+    }
+
+    fn sync_dir(&self) -> Result<(), StoreError> {
+        self.dir_sync.sync().map_err(|err| StoreError::backend("file store: syncing the session directory", err))
+    }
+
+    /// Fails with a configuration error unless files can be created in the
+    /// directory.
+    fn probe_writable(&self) -> Result<(), StoreError> {
+        let probe = self.temp_path("probe");
+        let created = OpenOptions::new().write(true).create_new(true).open(&probe);
+        match created {
+            Ok(file) => {
+                drop(file);
+                fs::remove_file(&probe).map_err(|err| {
+                    StoreError::config_caused_by(
+                        format!("session directory {} is not writable", self.dir.display()),
+                        err,
+                    )
+                })
+            }
+            Err(err) => Err(StoreError::config_caused_by(
+                format!("session directory {} is not writable", self.dir.display()),
+                err,
+            )),
+        }
+    }
+
+    fn temp_path(&self, label: &str) -> PathBuf {
+        let seq = self.temp_seq.fetch_add(1, Ordering::Relaxed);
+        self.dir.join(format!("{TEMP_PREFIX}{label}-{}-{seq}", std::process::id()))
+    }
+
+    /// The live record of `id`: `None` when absent, expired or damaged
+    /// (damage is logged).
+    fn read_live(&self, id: &SessionId, now_ms: i64) -> Result<Option<StoredRecord>, StoreError> {
+        let bytes = match fs::read(self.path(id)) {
+            Ok(bytes) => bytes,
+            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(err) => return Err(StoreError::backend("file store: reading a session file", err)),
+        };
+        match format::decode(&bytes) {
+            Ok(record) => Ok(is_live(record.expires_at, now_ms).then_some(record)),
+            Err(err) => {
+                tracing::warn!(
+                    id = ?id,
+                    error = &err as &dyn std::error::Error,
+                    "a damaged session file reads as no session"
+                );
+                Ok(None)
+            }
+        }
+    }
+
+    /// Replaces the file of `id` with `bytes`, atomically: a temporary file,
+    /// synced, then renamed. The caller holds the stripe lock and syncs the
+    /// directory afterwards.
+    fn write(&self, id: &SessionId, bytes: &[u8]) -> Result<(), StoreError> {
+        let (temp, file) = self
+            .create_temp(id)
+            .map_err(|err| StoreError::backend("file store: creating a temporary session file", err))?;
+        let written = write_synced(file, bytes).and_then(|()| fs::rename(&temp, self.path(id)));
+        if let Err(err) = written {
+            // Best effort: a temporary file that cannot be removed now is
+            // removed by the sweeper.
+            let _ = fs::remove_file(&temp);
+            return Err(StoreError::backend("file store: writing a session file", err));
+        }
+        Ok(())
+    }
+
+    fn create_temp(&self, id: &SessionId) -> io::Result<(PathBuf, File)> {
+        let mut options = OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        // A name can only be taken by a file left over from a crashed
+        // process that had the same process id; try the next number.
+        let mut attempts = 0;
+        loop {
+            let temp = self.temp_path(id.as_str());
+            match options.open(&temp) {
+                Ok(file) => return Ok((temp, file)),
+                Err(err) if err.kind() == io::ErrorKind::AlreadyExists && attempts < 16 => attempts += 1,
+                Err(err) => return Err(err),
+            }
+        }
+    }
+
+    fn remove(&self, id: &SessionId) -> Result<bool, StoreError> {
+        match fs::remove_file(self.path(id)) {
+            Ok(()) => Ok(true),
+            Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(err) => Err(StoreError::backend("file store: removing a session file", err)),
+        }
+    }
+
+    /// Removes expired session files and stale temporary files, walking the
+    /// directory one entry at a time. Returns how many sessions it removed.
+    fn sweep(&self) -> Result<u64, StoreError> {
+        let now = now_ms();
+        let entries = fs::read_dir(&self.dir)
+            .map_err(|err| StoreError::backend("file store: listing the session directory", err))?;
+        let (mut removed, mut changed) = (0, false);
+        for entry in entries {
+            let entry = entry.map_err(|err| StoreError::backend("file store: listing the session directory", err))?;
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if let Some(id) = session_file_id(name) {
+                match self.sweep_session(&id, now) {
+                    Ok(true) => (removed, changed) = (removed + 1, true),
+                    Ok(false) => {}
+                    Err(err) => tracing::warn!(
+                        id = ?id,
+                        error = &err as &dyn std::error::Error,
+                        "could not sweep a session file; trying again at the next sweep"
+                    ),
+                }
+            } else if name.starts_with(TEMP_PREFIX) {
+                match self.sweep_temp(name, &entry) {
+                    Ok(swept) => changed |= swept,
+                    Err(err) => tracing::warn!(
+                        error = &err as &dyn std::error::Error,
+                        "could not remove a leftover temporary session file; trying again at the next sweep"
+                    ),
+                }
+            }
+        }
+        if changed {
+            self.sync_dir()?;
+        }
+        Ok(removed)
+    }
+
+    /// Removes the file of `id` if it is expired, checking again under the
+    /// stripe lock so that a session refreshed meanwhile is kept.
+    fn sweep_session(&self, id: &SessionId, now: i64) -> Result<bool, StoreError> {
+        if !self.is_expired_file(id, now)? {
+            return Ok(false);
+        }
+        let stripe = stripe_of(id);
+        let _guard = self.locks.lock_file(stripe, self.locks.blocking_lock_local(stripe)).map_err(lock_error)?;
+        if !self.is_expired_file(id, now)? {
+            return Ok(false);
+        }
+        self.remove(id)
+    }
+
+    /// Whether the file of `id` exists and is expired at `now`, reading as
+    /// little of it as needed. Damaged files are logged and reported as not
+    /// expired: their expiry is unknown.
+    fn is_expired_file(&self, id: &SessionId, now: i64) -> Result<bool, StoreError> {
+        let file = match File::open(self.path(id)) {
+            Ok(file) => file,
+            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(err) => return Err(StoreError::backend("file store: opening a session file", err)),
+        };
+        match read_expiry(file) {
+            Ok(expires_at) => Ok(!is_live(expires_at, now)),
+            Err(ExpiryError::Io(err)) => Err(StoreError::backend("file store: reading a session file", err)),
+            Err(ExpiryError::Damaged(err)) => {
+                tracing::warn!(
+                    id = ?id,
+                    error = &err as &dyn std::error::Error,
+                    "a damaged session file cannot be swept; remove it by hand"
+                );
+                Ok(false)
+            }
+        }
+    }
+
+    /// Removes a stale temporary file left behind by a crashed writer.
+    /// Returns whether it removed one.
+    ///
+    /// A file is stale when it is older than [`STALE_TEMP_AGE`] and, when
+    /// its name carries a session id, nobody (in this process or another)
+    /// holds that session's stripe lock: a writer holds the lock for as long
+    /// as its temporary file exists, so a temporary file whose stripe is
+    /// free belongs to no live writer.
+    fn sweep_temp(&self, name: &str, entry: &DirEntry) -> io::Result<bool> {
+        let modified = match entry.metadata().and_then(|meta| meta.modified()) {
+            Ok(modified) => modified,
+            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(err) => return Err(err),
+        };
+        // A clock set backwards makes the file look new: keep it for now.
+        if modified.elapsed().map_or(true, |age| age < STALE_TEMP_AGE) {
+            return Ok(false);
+        }
+        let _guard: Option<StripeGuard> = match temp_file_id(name) {
+            Some(id) => {
+                let stripe = stripe_of(&id);
+                let Some(local) = self.locks.try_lock_local(stripe) else { return Ok(false) };
+                match self.locks.try_lock_file(stripe, local)? {
+                    Some(guard) => Some(guard),
+                    None => return Ok(false),
+                }
+            }
+            None => None,
+        };
+        match fs::remove_file(self.dir.join(OsStr::new(name))) {
+            Ok(()) => Ok(true),
+            Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(err) => Err(err),
+        }
+    }
+}
+
+/// Writes `bytes` and waits until they are on disk.
+fn write_synced(mut file: File, bytes: &[u8]) -> io::Result<()> {
+    file.write_all(bytes)?;
+    // Data and size only: the file's name becomes durable through the
+    // rename and the directory sync.
+    file.sync_data()
+}
+
+enum ExpiryError {
+    Io(io::Error),
+    Damaged(serde_json::Error),
+}
+
+/// The expiry stored in `file`: from its first bytes when it is laid out as
+/// this store writes it, else by streaming through it.
+fn read_expiry(mut file: File) -> Result<Option<i64>, ExpiryError> {
+    let mut prefix = Vec::with_capacity(format::PEEK_LEN);
+    (&mut file).take(format::PEEK_LEN as u64).read_to_end(&mut prefix).map_err(ExpiryError::Io)?;
+    if let Some(expires_at) = format::peek_expiry(&prefix) {
+        return Ok(expires_at);
+    }
+    format::scan_expiry(prefix.as_slice().chain(file)).map_err(|err| match err.io_error_kind() {
+        Some(kind) => ExpiryError::Io(io::Error::new(kind, err)),
+        None => ExpiryError::Damaged(err),
+    })
+}
+
+#[sessionkit::async_trait]
+impl SessionStore for FileStore {
+    async fn get(&self, id: &SessionId) -> Result<Option<SessionRecord>, StoreError> {
+        let id = id.clone();
+        let found = self.blocking(move |inner| inner.read_live(&id, now_ms())).await?;
+        Ok(found.map(|record| SessionRecord::new(record.data, record.expires_at.map(expiry::from_unix_ms))))
+    }
+
+    async fn set(&self, id: &SessionId, data: &SessionMap, expires_at: Option<SystemTime>) -> Result<(), StoreError> {
+        let bytes = format::encode(data, expires_at.map(expiry::to_unix_ms))?;
+        self.locked(id, move |inner, id| inner.write(id, &bytes).map(|()| ((), true))).await
+    }
+
+    async fn delete(&self, id: &SessionId) -> Result<(), StoreError> {
+        self.locked(id, |inner, id| inner.remove(id).map(|removed| ((), removed))).await
+    }
+
+    async fn touch(&self, id: &SessionId, expires_at: Option<SystemTime>) -> Result<bool, StoreError> {
+        let expires_at_ms = expires_at.map(expiry::to_unix_ms);
+        self.locked(id, move |inner, id| {
+            let Some(record) = inner.read_live(id, now_ms())? else {
+                return Ok((false, false));
+            };
+            inner.write(id, &format::encode(&record.data, expires_at_ms)?)?;
+            Ok((true, true))
+        })
+        .await
+    }
+
+    async fn update(
+        &self,
+        id: &SessionId,
+        changes: &Changes,
+        expires_at: Option<SystemTime>,
+    ) -> Result<UpdateOutcome, StoreError> {
+        let changes = changes.clone();
+        let expires_at_ms = expires_at.map(expiry::to_unix_ms);
+        // Read, apply and write under the stripe lock: no other writer, in
+        // this process or another, can slip in between.
+        self.locked(id, move |inner, id| {
+            let Some(record) = inner.read_live(id, now_ms())? else {
+                return Ok((UpdateOutcome::Missing, false));
+            };
+            let data = changes.applied_to(record.data);
+            inner.write(id, &format::encode(&data, expires_at_ms)?)?;
+            Ok((UpdateOutcome::Applied, true))
+        })
+        .await
+    }
+
+    /// Removes expired session files and returns how many. Also removes
+    /// temporary files left behind by crashed writers once they are stale
+    /// (older than five minutes, and no writer holds their session's lock);
+    /// those are not counted.
+    ///
+    /// The directory is read one entry at a time and only the first few
+    /// bytes of each session file are read, so a sweep's memory does not
+    /// grow with the number of sessions.
+    async fn delete_expired(&self) -> Result<u64, StoreError> {
+        self.blocking(Inner::sweep).await
+    }
+}
+
+/// Every way this store reads a session file's bytes, for the fuzz targets
+/// in `fuzz/` (built with `--cfg fuzzing` only).
+#[cfg(fuzzing)]
+pub(crate) fn fuzz_read(bytes: &[u8]) {
+    let _ = format::decode(bytes);
+    let _ = format::peek_expiry(&bytes[..bytes.len().min(format::PEEK_LEN)]);
+    let _ = format::scan_expiry(bytes);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_well_formed_names_are_taken_for_sessions() {
+        let id = SessionId::generate();
+        assert_eq!(session_file_id(&format!("{id}.json")), Some(id.clone()));
+        assert_eq!(temp_file_id(&format!(".tmp-{id}-12-0")), Some(id.clone()));
+        for name in [
+            format!("{id}"),
+            format!("{id}.json.bak"),
+            format!(".tmp-{id}-1-1"),
+            format!("x{id}.json"),
+            "..json".to_string(),
+            ".locks".to_string(),
+        ] {
+            assert_eq!(session_file_id(&name), None, "{name}");
+        }
+        assert_eq!(temp_file_id(".tmp-probe-1-0"), None);
+        assert_eq!(temp_file_id(".tmp-"), None);
+    }
+
+    /// A temporary file, however old, is kept while its session's stripe is
+    /// locked (a writer in another process may be at work on it).
+    #[tokio::test]
+    async fn the_sweeper_keeps_temporary_files_of_sessions_being_written() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = FileStore::open(dir.path()).await.expect("open");
+        let id = SessionId::generate();
+        let temp = dir.path().join(format!(".tmp-{id}-99-0"));
+        fs::write(&temp, b"{").expect("write");
+        let old = SystemTime::now() - STALE_TEMP_AGE - Duration::from_secs(1);
+        File::options().write(true).open(&temp).expect("open").set_modified(old).expect("backdate");
+
+        // Another process's writer: its own lock table, the same lock files.
+        let theirs = Locks::new(dir.path());
+        let stripe = stripe_of(&id);
+        let held = theirs.lock_file(stripe, theirs.lock_local(stripe).await).expect("lock");
+        store.delete_expired().await.expect("sweep");
+        assert!(temp.exists(), "a temporary file whose session is locked must be kept");
+
+        drop(held);
+        // In this process: the in-process lock alone must keep it too.
+        let local = store.inner.locks.lock_local(stripe).await;
+        store.delete_expired().await.expect("sweep");
+        assert!(temp.exists(), "a temporary file whose session is locked in-process must be kept");
+
+        drop(local);
+        store.delete_expired().await.expect("sweep");
+        assert!(!temp.exists(), "a stale temporary file nobody holds must be removed");
+    }
+
+    #[test]
+    fn opening_a_regular_file_is_a_config_error() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("plain");
+        fs::write(&file, b"x").expect("write");
+        for path in [file.clone(), file.join("below")] {
+            match FileStore::new(&path) {
+                Err(StoreError::Config { message, .. }) => {
+                    assert!(message.contains("session directory"), "{message}")
+                }
+                other => panic!("expected a config error for {}, got {other:?}", path.display()),
+            }
+        }
+    }
+}
