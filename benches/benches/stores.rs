@@ -54,8 +54,8 @@ fn main() {
 /// `1_000` → `1k`, `100_000` → `100k`, `1_000_000` → `1M`.
 fn count_label(count: usize) -> String {
     match count {
-        n if n >= 1_000_000 && n % 1_000_000 == 0 => format!("{}M", n / 1_000_000),
-        n if n >= 1_000 && n % 1_000 == 0 => format!("{}k", n / 1_000),
+        n if n >= 1_000_000 && n.is_multiple_of(1_000_000) => format!("{}M", n / 1_000_000),
+        n if n >= 1_000 && n.is_multiple_of(1_000) => format!("{}k", n / 1_000),
         n => n.to_string(),
     }
 }

@@ -11,7 +11,6 @@
 use std::cmp::Ordering;
 use std::fmt;
 use std::hash::{Hash, Hasher};
-use std::sync::OnceLock;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -44,9 +43,10 @@ const DEBUG_PREFIX: usize = 8;
 #[derive(Clone)]
 pub struct SessionId {
     bytes: [u8; ID_BYTES],
-    /// The canonical text, made on first use: most ids a server handles
-    /// (the SHA-256 store keys above all) are never shown as text.
-    text: OnceLock<Box<str>>,
+    /// The canonical text, inline: an id is made on every request (and its
+    /// SHA-256 store key too), and a heap allocation for each would cost
+    /// more than the encoding. Always ASCII.
+    text: [u8; ID_CHARS],
 }
 
 // Identity is the bytes alone: the text is a function of them.
@@ -116,12 +116,16 @@ impl SessionId {
             return None;
         }
         bytes[30..].copy_from_slice(&((tail >> 2) as u16).to_be_bytes());
-        Some(Self::from_bytes(bytes))
+        // The text was just proven canonical: keep it rather than encode the
+        // bytes again.
+        Some(Self { bytes, text: *text })
     }
 
     /// The canonical text form, as sent in the cookie.
     pub fn as_str(&self) -> &str {
-        self.text.get_or_init(|| URL_SAFE_NO_PAD.encode(self.bytes).into_boxed_str())
+        // Invariant: `text` holds base64 characters only, so this never
+        // fails; the empty string is an unreachable fallback.
+        std::str::from_utf8(&self.text).unwrap_or_default()
     }
 
     /// The raw 32 bytes, for stores that key by bytes.
@@ -131,7 +135,10 @@ impl SessionId {
 
     /// Rebuilds an id from its raw bytes (the inverse of [`SessionId::as_bytes`]).
     pub fn from_bytes(bytes: [u8; ID_BYTES]) -> Self {
-        Self { bytes, text: OnceLock::new() }
+        let mut text = [0u8; ID_CHARS];
+        // 32 bytes always encode to exactly 43 characters, so this cannot fail.
+        let _ = URL_SAFE_NO_PAD.encode_slice(bytes, &mut text);
+        Self { bytes, text }
     }
 
     /// The SHA-256 of this id, as an id of the same form.
@@ -272,7 +279,7 @@ mod tests {
     }
 
     #[test]
-    fn identity_is_the_bytes_whether_or_not_the_text_was_made() {
+    fn parsed_and_rebuilt_ids_are_the_same_id() {
         let parsed = SessionId::generate();
         let rebuilt = SessionId::from_bytes(*parsed.as_bytes());
         assert_eq!(parsed, rebuilt);

@@ -526,7 +526,7 @@ fn write_concurrency(out: &mut String, results: &Results, charts: &Path) {
 
 fn settings_population() -> String {
     let n = settings::large_population();
-    if n % 1_000 == 0 { format!("{},000", n / 1_000) } else { n.to_string() }
+    if n.is_multiple_of(1_000) { format!("{},000", n / 1_000) } else { n.to_string() }
 }
 
 fn write_sweep(out: &mut String, results: &Results) {
