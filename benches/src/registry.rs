@@ -37,33 +37,34 @@ pub struct StoreSpec {
     /// Whether its operations wait on I/O (a disk or a server): such stores
     /// are filled with many writes in flight, and sampled flat.
     pub waits: bool,
+    /// Whether the engine drops expired records by itself (Redis), leaving
+    /// `delete_expired` nothing to remove.
+    pub expires_itself: bool,
     /// Opens a fresh, empty store whose files go under the given directory.
     open: fn(PathBuf) -> Opening,
 }
 
 /// Every store in the repository, in the order the report lists them.
 pub const STORES: &[StoreSpec] = &[
-    StoreSpec { name: "memory", durable: false, waits: false, open: |_| Box::pin(async { own(MemoryStore::new()) }) },
-    StoreSpec {
-        name: "file",
-        durable: true,
-        waits: true,
-        open: |dir| Box::pin(async move { own(FileStore::open(dir.join("sessions")).await?) }),
-    },
-    StoreSpec {
-        name: "sqlite",
-        durable: true,
-        waits: true,
-        open: |dir| Box::pin(async move { own(SqliteStore::open(dir.join("sessions.db")).await?) }),
-    },
-    StoreSpec {
-        name: "redb",
-        durable: true,
-        waits: true,
-        open: |dir| Box::pin(async move { own(RedbStore::open(dir.join("sessions.redb"))?) }),
-    },
-    StoreSpec { name: "redis", durable: false, waits: true, open: |dir| Box::pin(redis(dir)) },
+    spec("memory", IN_PROCESS, |_| Box::pin(async { own(MemoryStore::new()) })),
+    spec("file", ON_DISK, |dir| Box::pin(async move { own(FileStore::open(dir.join("sessions")).await?) })),
+    spec("sqlite", ON_DISK, |dir| Box::pin(async move { own(SqliteStore::open(dir.join("sessions.db")).await?) })),
+    spec("redb", ON_DISK, |dir| Box::pin(async move { own(RedbStore::open(dir.join("sessions.redb"))?) })),
+    spec("redis", ON_SERVER, |dir| Box::pin(redis(dir))),
 ];
+
+/// What kind of store a spec is: `(durable, waits, expires_itself)`.
+type Kind = (bool, bool, bool);
+/// In this process's memory.
+const IN_PROCESS: Kind = (false, false, false);
+/// On the local disk, every write durable before it is acknowledged.
+const ON_DISK: Kind = (true, true, false);
+/// On a server that expires records itself (durability is its setting).
+const ON_SERVER: Kind = (false, true, true);
+
+const fn spec(name: &'static str, (durable, waits, expires_itself): Kind, open: fn(PathBuf) -> Opening) -> StoreSpec {
+    StoreSpec { name, durable, waits, expires_itself, open }
+}
 
 fn own(store: impl SessionStore) -> Result<Option<Opened>, StoreError> {
     Ok(Some((Arc::new(store), None)))

@@ -29,7 +29,19 @@ impl RunStart {
     /// Records that `bench` starts now, in `run-<bench>.json`, and says so on
     /// stderr. A failure to write is reported, not fatal: the numbers
     /// themselves still land in criterion's files.
+    ///
+    /// A run narrowed to some stores (`SESSIONKIT_BENCH_STORES`) adds to the
+    /// last full run: it keeps that run's start, so the report still reads
+    /// the full run's results along with the new ones.
     pub fn record(bench: &str) -> Self {
+        let partial = std::env::var("SESSIONKIT_BENCH_STORES").is_ok_and(|stores| !stores.trim().is_empty());
+        if partial && let Some(previous) = read::<Self>(&format!("run-{bench}")) {
+            eprintln!(
+                "sessionkit-benches: {bench}: a run narrowed to some stores, added to the run of {}",
+                previous.started_unix
+            );
+            return previous;
+        }
         let start = Self {
             bench: bench.to_owned(),
             started_unix: machine::unix_now(),
