@@ -606,6 +606,23 @@ fn write_middleware(out: &mut String, middleware: &Middleware, charts: &Path) {
         );
     }
     out.push('\n');
+    // Round i of every variant ran in the same rotation, so rounds pair up.
+    let rounds = |id: &str| middleware.variants.iter().find(|v| v.id == id).map(|v| v.rounds.clone());
+    for (base, name) in [("bare", "the bare handler"), ("tower-sessions-memory", "tower-sessions")] {
+        if let (Some(ours), Some(theirs)) = (rounds("sessionkit-memory"), rounds(base)) {
+            let mut ratios: Vec<f64> = ours.iter().zip(&theirs).map(|(a, b)| a / b).collect();
+            ratios.sort_by(f64::total_cmp);
+            if let (Some(low), Some(high)) = (ratios.first(), ratios.last()) {
+                let _ = writeln!(
+                    out,
+                    "Round by round, sessionkit with MemoryStore against {name}: from {low:.2}× to {high:.2}× \
+                     (median {:.2}×).",
+                    ratios[ratios.len() / 2]
+                );
+            }
+        }
+    }
+    out.push('\n');
     let series = vec![(
         "requests per second".to_owned(),
         middleware.variants.iter().map(|v| Some(v.median)).collect::<Vec<_>>(),
