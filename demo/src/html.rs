@@ -56,12 +56,21 @@ ul.cart li { display: flex; justify-content: space-between; align-items: center;
 ul.cart li:last-child { border-bottom: none; }
 table { border-collapse: collapse; width: 100%; }
 th, td { text-align: left; padding: .4rem .5rem; border-bottom: 1px solid var(--line); vertical-align: top; }
-th { width: 11rem; font-weight: 600; }
+th { width: 7rem; font-weight: 600; }
 code, pre { font-family: ui-monospace, "SFMono-Regular", Menlo, Consolas, monospace; font-size: .92em; }
-code { background: var(--code); padding: .05rem .3rem; border-radius: .25rem; }
+code { background: var(--code); padding: .05rem .3rem; border-radius: .25rem; white-space: nowrap; }
+pre code { white-space: pre; }
 pre { background: var(--code); padding: .8rem 1rem; border-radius: .4rem; overflow-x: auto; margin: 0; }
 footer { color: var(--muted); font-size: .9rem; padding-bottom: 2rem; }
 "#;
+
+/// The icon, served at `/favicon.svg`: a cookie, of course.
+pub const FAVICON: &str = r##"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 32 32">
+<circle cx="16" cy="16" r="14" fill="#c88a4a"/>
+<circle cx="11" cy="11" r="2.4" fill="#4a2c14"/><circle cx="20" cy="9" r="1.8" fill="#4a2c14"/>
+<circle cx="21" cy="19" r="2.6" fill="#4a2c14"/><circle cx="12" cy="21" r="2" fill="#4a2c14"/>
+</svg>
+"##;
 
 /// Escapes text for an HTML element or a double- or single-quoted attribute.
 pub fn escape(text: &str) -> String {
@@ -122,6 +131,7 @@ pub fn page(status: StatusCode, chrome: &Chrome, title: &str, body: &str) -> Res
   <meta name="viewport" content="width=device-width, initial-scale=1">
   <title>{title} · sessionkit demo</title>
   <link rel="stylesheet" href="/style.css">
+  <link rel="icon" href="/favicon.svg" type="image/svg+xml">
 </head>
 <body class="{body_class}">
   <header>

@@ -37,11 +37,12 @@ use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{HeaderValue, header};
+use axum::middleware::Next;
 use axum::response::Response;
 use sessionkit::{ConfigError, SessionConfig, SessionLayer, SessionStore, StoreError};
 use sessionkit_stores::{FileStore, MemoryStore, RedbStore, RedisStore, SqliteStore, Sweeper};
@@ -261,15 +262,38 @@ pub fn app(store: &OpenedStore, args: &Args) -> Result<Router, ConfigError> {
         .with_state(info)
         .layer(layer)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .layer(axum::middleware::map_response(security_headers)))
+        .layer(axum::middleware::map_response(security_headers))
+        .layer(axum::middleware::from_fn(log_request)))
 }
 
-/// Every response is about one person's session: no cache may keep it,
-/// and the pages load nothing but their own stylesheet.
+/// One log line per request (method, path, status, time), so a newcomer
+/// sees the POST-then-redirect of each form. Never the cookie: it is a
+/// credential.
+async fn log_request(request: Request, next: Next) -> Response {
+    let (method, path) = (request.method().clone(), request.uri().path().to_owned());
+    let started = Instant::now();
+    let response = next.run(request).await;
+    tracing::info!(
+        "{method} {path} -> {} in {:.1} ms",
+        response.status().as_u16(),
+        started.elapsed().as_secs_f64() * 1000.0
+    );
+    response
+}
+
+/// Responses are about one person's session: no cache may keep them, and
+/// the pages load nothing but their own stylesheet and icon.
 async fn security_headers(mut response: Response) -> Response {
     let headers = response.headers_mut();
-    // `no-store` subsumes the layer's `no-cache="set-cookie"`.
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    // The static files chose a `max-age`; everything else gets `no-store`,
+    // which subsumes the layer's `no-cache="set-cookie"`.
+    let cacheable = headers
+        .get(header::CACHE_CONTROL)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.contains("max-age"));
+    if !cacheable {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
     headers.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(

@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 use std::error::Error;
+use std::io::Write as _;
 use std::process::ExitCode;
 
 use sessionkit_demo::{Args, Server, StartError};
@@ -23,10 +24,11 @@ fn main() -> ExitCode {
             return ExitCode::from(u8::try_from(err.exit_code()).unwrap_or(2));
         }
     };
-    tracing_subscriber::fmt()
+    // Fails only if a logger is already installed, which nothing here does.
+    let _ = tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
         .with_writer(std::io::stderr)
-        .init();
+        .try_init();
 
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
@@ -46,13 +48,20 @@ fn main() -> ExitCode {
 
 async fn run(args: Args) -> Result<(), StartError> {
     let server = Server::start(&args).await?;
-    println!("sessionkit demo listening on {} (store: {})", server.url(), server.store_label());
+    say(format_args!("sessionkit demo listening on {} (store: {})", server.url(), server.store_label()));
     let expiry = if args.rolling { "rolling" } else { "fixed at creation" };
-    println!("sessions last {} s ({expiry}); press Ctrl-C to stop", args.ttl);
+    say(format_args!("sessions last {} s ({expiry}); press Ctrl-C to stop", args.ttl));
     let signalled = shutdown_signal().await;
-    println!("shutting down");
+    say(format_args!("shutting down"));
     let stopped = server.shutdown().await;
     signalled.and(stopped)
+}
+
+/// A line on stdout. Unlike `println!`, a closed stdout (`| head -1`) is
+/// no panic: the server goes on serving.
+fn say(line: std::fmt::Arguments<'_>) {
+    let mut stdout = std::io::stdout().lock();
+    let _ = writeln!(stdout, "{line}").and_then(|()| stdout.flush());
 }
 
 /// Waits for Ctrl-C (SIGINT) or, on Unix, SIGTERM (what `kill` and
@@ -75,13 +84,15 @@ async fn shutdown_signal() -> Result<(), StartError> {
 
 /// `error: <what failed>`, one `caused by:` line per source, and a hint.
 fn report(err: &dyn Error, hint: Option<&str>) {
-    eprintln!("error: {err}");
+    let mut text = format!("error: {err}\n");
     let mut source = err.source();
     while let Some(cause) = source {
-        eprintln!("  caused by: {cause}");
+        text.push_str(&format!("  caused by: {cause}\n"));
         source = cause.source();
     }
     if let Some(hint) = hint {
-        eprintln!("hint: {hint}");
+        text.push_str(&format!("hint: {hint}\n"));
     }
+    // Nowhere left to report a failure to write to stderr.
+    let _ = std::io::stderr().write_all(text.as_bytes());
 }

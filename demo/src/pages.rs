@@ -20,7 +20,7 @@ use serde::Deserialize;
 use sessionkit::{Session, SessionError};
 
 use crate::AppInfo;
-use crate::html::{Chrome, Escaped, STYLESHEET, escape, page};
+use crate::html::{Chrome, Escaped, FAVICON, STYLESHEET, escape, page};
 use crate::state::{self, ActionError, Cart, Visits};
 
 /// The pages' routes.
@@ -35,6 +35,7 @@ pub fn routes() -> Router<Arc<AppInfo>> {
         .route("/prefs/theme", post(theme))
         .route("/session", get(session_page))
         .route("/style.css", get(stylesheet))
+        .route("/favicon.svg", get(favicon))
 }
 
 /// A page failed: the session could not be read or written. The layer
@@ -314,7 +315,12 @@ async fn session_page(State(info): State<Arc<AppInfo>>, session: Session) -> Pag
             human(ttl)
         )
     };
-    let secure = if info.secure_cookies { "Secure; " } else { "" };
+    let mut attributes = vec![format!("{}=…", Escaped(session.config().get_cookie_name())), "HttpOnly".to_owned()];
+    if info.secure_cookies {
+        attributes.push("Secure".to_owned());
+    }
+    attributes.extend(["SameSite=Lax".to_owned(), "Path=/".to_owned(), format!("Max-Age={}", info.ttl_seconds)]);
+    let cookie: Vec<String> = attributes.iter().map(|attribute| format!("<code>{attribute}</code>")).collect();
     let raw = serde_json::to_string_pretty(&session.data()).unwrap_or_else(|err| format!("(cannot show: {err})"));
     let body = format!(
         r#"    <h1>This session</h1>
@@ -324,7 +330,7 @@ async fn session_page(State(info): State<Arc<AppInfo>>, session: Session) -> Pag
           <span class="muted">the first 8 characters only: the whole id is as good as a password.</span></td></tr>
         <tr><th>State</th><td>{stored}</td></tr>
         <tr><th>Expires</th><td>{expires}<br><span class="muted">{expiry_rule}</span></td></tr>
-        <tr><th>Cookie</th><td><code>{cookie}=…; HttpOnly; {secure}SameSite=Lax; Path=/; Max-Age={ttl_seconds}</code></td></tr>
+        <tr><th>Cookie</th><td id="cookie">{cookie}</td></tr>
         <tr><th>Store</th><td>{store}, keyed by the SHA-256 of the id: a copy of the store holds no usable id.</td></tr>
       </table>
     </div>
@@ -333,31 +339,38 @@ async fn session_page(State(info): State<Arc<AppInfo>>, session: Session) -> Pag
     <code>cart.*</code> are written by typed <code>#[derive(SessionData)]</code> structs;
     <code>pref.*</code> by <code>PUT /api/prefs/&lt;name&gt;</code> and the theme button.</p>
     <pre id="raw">{raw}</pre>"#,
-        cookie = Escaped(session.config().get_cookie_name()),
-        ttl_seconds = info.ttl_seconds,
+        cookie = cookie.join(" "),
         store = Escaped(&info.store),
         raw = Escaped(&raw),
     );
     Ok(page(StatusCode::OK, &chrome, "Session", &body))
 }
 
-/// A duration in words, to the minute: "23 h 59 min", "45 s".
+/// A duration in words, to the minute: "45 s", "10 min", "23 h 59 min",
+/// "24 h", "3 d 2 h".
 fn human(duration: Duration) -> String {
     let secs = duration.as_secs();
-    let (days, hours, mins) = (secs / 86_400, secs / 3600 % 24, secs / 60 % 60);
-    match (days, hours, mins) {
-        (0, 0, 0) => format!("{secs} s"),
-        (0, 0, m) => format!("{m} min"),
-        (0, h, 0) => format!("{h} h"),
-        (0, h, m) => format!("{h} h {m} min"),
-        (d, 0, _) => format!("{d} d"),
-        (d, h, _) => format!("{d} d {h} h"),
+    let (hours, mins) = (secs / 3600, secs / 60 % 60);
+    match secs {
+        0..60 => format!("{secs} s"),
+        60..3600 => format!("{mins} min"),
+        // Up to two days, hours read better than "1 d 5 h".
+        3600..172_800 if mins == 0 => format!("{hours} h"),
+        3600..172_800 => format!("{hours} h {mins} min"),
+        _ if hours % 24 == 0 => format!("{} d", hours / 24),
+        _ => format!("{} d {} h", hours / 24, hours % 24),
     }
 }
 
-/// `GET /style.css`.
+/// `GET /style.css`, cacheable for an hour.
 async fn stylesheet() -> Response {
-    ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], STYLESHEET).into_response()
+    ([(header::CONTENT_TYPE, "text/css; charset=utf-8"), (header::CACHE_CONTROL, "max-age=3600")], STYLESHEET)
+        .into_response()
+}
+
+/// `GET /favicon.svg`, cacheable for an hour.
+async fn favicon() -> Response {
+    ([(header::CONTENT_TYPE, "image/svg+xml"), (header::CACHE_CONTROL, "max-age=3600")], FAVICON).into_response()
 }
 
 /// Any other path: a 404 page.
@@ -375,7 +388,9 @@ mod tests {
         assert_eq!(human(Duration::from_secs(600)), "10 min");
         assert_eq!(human(Duration::from_secs(3600)), "1 h");
         assert_eq!(human(Duration::from_secs(86_399)), "23 h 59 min");
-        assert_eq!(human(Duration::from_secs(86_400)), "1 d");
-        assert_eq!(human(Duration::from_secs(90_000)), "1 d 1 h");
+        assert_eq!(human(Duration::from_secs(86_400)), "24 h");
+        assert_eq!(human(Duration::from_secs(90_000)), "25 h");
+        assert_eq!(human(Duration::from_secs(172_800)), "2 d");
+        assert_eq!(human(Duration::from_secs(183_600)), "2 d 3 h");
     }
 }

@@ -24,7 +24,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::json;
 use sessionkit_demo::{Args, Server};
 
-type TestResult<T = ()> = Result<T, Box<dyn Error>>;
+type TestResult<T = ()> = Result<T, Box<dyn Error + Send + Sync>>;
 
 /// How long to wait for a page to show what it should.
 const PAGE_TIMEOUT: Duration = Duration::from_secs(15);
@@ -182,7 +182,8 @@ async fn add_to_cart(client: &Client, item: &str, count_after: usize) -> TestRes
 
 /// The first browser's whole visit; `second` is another browser, checked
 /// while the first is logged in with a full cart.
-async fn scenario(first: &Client, second: &Client, base: &str) -> TestResult {
+async fn scenario(first: Client, second: Client, base: String) -> TestResult {
+    let (first, second, base) = (&first, &second, base.as_str());
     // Two visits: the counter rises, so the cookie came back the second time.
     first.goto(&format!("{base}/")).await?;
     wait_for(first, "#visits", "1").await?;
@@ -300,12 +301,18 @@ async fn a_real_browser_keeps_its_session_and_only_its_own() -> TestResult {
             return Err(err);
         }
     };
-    let outcome = scenario(&first, &second, &server.url()).await;
-    // Close the browsers whatever happened, so no Chromium outlives the test.
+    // A task of its own, so that a failed assertion (a panic) comes back
+    // here as an error and the browsers are still closed: killing
+    // chromedriver alone would leave its Chromium processes running.
+    let outcome = tokio::spawn(scenario(first.clone(), second.clone(), server.url())).await;
     let closed = (first.close().await, second.close().await);
     drop(driver);
     server.shutdown().await?;
-    outcome?;
+    match outcome {
+        Ok(result) => result?,
+        Err(join) if join.is_panic() => std::panic::resume_unwind(join.into_panic()),
+        Err(join) => return Err(join.into()),
+    }
     closed.0?;
     closed.1?;
     Ok(())

@@ -7,7 +7,7 @@ mod common;
 
 use common::{browser, raw, set_cookie, set_cookie_header, start_insecure, with_cookie};
 use reqwest::StatusCode;
-use reqwest::header::{CONTENT_TYPE, LOCATION};
+use reqwest::header::{CACHE_CONTROL, CONTENT_TYPE, LOCATION};
 use sessionkit_demo::Server;
 
 async fn page(client: &reqwest::Client, server: &Server, path: &str) -> String {
@@ -125,7 +125,7 @@ async fn the_session_page_shows_an_id_prefix_never_the_id() {
     assert!(body.contains(r#"<span id="session-state">stored</span>"#));
     // A day from the first visit, less the moment since.
     assert!(body.contains(r#"<span id="expires">"#), "{body}");
-    assert!(body.contains("(in 23 h 59 min)") || body.contains("(in 1 d)"), "{body}");
+    assert!(body.contains("(in 23 h 59 min)") || body.contains("(in 24 h)"), "{body}");
     assert!(body.contains("&quot;visits.count&quot;: 1"), "{body}");
 
     let fresh = page(&browser(), &server, "/session").await;
@@ -153,7 +153,7 @@ async fn the_theme_preference_changes_the_pages() {
 }
 
 #[tokio::test]
-async fn unknown_pages_are_a_404_page_and_the_stylesheet_is_served() {
+async fn unknown_pages_are_a_404_page_and_static_files_are_served() {
     let server = start_insecure().await;
     let client = raw();
     let missing = client.get(format!("{}/nothing/here", server.url())).send().await.expect("request");
@@ -162,6 +162,14 @@ async fn unknown_pages_are_a_404_page_and_the_stylesheet_is_served() {
     let css = client.get(format!("{}/style.css", server.url())).send().await.expect("request");
     assert_eq!(css.status(), StatusCode::OK);
     assert_eq!(css.headers()[CONTENT_TYPE], "text/css; charset=utf-8");
+    assert_eq!(css.headers()[CACHE_CONTROL], "max-age=3600", "static files may be cached");
+    let icon = client.get(format!("{}/favicon.svg", server.url())).send().await.expect("request");
+    assert_eq!(
+        (icon.status(), &icon.headers()[CONTENT_TYPE]),
+        (StatusCode::OK, &"image/svg+xml".parse().expect("header"))
+    );
+    let home = client.get(format!("{}/", server.url())).send().await.expect("request");
+    assert_eq!(home.headers()[CACHE_CONTROL], "no-store", "pages are one person's session");
     let get_logout = client.get(format!("{}/logout", server.url())).send().await.expect("request");
     assert_eq!(get_logout.status(), StatusCode::METHOD_NOT_ALLOWED, "logging out takes a POST");
     server.shutdown().await.expect("shutdown");
