@@ -41,9 +41,9 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request};
-use axum::http::{HeaderValue, header};
+use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse as _, Response};
 use sessionkit::{ConfigError, SessionConfig, SessionLayer, SessionStore, StoreError};
 use sessionkit_stores::{FileStore, MemoryStore, RedbStore, RedisStore, SqliteStore, Sweeper};
 use tokio::net::TcpListener;
@@ -261,6 +261,7 @@ pub fn app(store: &OpenedStore, args: &Args) -> Result<Router, ConfigError> {
         .fallback(pages::not_found)
         .with_state(info)
         .layer(layer)
+        .layer(axum::middleware::from_fn(refuse_cross_site))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(axum::middleware::map_response(security_headers))
         .layer(axum::middleware::from_fn(log_request)))
@@ -279,6 +280,25 @@ async fn log_request(request: Request, next: Next) -> Response {
         started.elapsed().as_secs_f64() * 1000.0
     );
     response
+}
+
+/// Refuses a request that would change state (anything but GET, HEAD or
+/// OPTIONS) when the browser says it comes from another site or origin
+/// (`Sec-Fetch-Site`), before the session is touched. `SameSite=Lax`
+/// already keeps the cookie off another site's POST; this also stops a
+/// forged login form and requests from other `localhost` ports (the same
+/// *site*). Clients that send no such header (curl, scripts) are let through.
+async fn refuse_cross_site(request: Request, next: Next) -> Response {
+    let changes_state = !matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    let foreign = request
+        .headers()
+        .get("sec-fetch-site")
+        .is_some_and(|site| site.as_bytes() == b"cross-site" || site.as_bytes() == b"same-site");
+    if changes_state && foreign {
+        tracing::warn!("refused a {} {} from another site", request.method(), request.uri().path());
+        return (StatusCode::FORBIDDEN, "cross-site requests may not change a session\n").into_response();
+    }
+    next.run(request).await
 }
 
 /// Responses are about one person's session: no cache may keep them, and

@@ -51,6 +51,12 @@ async fn run(args: Args) -> Result<(), StartError> {
     say(format_args!("sessionkit demo listening on {} (store: {})", server.url(), server.store_label()));
     let expiry = if args.rolling { "rolling" } else { "fixed at creation" };
     say(format_args!("sessions last {} s ({expiry}); press Ctrl-C to stop", args.ttl));
+    if !args.addr.ip().is_loopback() && !args.insecure_cookies {
+        say(format_args!(
+            "note: browsers keep Secure cookies over plain http only from localhost; from other \
+             machines, serve it behind https (or, for a trial, add --insecure-cookies)"
+        ));
+    }
     let signalled = shutdown_signal().await;
     say(format_args!("shutting down"));
     let stopped = server.shutdown().await;

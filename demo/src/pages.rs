@@ -4,8 +4,9 @@
 //! Every page is rendered on the server and works without JavaScript:
 //! forms POST and the server answers with a redirect (303) to the page to
 //! show next, so reloading never resubmits a form. Forms need no CSRF
-//! token here because the session cookie is `SameSite=Lax`: a browser does
-//! not send it with another site's POST.
+//! token: the session cookie is `SameSite=Lax`, so a browser does not send
+//! it with another site's POST, and the app refuses state-changing
+//! requests that the browser marks as cross-site (see [`crate::app`]).
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};

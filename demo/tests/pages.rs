@@ -174,3 +174,31 @@ async fn unknown_pages_are_a_404_page_and_static_files_are_served() {
     assert_eq!(get_logout.status(), StatusCode::METHOD_NOT_ALLOWED, "logging out takes a POST");
     server.shutdown().await.expect("shutdown");
 }
+
+#[tokio::test]
+async fn another_site_cannot_post_to_the_demo() {
+    let server = start_insecure().await;
+    let client = raw();
+    for site in ["cross-site", "same-site"] {
+        let forged = client
+            .post(format!("{}/login", server.url()))
+            .header("sec-fetch-site", site)
+            .form(&[("user", "mallory")])
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(forged.status(), StatusCode::FORBIDDEN, "{site}");
+        assert_eq!(set_cookie(&forged), None, "{site}: no session was made");
+    }
+    let ours = client
+        .post(format!("{}/login", server.url()))
+        .header("sec-fetch-site", "same-origin")
+        .form(&[("user", "ada")])
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(ours.status(), StatusCode::SEE_OTHER);
+    let link = client.get(format!("{}/", server.url())).header("sec-fetch-site", "cross-site").send().await;
+    assert_eq!(link.expect("request").status(), StatusCode::OK, "following a link from elsewhere is fine");
+    server.shutdown().await.expect("shutdown");
+}
