@@ -47,7 +47,8 @@ pub struct Args {
     #[arg(long, value_name = "PATH")]
     pub data: Option<PathBuf>,
 
-    /// The Redis (or Valkey, 7.0 or newer) to connect to, with --store redis.
+    /// The Redis (or Valkey, 7.0 or newer) to connect to, with --store redis
+    /// [default: redis://127.0.0.1:6379/]
     #[arg(long, value_name = "URL")]
     pub redis_url: Option<String>,
 
