@@ -38,6 +38,12 @@ mod middleware;
 pub mod pages;
 mod server;
 pub mod state;
+
+/// The README's code blocks, compiled as doctests (those marked `no_run` are
+/// compiled, not run), so the README cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
 mod store;
 
 use std::sync::Arc;
