@@ -172,7 +172,16 @@ macro_rules! store_conformance_tests {
         $crate::store_conformance_tests!($factory, $crate::testing::Options::default());
     };
     ($factory:expr, $options:expr) => {
-        $crate::__conformance_tests!(($factory, $options);
+        $crate::__conformance_checks!(tests($factory, $options));
+    };
+}
+
+/// The one list of checks, handed to the test generator or to [`run_all`].
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __conformance_checks {
+    ($mode:ident $args:tt) => {
+        $crate::__conformance_checks!(@each $mode $args;
             round_trip_keeps_nested_and_unicode_data,
             round_trip_keeps_a_one_mebibyte_record,
             set_overwrites_the_whole_record,
@@ -188,12 +197,7 @@ macro_rules! store_conformance_tests {
             ten_thousand_sessions_coexist,
         );
     };
-}
-
-#[doc(hidden)]
-#[macro_export]
-macro_rules! __conformance_tests {
-    (($factory:expr, $options:expr); $($check:ident,)*) => {
+    (@each tests($factory:expr, $options:expr); $($check:ident,)*) => {
         $(
             #[test]
             fn $check() {
@@ -204,6 +208,9 @@ macro_rules! __conformance_tests {
             }
         )*
     };
+    (@each run($factory:expr, $options:expr); $($check:ident,)*) => {
+        $( $crate::testing::checks::$check(::std::sync::Arc::new($factory().await), $options).await; )*
+    };
 }
 
 /// Runs every check in turn, each on a fresh store from `factory`.
@@ -213,26 +220,7 @@ where
     F: Fn() -> Fut,
     Fut: Future<Output = S>,
 {
-    macro_rules! run {
-        ($($check:ident),* $(,)?) => {
-            $( checks::$check(Arc::new(factory().await), options).await; )*
-        };
-    }
-    run!(
-        round_trip_keeps_nested_and_unicode_data,
-        round_trip_keeps_a_one_mebibyte_record,
-        set_overwrites_the_whole_record,
-        delete_is_idempotent,
-        missing_ids_read_as_none,
-        expired_records_are_never_returned,
-        touch_moves_only_the_expiry,
-        touch_ignores_missing_and_expired_records,
-        update_applies_set_remove_and_clear,
-        update_never_recreates_a_missing_record,
-        concurrent_updates_lose_no_key,
-        delete_expired_removes_exactly_the_expired,
-        ten_thousand_sessions_coexist,
-    );
+    crate::__conformance_checks!(run(factory, options));
 }
 
 /// The individual checks. Each takes a fresh, empty store and panics with a
