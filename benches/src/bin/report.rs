@@ -708,15 +708,6 @@ fn bar_chart(
     let root = SVGBackend::new(path, (900, 480)).into_drawing_area();
     root.fill(&WHITE)?;
     let groups = labels.len() as f64;
-    let colors = [
-        RGBColor(31, 119, 180),
-        RGBColor(255, 127, 14),
-        RGBColor(44, 160, 44),
-        RGBColor(214, 39, 40),
-        RGBColor(148, 103, 189),
-        RGBColor(140, 86, 75),
-    ];
-    let width = 0.8 / series.len().max(1) as f64;
     let label_of = |x: f64| -> String {
         let index = x.floor();
         if index >= 0.0 && (x - index - 0.5).abs() < 1e-6 {
@@ -725,89 +716,79 @@ fn bar_chart(
             String::new()
         }
     };
+    let builder = || {
+        let mut builder = ChartBuilder::on(&root);
+        builder.caption(title, ("sans-serif", 18)).margin(15).x_label_area_size(35).y_label_area_size(80);
+        builder
+    };
+    // The two scales are different types to plotters, so the bars are drawn
+    // by one generic function.
     if log {
         let low = 10f64.powf(min.log10().floor());
         let high = 10f64.powf(max.log10().ceil() + 0.3);
-        let mut chart = ChartBuilder::on(&root)
-            .caption(title, ("sans-serif", 18))
-            .margin(15)
-            .x_label_area_size(35)
-            .y_label_area_size(80)
-            .build_cartesian_2d(0f64..groups, (low..high).log_scale())?;
-        chart
-            .configure_mesh()
-            .disable_x_mesh()
-            .x_labels(labels.len() * 2 + 1)
-            .x_label_formatter(&|x| label_of(*x))
-            .y_desc(unit)
-            .y_label_formatter(&|y| short(*y))
-            .draw()?;
-        for (i, (name, vals)) in series.iter().enumerate() {
-            let color = colors[i % colors.len()];
-            let bars: Vec<Rectangle<(f64, f64)>> = vals
-                .iter()
-                .enumerate()
-                .filter_map(|(g, v)| {
-                    let v = (*v)?;
-                    let x0 = g as f64 + 0.1 + i as f64 * width;
-                    Some(Rectangle::new([(x0, low), (x0 + width * 0.9, v)], color.filled()))
-                })
-                .collect();
-            chart
-                .draw_series(bars)?
-                .label(name.clone())
-                .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 10, y + 5)], color.filled()));
-        }
-        if series.len() > 1 {
-            chart
-                .configure_series_labels()
-                .position(SeriesLabelPosition::UpperLeft)
-                .background_style(WHITE.mix(0.9))
-                .border_style(BLACK)
-                .draw()?;
-        }
+        let chart = builder().build_cartesian_2d(0f64..groups, (low..high).log_scale())?;
+        draw_bars(chart, series, &label_of, labels.len(), unit, low)?;
     } else {
-        let mut chart = ChartBuilder::on(&root)
-            .caption(title, ("sans-serif", 18))
-            .margin(15)
-            .x_label_area_size(35)
-            .y_label_area_size(80)
-            .build_cartesian_2d(0f64..groups, 0f64..max * 1.1)?;
-        chart
-            .configure_mesh()
-            .disable_x_mesh()
-            .x_labels(labels.len() * 2 + 1)
-            .x_label_formatter(&|x| label_of(*x))
-            .y_desc(unit)
-            .y_label_formatter(&|y| short(*y))
-            .draw()?;
-        let low = 0.0;
-        for (i, (name, vals)) in series.iter().enumerate() {
-            let color = colors[i % colors.len()];
-            let bars: Vec<Rectangle<(f64, f64)>> = vals
-                .iter()
-                .enumerate()
-                .filter_map(|(g, v)| {
-                    let v = (*v)?;
-                    let x0 = g as f64 + 0.1 + i as f64 * width;
-                    Some(Rectangle::new([(x0, low), (x0 + width * 0.9, v)], color.filled()))
-                })
-                .collect();
-            chart
-                .draw_series(bars)?
-                .label(name.clone())
-                .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 10, y + 5)], color.filled()));
-        }
-        if series.len() > 1 {
-            chart
-                .configure_series_labels()
-                .position(SeriesLabelPosition::UpperLeft)
-                .background_style(WHITE.mix(0.9))
-                .border_style(BLACK)
-                .draw()?;
-        }
+        let chart = builder().build_cartesian_2d(0f64..groups, 0f64..max * 1.1)?;
+        draw_bars(chart, series, &label_of, labels.len(), unit, 0.0)?;
     }
     root.present()?;
+    Ok(())
+}
+
+/// Draws the mesh, one bar per series and group (from `low` up), and the legend.
+fn draw_bars<'a, Y>(
+    mut chart: ChartContext<'a, SVGBackend<'a>, Cartesian2d<plotters::coord::types::RangedCoordf64, Y>>,
+    series: &[(String, Vec<Option<f64>>)],
+    label_of: &dyn Fn(f64) -> String,
+    groups: usize,
+    unit: &str,
+    low: f64,
+) -> Result<(), Box<dyn std::error::Error>>
+where
+    Y: Ranged<ValueType = f64> + plotters::coord::ranged1d::ValueFormatter<f64>,
+{
+    const COLORS: [RGBColor; 6] = [
+        RGBColor(31, 119, 180),
+        RGBColor(255, 127, 14),
+        RGBColor(44, 160, 44),
+        RGBColor(214, 39, 40),
+        RGBColor(148, 103, 189),
+        RGBColor(140, 86, 75),
+    ];
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_labels(groups * 2 + 1)
+        .x_label_formatter(&|x| label_of(*x))
+        .y_desc(unit)
+        .y_label_formatter(&|y| short(*y))
+        .draw()?;
+    let width = 0.8 / series.len().max(1) as f64;
+    for (i, (name, vals)) in series.iter().enumerate() {
+        let color = COLORS[i % COLORS.len()];
+        let bars: Vec<Rectangle<(f64, f64)>> = vals
+            .iter()
+            .enumerate()
+            .filter_map(|(g, v)| {
+                let v = (*v)?;
+                let x0 = g as f64 + 0.1 + i as f64 * width;
+                Some(Rectangle::new([(x0, low), (x0 + width * 0.9, v)], color.filled()))
+            })
+            .collect();
+        chart
+            .draw_series(bars)?
+            .label(name.clone())
+            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 10, y + 5)], color.filled()));
+    }
+    if series.len() > 1 {
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperLeft)
+            .background_style(WHITE.mix(0.9))
+            .border_style(BLACK)
+            .draw()?;
+    }
     Ok(())
 }
 
@@ -823,4 +804,28 @@ fn short(value: f64) -> String {
 fn trim(value: f64) -> String {
     let text = format!("{value:.1}");
     text.trim_end_matches('0').trim_end_matches('.').to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bar_charts_draw_every_series_on_both_scales() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let labels = vec!["get".to_string(), "set".to_string()];
+        let series = vec![
+            ("memory".to_string(), vec![Some(350.0), Some(480.0)]),
+            ("sqlite".to_string(), vec![Some(35_000.0), None]),
+        ];
+        for log in [true, false] {
+            let path = dir.path().join(format!("chart-{log}.svg"));
+            bar_chart(&path, "Operations", &labels, &series, "ns", log).expect("chart");
+            let svg = std::fs::read_to_string(&path).expect("svg");
+            assert!(svg.contains("memory") && svg.contains("sqlite") && svg.contains("Operations"), "{svg}");
+            // Three values, three bars (the missing one is skipped), plus legend marks.
+            assert!(svg.matches("<rect").count() >= 3, "{svg}");
+        }
+        assert!(bar_chart(&dir.path().join("empty.svg"), "t", &labels, &[], "ns", false).is_err());
+    }
 }
