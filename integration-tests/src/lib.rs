@@ -13,3 +13,4 @@ pub mod raw_http;
 pub mod redis_server;
 pub mod server;
 pub mod stores;
+pub mod support;

@@ -9,7 +9,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use serde_json::{Value, json};
-use sessionkit::{Changes, SessionId, SessionMap, SessionRecord, SessionStore, StoreError, UpdateOutcome, expiry};
+use sessionkit::{Changes, SessionId, SessionRecord, SessionStore, StoreError, UpdateOutcome, expiry};
+use sessionkit_integration_tests::support::{in_secs, map};
 use sessionkit_stores::FileStore;
 use tempfile::TempDir;
 
@@ -19,17 +20,6 @@ mod conformance {
         let store = sessionkit_stores::FileStore::open(dir.path()).await.expect("open the file store");
         sessionkit::testing::Guarded::new(store, dir)
     });
-}
-
-fn data(value: Value) -> SessionMap {
-    match value {
-        Value::Object(map) => map,
-        other => panic!("{other} is not an object"),
-    }
-}
-
-fn in_secs(secs: u64) -> SystemTime {
-    expiry::now() + Duration::from_secs(secs)
 }
 
 fn session_file(dir: &Path, id: &SessionId) -> std::path::PathBuf {
@@ -63,9 +53,9 @@ async fn sessions_survive_a_restart_with_their_expiry() {
     let rich = json!({ "user": { "name": "Zoë", "roles": ["admin"] }, "n": 9_007_199_254_740_993_i64, "f": 0.1 });
     let expires = in_secs(3600);
     let expected: Vec<(SessionId, SessionRecord)> = vec![
-        (SessionId::generate(), SessionRecord::new(data(rich.clone()), Some(expires))),
-        (SessionId::generate(), SessionRecord::new(data(json!({ "forever": true })), None)),
-        (SessionId::generate(), SessionRecord::new(data(json!({})), Some(in_secs(60)))),
+        (SessionId::generate(), SessionRecord::new(map(rich.clone()), Some(expires))),
+        (SessionId::generate(), SessionRecord::new(map(json!({ "forever": true })), None)),
+        (SessionId::generate(), SessionRecord::new(map(json!({})), Some(in_secs(60)))),
     ];
     let updated = SessionId::generate();
     let deleted = SessionId::generate();
@@ -75,15 +65,15 @@ async fn sessions_survive_a_restart_with_their_expiry() {
         for (id, record) in &expected {
             store.set(id, &record.data, record.expires_at).await.expect("set");
         }
-        store.set(&updated, &data(json!({ "a": 1, "b": 2 })), Some(in_secs(60))).await.expect("set");
+        store.set(&updated, &map(json!({ "a": 1, "b": 2 })), Some(in_secs(60))).await.expect("set");
         let mut changes = Changes::new();
         changes.set("c", json!(3));
         changes.remove("a");
         assert_eq!(store.update(&updated, &changes, Some(expires)).await.expect("update"), UpdateOutcome::Applied);
-        store.set(&deleted, &data(json!({ "gone": true })), None).await.expect("set");
+        store.set(&deleted, &map(json!({ "gone": true })), None).await.expect("set");
         store.delete(&deleted).await.expect("delete");
         store
-            .set(&expired, &data(json!({ "old": true })), Some(expiry::now() - Duration::from_secs(1)))
+            .set(&expired, &map(json!({ "old": true })), Some(expiry::now() - Duration::from_secs(1)))
             .await
             .expect("set");
     }
@@ -94,7 +84,7 @@ async fn sessions_survive_a_restart_with_their_expiry() {
     }
     assert_eq!(
         store.get(&updated).await.expect("get"),
-        Some(SessionRecord::new(data(json!({ "b": 2, "c": 3 })), Some(expires))),
+        Some(SessionRecord::new(map(json!({ "b": 2, "c": 3 })), Some(expires))),
         "an update must survive a restart"
     );
     assert_eq!(store.get(&deleted).await.expect("get"), None, "a delete must survive a restart");
@@ -107,7 +97,7 @@ async fn the_file_holds_data_and_expires_at_in_unix_milliseconds() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = store_in(&dir).await;
     let (id, expires) = (SessionId::generate(), in_secs(60));
-    store.set(&id, &data(json!({ "k": "v" })), Some(expires)).await.expect("set");
+    store.set(&id, &map(json!({ "k": "v" })), Some(expires)).await.expect("set");
     let stored: Value = serde_json::from_slice(&fs::read(session_file(dir.path(), &id)).expect("read")).expect("json");
     assert_eq!(stored, json!({ "data": { "k": "v" }, "expiresAt": expiry::to_unix_ms(expires) }));
 
@@ -117,7 +107,7 @@ async fn the_file_holds_data_and_expires_at_in_unix_milliseconds() {
     let text = format!("{{\n  \"data\": {{ \"x\": [1, 2] }},\n  \"expiresAt\": {}\n}}\n", expiry::to_unix_ms(expires));
     fs::write(session_file(dir.path(), &foreign), text).expect("write");
     let record = store.get(&foreign).await.expect("get").expect("a hand-written file reads");
-    assert_eq!((record.data, record.expires_at), (data(json!({ "x": [1, 2] })), Some(expires)));
+    assert_eq!((record.data, record.expires_at), (map(json!({ "x": [1, 2] })), Some(expires)));
     fs::write(session_file(dir.path(), &foreign), format!("{{ \"data\": {{}}, \"expiresAt\": {past} }}"))
         .expect("write");
     assert_eq!(store.delete_expired().await.expect("sweep"), 1, "an expired file of another layout is swept");
@@ -151,7 +141,7 @@ async fn traversal_shaped_ids_never_reach_the_filesystem() {
     // operation and check that the directory holds nothing else.
     let ids: Vec<SessionId> = (0..20).map(|_| SessionId::generate()).collect();
     for (i, id) in ids.iter().enumerate() {
-        store.set(id, &data(json!({ "i": i })), Some(in_secs(60))).await.expect("set");
+        store.set(id, &map(json!({ "i": i })), Some(in_secs(60))).await.expect("set");
     }
     let mut changes = Changes::new();
     changes.set("touched", json!(true));
@@ -172,10 +162,10 @@ async fn a_corrupt_file_reads_as_absent_and_a_new_session_replaces_it() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = store_in(&dir).await;
     let (damaged, healthy) = (SessionId::generate(), SessionId::generate());
-    store.set(&damaged, &data(json!({ "a": 1 })), Some(in_secs(60))).await.expect("set");
-    store.set(&healthy, &data(json!({ "b": 2 })), Some(in_secs(60))).await.expect("set");
+    store.set(&damaged, &map(json!({ "a": 1 })), Some(in_secs(60))).await.expect("set");
+    store.set(&healthy, &map(json!({ "b": 2 })), Some(in_secs(60))).await.expect("set");
     let expired = SessionId::generate();
-    store.set(&expired, &data(json!({})), Some(expiry::now() - Duration::from_secs(1))).await.expect("set");
+    store.set(&expired, &map(json!({})), Some(expiry::now() - Duration::from_secs(1))).await.expect("set");
 
     for garbage in [&b"{ not json"[..], b"", b"[1, 2, 3]", b"{\"data\": 5}", b"\xff\xfe binary \x00"] {
         fs::write(session_file(dir.path(), &damaged), garbage).expect("corrupt the file");
@@ -192,11 +182,11 @@ async fn a_corrupt_file_reads_as_absent_and_a_new_session_replaces_it() {
     }
     assert_eq!(store.delete_expired().await.expect("a damaged file must not break the sweep"), 1);
     assert!(session_file(dir.path(), &damaged).exists(), "the sweeper cannot know the expiry, so it keeps the file");
-    assert_eq!(store.get(&healthy).await.expect("get").map(|r| r.data), Some(data(json!({ "b": 2 }))));
+    assert_eq!(store.get(&healthy).await.expect("get").map(|r| r.data), Some(map(json!({ "b": 2 }))));
 
     // A session written afresh under that id replaces the damaged file.
-    store.set(&damaged, &data(json!({ "fresh": true })), None).await.expect("set over a damaged file");
-    assert_eq!(store.get(&damaged).await.expect("get").map(|r| r.data), Some(data(json!({ "fresh": true }))));
+    store.set(&damaged, &map(json!({ "fresh": true })), None).await.expect("set over a damaged file");
+    assert_eq!(store.get(&damaged).await.expect("get").map(|r| r.data), Some(map(json!({ "fresh": true }))));
     store.delete(&damaged).await.expect("delete");
 }
 
@@ -204,7 +194,7 @@ async fn a_corrupt_file_reads_as_absent_and_a_new_session_replaces_it() {
 async fn a_truncated_file_reads_as_absent_and_is_swept_once_expired() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = store_in(&dir).await;
-    let big = data(json!({ "blob": "x".repeat(4096) }));
+    let big = map(json!({ "blob": "x".repeat(4096) }));
     let (live, expired) = (SessionId::generate(), SessionId::generate());
     store.set(&live, &big, Some(in_secs(60))).await.expect("set");
     store.set(&expired, &big, Some(expiry::now() + Duration::from_millis(200))).await.expect("set");
@@ -226,7 +216,7 @@ async fn leftover_temporary_files_never_break_reads_and_are_swept_once_stale() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = store_in(&dir).await;
     let id = SessionId::generate();
-    let record = SessionRecord::new(data(json!({ "committed": true })), Some(in_secs(60)));
+    let record = SessionRecord::new(map(json!({ "committed": true })), Some(in_secs(60)));
     store.set(&id, &record.data, record.expires_at).await.expect("set");
 
     // What a writer killed mid-write leaves: a half-written temporary file
@@ -249,7 +239,7 @@ async fn leftover_temporary_files_never_break_reads_and_are_swept_once_stale() {
     assert!(!stale.exists() && !stale_unnamed.exists(), "stale temporary files are removed");
     assert!(fresh.exists(), "a recent temporary file may belong to a writer at work: it is kept");
     let got = store.get(&id).await.expect("get").expect("the session survives the sweep");
-    assert_eq!(got.data, data(json!({ "committed": true, "after": 1 })));
+    assert_eq!(got.data, map(json!({ "committed": true, "after": 1 })));
 }
 
 #[tokio::test]
@@ -280,7 +270,7 @@ async fn sessions_are_readable_by_their_owner_only() {
     let dir = root.path().join("sessions");
     let store = FileStore::open(&dir).await.expect("open");
     let id = SessionId::generate();
-    store.set(&id, &data(json!({ "secret": 1 })), None).await.expect("set");
+    store.set(&id, &map(json!({ "secret": 1 })), None).await.expect("set");
     let mode = |path: &Path| fs::metadata(path).expect("metadata").permissions().mode() & 0o777;
     assert_eq!(mode(&dir), 0o700, "a directory the store creates is private");
     assert_eq!(mode(&session_file(&dir, &id)), 0o600, "session files are private");
@@ -294,7 +284,7 @@ async fn two_stores_on_one_directory_update_atomically() {
     let dir = tempfile::tempdir().expect("tempdir");
     let stores = [Arc::new(store_in(&dir).await), Arc::new(store_in(&dir).await)];
     let id = SessionId::generate();
-    stores[0].set(&id, &data(json!({ "base": true })), Some(in_secs(600))).await.expect("set");
+    stores[0].set(&id, &map(json!({ "base": true })), Some(in_secs(600))).await.expect("set");
     let tasks: Vec<_> = (0..WRITERS)
         .map(|i| {
             let (store, id) = (Arc::clone(&stores[i % 2]), id.clone());
@@ -320,7 +310,7 @@ async fn an_update_racing_a_delete_elsewhere_never_resurrects_the_session() {
     let (ours, theirs) = (Arc::new(store_in(&dir).await), Arc::new(store_in(&dir).await));
     for _ in 0..50 {
         let id = SessionId::generate();
-        ours.set(&id, &data(json!({ "cart": [] })), Some(in_secs(600))).await.expect("set");
+        ours.set(&id, &map(json!({ "cart": [] })), Some(in_secs(600))).await.expect("set");
         let update = {
             let (store, id) = (Arc::clone(&ours), id.clone());
             tokio::spawn(async move {
@@ -350,7 +340,7 @@ async fn updates_from_three_processes_lose_no_key() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = store_in(&dir).await;
     let id = SessionId::generate();
-    store.set(&id, &data(json!({ "base": true })), None).await.expect("set");
+    store.set(&id, &map(json!({ "base": true })), None).await.expect("set");
     let children: Vec<_> = ["a", "b"]
         .iter()
         .map(|prefix| {

@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use serde_json::json;
 use sessionkit::{SessionId, SessionMap, SessionStore, StoreError, expiry};
+use sessionkit_integration_tests::support::error_chain;
 
 /// A tmpfs mounted on a temporary directory, unmounted when dropped.
 struct SmallDisk {
@@ -78,8 +79,8 @@ async fn fill_fail_free_recover(store: Arc<dyn SessionStore>, filler: PathBuf) {
     assert!(!written.is_empty(), "no write fitted at all: the disk is too small for the test");
     let chain = error_chain(&failure);
     assert!(
-        matches!(failure, StoreError::Backend { .. }) && chain.to_lowercase().contains("space")
-            || chain.contains("full"),
+        matches!(failure, StoreError::Backend { .. })
+            && (chain.to_lowercase().contains("space") || chain.contains("full")),
         "a full disk must be a backend error that says so, got: {chain}"
     );
     println!("disk full after {} sessions: {chain}", written.len());
@@ -99,17 +100,6 @@ async fn fill_fail_free_recover(store: Arc<dyn SessionStore>, filler: PathBuf) {
         store.update(&written[0], &changes, expires_at).await.expect("update"),
         sessionkit::UpdateOutcome::Applied
     );
-}
-
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// A file taking `bytes` of the disk, deleted later to free space.

@@ -10,7 +10,8 @@ use std::time::{Duration, SystemTime};
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use serde_json::{Value, json};
 use sessionkit::testing::Guarded;
-use sessionkit::{Changes, SessionId, SessionMap, SessionRecord, SessionStore, StoreError, UpdateOutcome, expiry};
+use sessionkit::{Changes, SessionId, SessionRecord, SessionStore, StoreError, UpdateOutcome, expiry};
+use sessionkit_integration_tests::support::{error_chain, in_secs, map};
 use sessionkit_stores::{RedbDurability, RedbStore};
 use tempfile::TempDir;
 
@@ -22,14 +23,6 @@ fn temp_path() -> (TempDir, PathBuf) {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("sessions.redb");
     (dir, path)
-}
-
-fn data(value: Value) -> SessionMap {
-    value.as_object().cloned().expect("an object")
-}
-
-fn in_secs(secs: u64) -> SystemTime {
-    expiry::now() + Duration::from_secs(secs)
 }
 
 fn ago(secs: u64) -> SystemTime {
@@ -72,24 +65,12 @@ fn raw_value(db: &Database, id: &SessionId) -> Option<Vec<u8>> {
     table.get(id.as_bytes()).expect("get").map(|guard| guard.value().to_vec())
 }
 
-/// The whole error chain, for asserting on what a user would read.
-fn chain(err: &StoreError) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(" / ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
-
 fn expect_config_error(result: Result<RedbStore, StoreError>) -> (String, StoreError) {
     match result {
         Ok(store) => panic!("expected a configuration error, got a store: {store:?}"),
         Err(err @ StoreError::Config { .. }) => {
             assert!(err.source().is_some(), "the redb error must be kept as the source: {err:?}");
-            (chain(&err), err)
+            (error_chain(&err), err)
         }
         Err(other) => panic!("expected StoreError::Config, got {other:?}"),
     }
@@ -129,12 +110,9 @@ mod conformance_with_two_phase_commits {
 /// Writes a mix of sessions, returns them as they must read back.
 async fn write_sessions(store: &RedbStore) -> Vec<(SessionId, SessionRecord)> {
     let cases = vec![
-        (
-            SessionId::generate(),
-            SessionRecord::new(data(json!({ "user": "ada", "cart": [1, 2] })), Some(in_secs(3600))),
-        ),
-        (SessionId::generate(), SessionRecord::new(data(json!({ "forever": true, "ключ": "😀" })), None)),
-        (SessionId::generate(), SessionRecord::new(data(json!({})), Some(in_secs(86_400 * 365)))),
+        (SessionId::generate(), SessionRecord::new(map(json!({ "user": "ada", "cart": [1, 2] })), Some(in_secs(3600)))),
+        (SessionId::generate(), SessionRecord::new(map(json!({ "forever": true, "ключ": "😀" })), None)),
+        (SessionId::generate(), SessionRecord::new(map(json!({})), Some(in_secs(86_400 * 365)))),
     ];
     for (id, record) in &cases {
         store.set(id, &record.data, record.expires_at).await.expect("set");
@@ -165,7 +143,7 @@ async fn sessions_survive_a_restart_from_the_same_path() {
     let store = RedbStore::open(&path).expect("open");
     let expected = write_sessions(&store).await;
     let deleted = SessionId::generate();
-    store.set(&deleted, &data(json!({ "a": 1 })), None).await.expect("set");
+    store.set(&deleted, &map(json!({ "a": 1 })), None).await.expect("set");
     store.delete(&deleted).await.expect("delete");
     drop(store);
 
@@ -195,7 +173,7 @@ async fn writes_without_durable_commits_reach_the_file_on_flush_and_on_close() {
     let expected = write_sessions(&store).await;
     store.flush().await.expect("flush");
     let after_flush = SessionId::generate();
-    store.set(&after_flush, &data(json!({ "late": 1 })), None).await.expect("set");
+    store.set(&after_flush, &map(json!({ "late": 1 })), None).await.expect("set");
     drop(store);
 
     let reopened = RedbStore::open(&path).expect("reopen");
@@ -233,7 +211,7 @@ async fn a_truncated_database_is_refused_and_left_alone() {
     let (_dir, path) = temp_path();
     let store = RedbStore::open(&path).expect("open");
     for i in 0..500 {
-        store.set(&SessionId::generate(), &data(json!({ "n": i, "pad": "x".repeat(200) })), None).await.expect("set");
+        store.set(&SessionId::generate(), &map(json!({ "n": i, "pad": "x".repeat(200) })), None).await.expect("set");
     }
     drop(store);
     let whole = std::fs::read(&path).expect("read");
@@ -250,14 +228,14 @@ async fn a_second_open_of_the_same_file_says_it_is_already_open() {
     let (_dir, path) = temp_path();
     let store = RedbStore::open(&path).expect("open");
     let id = SessionId::generate();
-    store.set(&id, &data(json!({ "kept": true })), None).await.expect("set");
+    store.set(&id, &map(json!({ "kept": true })), None).await.expect("set");
 
     let (message, err) = expect_config_error(RedbStore::open(&path));
     assert!(message.contains("already open"), "unclear error: {message}");
     assert!(format!("{:?}", err.source()).contains("DatabaseAlreadyOpen"), "{err:?}");
 
     // The first store is unharmed.
-    assert_eq!(store.get(&id).await.expect("get").map(|r| r.data), Some(data(json!({ "kept": true }))));
+    assert_eq!(store.get(&id).await.expect("get").map(|r| r.data), Some(map(json!({ "kept": true }))));
 }
 
 #[tokio::test]
@@ -284,7 +262,7 @@ async fn corrupt_values_read_as_absent_and_nothing_else_is_lost() {
     let db = Arc::new(Database::create(&path).expect("create"));
     let store = RedbStore::from_database(Arc::clone(&db)).expect("store");
     let healthy = SessionId::generate();
-    store.set(&healthy, &data(json!({ "ok": true })), Some(in_secs(600))).await.expect("set");
+    store.set(&healthy, &map(json!({ "ok": true })), Some(in_secs(600))).await.expect("set");
 
     let damaged: Vec<(&str, Vec<u8>)> = vec![
         ("empty", vec![]),
@@ -318,11 +296,11 @@ async fn corrupt_values_read_as_absent_and_nothing_else_is_lost() {
     assert_eq!(store.delete_expired().await.expect("sweep"), 0);
 
     // A new write replaces a damaged value; deleting one works.
-    store.set(&ids[0], &data(json!({ "fresh": 1 })), None).await.expect("set over a damaged value");
-    assert_eq!(store.get(&ids[0]).await.expect("get").map(|r| r.data), Some(data(json!({ "fresh": 1 }))));
+    store.set(&ids[0], &map(json!({ "fresh": 1 })), None).await.expect("set over a damaged value");
+    assert_eq!(store.get(&ids[0]).await.expect("get").map(|r| r.data), Some(map(json!({ "fresh": 1 }))));
     store.delete(&ids[1]).await.expect("delete a damaged value");
     assert_eq!(raw_value(&db, &ids[1]), None);
-    assert_eq!(store.get(&healthy).await.expect("get").map(|r| r.data), Some(data(json!({ "ok": true }))));
+    assert_eq!(store.get(&healthy).await.expect("get").map(|r| r.data), Some(map(json!({ "ok": true }))));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -340,7 +318,7 @@ async fn a_sweep_leaves_the_index_holding_exactly_the_live_records_with_an_expir
         .chain(forever.iter().map(|id| (id.clone(), None)))
         .map(|(id, at)| {
             let store = Arc::clone(&store);
-            tokio::spawn(async move { store.set(&id, &data(json!({ "x": 1 })), at).await })
+            tokio::spawn(async move { store.set(&id, &map(json!({ "x": 1 })), at).await })
         })
         .collect();
     for write in writes {
@@ -365,7 +343,7 @@ async fn a_stale_index_entry_never_deletes_a_live_record() {
     let store = RedbStore::from_database(Arc::clone(&db)).expect("store");
     let id = SessionId::generate();
     let until = in_secs(600);
-    store.set(&id, &data(json!({ "live": true })), Some(until)).await.expect("set");
+    store.set(&id, &map(json!({ "live": true })), Some(until)).await.expect("set");
     // An entry saying the record expired an hour ago, as a record that was
     // corrupt when it was overwritten would leave behind.
     let stale = expiry::to_unix_ms(ago(3600));
@@ -387,7 +365,7 @@ async fn a_backlog_larger_than_one_sweep_transaction_is_cleared() {
     let db = Arc::new(Database::create(&path).expect("create"));
     let store = RedbStore::from_database(Arc::clone(&db)).expect("store");
     let keep = SessionId::generate();
-    store.set(&keep, &data(json!({ "keep": 1 })), Some(in_secs(600))).await.expect("set");
+    store.set(&keep, &map(json!({ "keep": 1 })), Some(in_secs(600))).await.expect("set");
     // Written straight into the documented layout, in one transaction, so the
     // backlog costs one commit to build.
     {
@@ -417,10 +395,10 @@ async fn stores_with_different_table_prefixes_share_a_database_without_mixing() 
     let users = RedbStore::from_database(Arc::clone(&db)).expect("store");
     let admins = RedbStore::builder().table_prefix("admin").build(Arc::clone(&db)).expect("store");
     let id = SessionId::generate();
-    users.set(&id, &data(json!({ "who": "user" })), None).await.expect("set");
-    admins.set(&id, &data(json!({ "who": "admin" })), Some(ago(1))).await.expect("set");
+    users.set(&id, &map(json!({ "who": "user" })), None).await.expect("set");
+    admins.set(&id, &map(json!({ "who": "admin" })), Some(ago(1))).await.expect("set");
 
-    assert_eq!(users.get(&id).await.expect("get").map(|r| r.data), Some(data(json!({ "who": "user" }))));
+    assert_eq!(users.get(&id).await.expect("get").map(|r| r.data), Some(map(json!({ "who": "user" }))));
     assert_eq!(admins.get(&id).await.expect("get"), None);
     assert_eq!(admins.delete_expired().await.expect("sweep"), 1);
     assert_eq!(users.delete_expired().await.expect("sweep"), 0);

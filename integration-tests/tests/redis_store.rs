@@ -8,7 +8,7 @@
 //! fail under `CI=true`.
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::Path;
@@ -21,6 +21,7 @@ use sessionkit::testing::Guarded;
 use sessionkit::{Changes, Session, SessionConfig, SessionError, SessionId, SessionLayer, SessionMap, SessionStore};
 use sessionkit::{StoreError, UpdateOutcome, expiry};
 use sessionkit_integration_tests::redis_server::{Persistence, RedisServer};
+use sessionkit_integration_tests::support::{in_secs, map};
 use sessionkit_stores::RedisStore;
 
 /// The marker field every session hash carries (see the store's docs).
@@ -37,17 +38,6 @@ async fn store_on(server: &RedisServer) -> RedisStore {
 async fn raw(server: &RedisServer) -> redis::aio::MultiplexedConnection {
     let client = redis::Client::open(server.url()).unwrap_or_else(|err| panic!("bad URL: {err}"));
     client.get_multiplexed_async_connection().await.unwrap_or_else(|err| panic!("cannot connect: {err}"))
-}
-
-fn map(value: Value) -> SessionMap {
-    match value {
-        Value::Object(map) => map,
-        other => panic!("{other} is not an object"),
-    }
-}
-
-fn in_secs(secs: u64) -> SystemTime {
-    expiry::now() + Duration::from_secs(secs)
 }
 
 mod conformance {

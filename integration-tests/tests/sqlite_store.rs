@@ -9,8 +9,9 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::json;
 use sessionkit::{Changes, SessionId, SessionMap, SessionRecord, SessionStore, StoreError, UpdateOutcome, expiry};
+use sessionkit_integration_tests::support::{error_chain, in_secs, map};
 use sessionkit_stores::SqliteStore;
 use sessionkit_stores::rusqlite::{self, Connection, params};
 use tempfile::TempDir;
@@ -55,29 +56,6 @@ mod conformance_from_memory_path {
     sessionkit::store_conformance_tests!(async {
         sessionkit_stores::SqliteStore::open(":memory:").await.expect("open :memory:")
     });
-}
-
-fn map(value: Value) -> SessionMap {
-    match value {
-        Value::Object(map) => map,
-        other => panic!("{other} is not an object"),
-    }
-}
-
-fn in_secs(secs: u64) -> std::time::SystemTime {
-    expiry::now() + Duration::from_secs(secs)
-}
-
-/// The full chain of an error, for asserting on its causes.
-fn chain(err: &StoreError) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(" / ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// Every row of `table` in the database file at `path`, read with a
@@ -285,14 +263,14 @@ async fn a_foreign_table_with_the_same_name_is_a_clear_error_and_is_left_alone()
     }
     let err = SqliteStore::open(&path).await.expect_err("a table of another shape");
     assert!(matches!(err, StoreError::Config { .. }), "{err:?}");
-    assert!(chain(&err).contains("exists but is not a session table"), "{}", chain(&err));
+    assert!(error_chain(&err).contains("exists but is not a session table"), "{}", error_chain(&err));
     assert!(err.source().is_some(), "the SQLite error must be kept as the cause");
 
     // The same table with an `id` column but no key on it cannot be upserted into.
     let conn = Connection::open(&path).expect("connection");
     conn.execute_batch("CREATE TABLE keyless (id TEXT, data TEXT, expires_at INTEGER)").expect("keyless table");
     let err = SqliteStore::from_connection_with_table(conn, "keyless").await.expect_err("no primary key");
-    assert!(chain(&err).contains("exists but is not a session table"), "{}", chain(&err));
+    assert!(error_chain(&err).contains("exists but is not a session table"), "{}", error_chain(&err));
 
     assert_eq!(rows(&path, "http_sessions"), [("mine".to_owned(), None, None)]);
 }
