@@ -58,10 +58,11 @@ fn mix(mut x: u64) -> u64 {
     x
 }
 
-/// A blob of 0 to 8 KiB whose length and bytes depend on `(sid, seq)`.
+/// A blob of 0 to 24 KiB whose length and bytes depend on `(sid, seq)`:
+/// large writes span several disk blocks, where a torn write would show.
 fn blob(sid: usize, seq: u64) -> String {
     let seed = mix(seq.wrapping_mul(31).wrapping_add(sid as u64));
-    let len = (seed % 8192) as usize;
+    let len = (seed % (24 * 1024)) as usize;
     (0..len).map(|i| char::from(b'a' + (mix(seed.wrapping_add(i as u64)) % 26) as u8)).collect()
 }
 

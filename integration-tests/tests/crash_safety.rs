@@ -198,6 +198,18 @@ async fn file_store_survives_sigkill() {
         file.set_modified(an_hour_ago).expect("age the leftover");
     }
     let store = reopen("file", &dir.path().join("sessions")).await;
+    // Every session file on disk is whole: named by a session of the
+    // workload, and readable.
+    for entry in std::fs::read_dir(dir.path().join("sessions")).expect("list the store").filter_map(Result::ok) {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(id) = name.strip_suffix(".json") else { continue };
+        let id = sessionkit::SessionId::parse(id).unwrap_or_else(|| panic!("a stray file {name:?}"));
+        assert!(
+            (0..SESSIONS).any(|sid| crash_workload::session_id(sid) == id),
+            "a file for a session the workload never wrote: {name:?}"
+        );
+        assert!(store.get(&id).await.expect("read").is_some(), "a session file is not whole: {name:?}");
+    }
     store.delete_expired().await.expect("sweep");
     assert_eq!(temps(), Vec::<std::path::PathBuf>::new(), "the sweeper must remove stale temporary files");
     for sid in 0..SESSIONS {

@@ -1,19 +1,16 @@
-//! A separate process writing to a `FileStore`, for the file store's tests:
-//! another process taking the same locks, and a writer to kill mid-write.
+//! A separate process updating a `FileStore`, for the file store's tests:
+//! another process taking the same locks. (Killing writers mid-write is
+//! `crash-writer`'s job, in `tests/crash_safety.rs`.)
 //!
 //! ```text
 //! file-store-writer <dir> update <id> <key-prefix> <count>
 //!     applies <count> updates to session <id>, each setting its own key
-//! file-store-writer <dir> churn <id>...
-//!     forever: sets each <id> in turn to {"n": <counter>, "pad": …}, and
-//!     prints "<index> <counter>" once each write is acknowledged
 //! ```
 
-use std::io::Write as _;
 use std::process::ExitCode;
 
 use serde_json::json;
-use sessionkit::{Changes, SessionId, SessionMap, SessionStore, UpdateOutcome};
+use sessionkit::{Changes, SessionId, SessionStore, UpdateOutcome};
 use sessionkit_stores::FileStore;
 
 #[tokio::main]
@@ -34,7 +31,7 @@ fn parse_id(text: &str) -> Result<SessionId, String> {
 
 async fn run(args: &[String]) -> Result<(), String> {
     let [dir, mode, rest @ ..] = args else {
-        return Err("usage: file-store-writer <dir> update|churn ...".into());
+        return Err("usage: file-store-writer <dir> update <id> <key-prefix> <count>".into());
     };
     let store = FileStore::open(dir).await.map_err(|err| err.to_string())?;
     match (mode.as_str(), rest) {
@@ -47,22 +44,6 @@ async fn run(args: &[String]) -> Result<(), String> {
                 match store.update(&id, &changes, None).await.map_err(|err| err.to_string())? {
                     UpdateOutcome::Applied => {}
                     UpdateOutcome::Missing => return Err("the session is missing".into()),
-                }
-            }
-            Ok(())
-        }
-        ("churn", ids) if !ids.is_empty() => {
-            let ids = ids.iter().map(|id| parse_id(id)).collect::<Result<Vec<_>, _>>()?;
-            // Big enough that a write spans several disk blocks.
-            let pad = "p".repeat(20_000);
-            let mut stdout = std::io::stdout().lock();
-            for n in 0u64.. {
-                for (index, id) in ids.iter().enumerate() {
-                    let mut data = SessionMap::new();
-                    data.insert("n".into(), json!(n));
-                    data.insert("pad".into(), json!(pad));
-                    store.set(id, &data, None).await.map_err(|err| err.to_string())?;
-                    writeln!(stdout, "{index} {n}").and_then(|()| stdout.flush()).map_err(|err| err.to_string())?;
                 }
             }
             Ok(())
