@@ -21,6 +21,7 @@ use sessionkit::testing::Guarded;
 use sessionkit::{Changes, Session, SessionConfig, SessionError, SessionId, SessionLayer, SessionMap, SessionStore};
 use sessionkit::{StoreError, UpdateOutcome, expiry};
 use sessionkit_integration_tests::redis_server::{Persistence, RedisServer};
+use sessionkit_integration_tests::server::TestServer;
 use sessionkit_integration_tests::support::{in_secs, map};
 use sessionkit_stores::RedisStore;
 
@@ -395,12 +396,9 @@ async fn put_key(session: Session, Path((key, value)): Path<(String, String)>) -
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// An app server on a free loopback port; returns its base URL.
-async fn serve(store: RedisStore) -> String {
-    let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await.expect("bind");
-    let addr = listener.local_addr().expect("local_addr");
-    tokio::spawn(async move { axum::serve(listener, app(store)).await });
-    format!("http://{addr}")
+/// An app server on a free loopback port, stopped when dropped.
+async fn serve(store: RedisStore) -> TestServer {
+    TestServer::start(app(store)).await
 }
 
 fn client() -> reqwest::Client {
@@ -425,7 +423,8 @@ async fn session_keys(server: &RedisServer) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_sessions_live_in_redis_from_login_to_logout() {
     let Some(server) = RedisServer::start_or_skip() else { return };
-    let base = serve(store_on(&server).await).await;
+    let app_server = serve(store_on(&server).await).await;
+    let base = app_server.url("");
     let http = client();
 
     assert_eq!(send(http.get(format!("{base}/me"))).await, (StatusCode::UNAUTHORIZED, String::new()));
@@ -452,8 +451,8 @@ async fn http_sessions_live_in_redis_from_login_to_logout() {
 async fn two_app_servers_share_one_session_space() {
     let Some(server) = RedisServer::start_or_skip() else { return };
     // Two stores, two connections: as two processes would have.
-    let a = serve(store_on(&server).await).await;
-    let b = serve(store_on(&server).await).await;
+    let (server_a, server_b) = (serve(store_on(&server).await).await, serve(store_on(&server).await).await);
+    let (a, b) = (server_a.url(""), server_b.url(""));
     let http = client();
 
     assert_eq!(send(http.post(format!("{a}/login/ana"))).await.0, StatusCode::NO_CONTENT);
@@ -496,7 +495,8 @@ async fn a_redis_outage_answers_empty_500s_and_the_same_session_resumes() {
     let Some(mut server) = RedisServer::start_with_or_skip(Persistence::EveryWrite) else { return };
     let store = store_on(&server).await;
     let timeout = store.timeout();
-    let base = serve(store).await;
+    let app_server = serve(store).await;
+    let base = app_server.url("");
     let http = client();
     assert_eq!(send(http.post(format!("{base}/login/ana"))).await.0, StatusCode::NO_CONTENT);
     assert_eq!(send(http.post(format!("{base}/visit"))).await.1, "1");
