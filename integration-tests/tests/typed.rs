@@ -8,6 +8,7 @@ use axum::http::StatusCode;
 use axum::routing::{get, post, put};
 use serde::{Deserialize, Serialize};
 use sessionkit::{Session, SessionConfig, SessionData, SessionDataRejection, SessionError, SessionLayer};
+use sessionkit_integration_tests::server::TestServer;
 use sessionkit_stores::MemoryStore;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -118,14 +119,6 @@ fn app() -> Router {
         .layer(SessionLayer::new(SessionConfig::new(MemoryStore::new()).secure(false)))
 }
 
-/// Serves `app()` on an ephemeral port; returns its base URL.
-async fn serve() -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move { axum::serve(listener, app()).await.expect("serve") });
-    format!("http://{addr}")
-}
-
 /// A browser: one cookie jar.
 struct Browser {
     client: reqwest::Client,
@@ -160,7 +153,8 @@ impl Browser {
 
 #[tokio::test]
 async fn two_handlers_share_a_typed_struct_across_requests() {
-    let base = serve().await;
+    let server = TestServer::start(app()).await;
+    let base = server.url("");
     let browser = Browser::new(&base);
 
     assert_eq!(browser.get("/cart").await.0, StatusCode::BAD_REQUEST, "no cart yet: a required key is missing");
@@ -183,7 +177,8 @@ async fn two_handlers_share_a_typed_struct_across_requests() {
 
 #[tokio::test]
 async fn structs_with_different_prefixes_coexist_in_one_session() {
-    let base = serve().await;
+    let server = TestServer::start(app()).await;
+    let base = server.url("");
     let browser = Browser::new(&base);
 
     browser.post("/cart/items/tea").await;
@@ -204,7 +199,8 @@ async fn structs_with_different_prefixes_coexist_in_one_session() {
 
 #[tokio::test]
 async fn a_stored_value_of_the_wrong_shape_is_a_server_error() {
-    let base = serve().await;
+    let server = TestServer::start(app()).await;
+    let base = server.url("");
     let browser = Browser::new(&base);
 
     browser.post("/cart/items/tea").await;
