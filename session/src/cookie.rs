@@ -7,7 +7,7 @@
 use std::time::{Duration, SystemTime};
 
 use cookie::{Cookie, CookieJar};
-use http::{HeaderMap, HeaderValue, header};
+use http::HeaderValue;
 
 use crate::{SessionConfig, SessionId};
 
@@ -25,10 +25,10 @@ pub(crate) struct RequestCookie {
 /// Splits the headers as `Cookie::split_parse` does (pairs separated by
 /// `;`, name and value trimmed, segments without `=` or with an empty name
 /// skipped), without building a `Cookie` for every pair: this runs on every
-/// request.
-pub(crate) fn read(headers: &HeaderMap, config: &SessionConfig) -> RequestCookie {
+/// request that loads its session.
+pub(crate) fn read(headers: &[HeaderValue], config: &SessionConfig) -> RequestCookie {
     let mut found = RequestCookie::default();
-    for header in headers.get_all(header::COOKIE) {
+    for header in headers {
         // Browsers send only ASCII here, but one bad byte elsewhere in the
         // header must not hide our cookie. (The strict check first: it is
         // faster on the valid text nearly every request carries.)
@@ -124,12 +124,8 @@ mod tests {
     use super::*;
     use crate::test_support::NullStore;
 
-    fn headers(values: &[&[u8]]) -> HeaderMap {
-        let mut map = HeaderMap::new();
-        for value in values {
-            map.append(header::COOKIE, HeaderValue::from_bytes(value).expect("test header"));
-        }
-        map
+    fn headers(values: &[&[u8]]) -> Vec<HeaderValue> {
+        values.iter().map(|value| HeaderValue::from_bytes(value).expect("test header")).collect()
     }
 
     #[test]

@@ -29,7 +29,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::SystemTime;
 
-use http::header::{CACHE_CONTROL, SET_COOKIE, VARY};
+use http::header::{CACHE_CONTROL, COOKIE, SET_COOKIE, VARY};
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
 use tower_layer::Layer;
 use tower_service::Service;
@@ -118,8 +118,10 @@ where
     }
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
-        let from_cookie = cookie::read(request.headers(), &self.config);
-        let lazy = LazySession::new(Arc::clone(&self.config), from_cookie.id, from_cookie.present);
+        // Only the raw headers here (cheap clones of shared bytes): parsing
+        // and verifying waits until the handler asks for its session.
+        let cookies = request.headers().get_all(COOKIE).iter().cloned().collect();
+        let lazy = LazySession::new(Arc::clone(&self.config), cookies);
         request.extensions_mut().insert(lazy.clone());
         let response = self.inner.call(request);
         Box::pin(async move {
@@ -156,7 +158,7 @@ async fn finish<B: Default>(lazy: &LazySession, mut response: Response<B>) -> Re
             return empty(StatusCode::PAYLOAD_TOO_LARGE);
         }
     };
-    match plan.execute(config, now, lazy.cookie_present()).await {
+    match plan.execute(config, now).await {
         Ok(Some(set_cookie)) => {
             let headers = response.headers_mut();
             headers.append(SET_COOKIE, set_cookie);
@@ -218,9 +220,10 @@ enum Plan {
         expires_at: Option<SystemTime>,
     },
     /// Delete the record under the key `retire` (if it was ever stored) and
-    /// remove the cookie.
+    /// remove the cookie, if the client holds one.
     Remove {
         retire: Option<SessionId>,
+        removal_cookie: bool,
     },
 }
 
@@ -254,9 +257,12 @@ impl Plan {
             Some(state.store_key(&retire, config))
         };
         let plan = match state.status.clone() {
-            Status::Destroyed => Plan::Remove { retire: retire_key(state) },
+            Status::Destroyed => {
+                let retire = retire_key(state);
+                Plan::Remove { removal_cookie: retire.is_some() || state.cookie_present, retire }
+            }
             Status::New { .. } if state.data.is_empty() => match retire_key(state) {
-                Some(retire) => Plan::Remove { retire: Some(retire) },
+                Some(retire) => Plan::Remove { retire: Some(retire), removal_cookie: true },
                 None => Plan::Nothing,
             },
             Status::New { created } | Status::Renewed { created } => {
@@ -295,12 +301,7 @@ impl Plan {
     }
 
     /// Runs the store calls; returns the `Set-Cookie` to send, if any.
-    async fn execute(
-        self,
-        config: &SessionConfig,
-        now: SystemTime,
-        cookie_present: bool,
-    ) -> Result<Option<HeaderValue>, StoreError> {
+    async fn execute(self, config: &SessionConfig, now: SystemTime) -> Result<Option<HeaderValue>, StoreError> {
         // Through the trait object itself: calling through the `Arc` would
         // box a second future around the store's.
         let store = config.store.as_ref();
@@ -332,12 +333,11 @@ impl Plan {
                     None
                 }
             }
-            Plan::Remove { retire } => {
-                let had_record = retire.is_some();
+            Plan::Remove { retire, removal_cookie } => {
                 if let Some(old) = retire {
                     store.delete(&old).await?;
                 }
-                if had_record || cookie_present { cookie::removal_cookie(config) } else { None }
+                if removal_cookie { cookie::removal_cookie(config) } else { None }
             }
         })
     }

@@ -14,12 +14,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::SystemTime;
 
+use http::HeaderValue;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use tokio::sync::OnceCell;
 
-use crate::{Changes, SessionConfig, SessionError, SessionId, SessionMap, expiry};
+use crate::{Changes, SessionConfig, SessionError, SessionId, SessionMap, cookie, expiry};
 
 /// Where the layer keeps a session's creation time (Unix ms) when an
 /// absolute lifetime is configured. Hidden from [`Session::data`] and
@@ -54,10 +55,10 @@ pub struct Session {
 
 pub(crate) struct Shared {
     pub(crate) config: Arc<SessionConfig>,
-    /// The id the request's cookie carried, already parsed (and verified).
-    pub(crate) cookie_id: Option<SessionId>,
-    /// Whether the request sent a cookie of our name at all, valid or not.
-    pub(crate) cookie_present: bool,
+    /// The request's `Cookie` headers, parsed (and verified) only when the
+    /// session is loaded: a route that never asks for its session pays
+    /// nothing for it, signature checks included.
+    pub(crate) cookies: Vec<HeaderValue>,
     pub(crate) state: OnceCell<Arc<Mutex<State>>>,
     pub(crate) load_failed: AtomicBool,
 }
@@ -89,18 +90,15 @@ pub(crate) struct State {
     /// A loaded session that lacked its creation stamp while an absolute
     /// lifetime is configured: the stamp must be written.
     pub(crate) stamp_missing: bool,
+    /// Whether the request sent a cookie of our name at all, valid or not
+    /// (a destroyed session then gets a removal cookie).
+    pub(crate) cookie_present: bool,
 }
 
 impl LazySession {
-    pub(crate) fn new(config: Arc<SessionConfig>, cookie_id: Option<SessionId>, cookie_present: bool) -> Self {
+    pub(crate) fn new(config: Arc<SessionConfig>, cookies: Vec<HeaderValue>) -> Self {
         Self {
-            shared: Arc::new(Shared {
-                config,
-                cookie_present: cookie_present || cookie_id.is_some(),
-                cookie_id,
-                state: OnceCell::new(),
-                load_failed: AtomicBool::new(false),
-            }),
+            shared: Arc::new(Shared { config, cookies, state: OnceCell::new(), load_failed: AtomicBool::new(false) }),
         }
     }
 
@@ -130,19 +128,21 @@ impl LazySession {
     async fn fetch(&self) -> Result<State, SessionError> {
         let config = &self.shared.config;
         let now = expiry::now();
-        let Some(id) = self.shared.cookie_id.clone() else {
-            return Ok(State::new(now));
+        let from_cookie = cookie::read(&self.shared.cookies, config);
+        let cookie_present = from_cookie.present;
+        let Some(id) = from_cookie.id else {
+            return Ok(State::new(now, cookie_present));
         };
         let key = config.store_key(&id);
         // Through the trait object itself: calling through the `Arc` would
         // box a second future around the store's.
         let Some(mut record) = config.store.as_ref().get(&key).await.map_err(SessionError::Load)? else {
-            return Ok(State::new(now));
+            return Ok(State::new(now, cookie_present));
         };
         // The store contract forbids expired records, but a clock step
         // between its check and ours must not revive one.
         if record.is_expired_at(now) {
-            return Ok(State::new(now));
+            return Ok(State::new(now, cookie_present));
         }
         let stamp = record.data.remove(CREATED_AT_KEY).and_then(|v| v.as_i64());
         let stamp_missing = config.absolute_lifetime.is_some() && stamp.is_none();
@@ -155,6 +155,7 @@ impl LazySession {
             data: record.data,
             changes: Changes::new(),
             stamp_missing,
+            cookie_present,
         })
     }
 
@@ -170,14 +171,10 @@ impl LazySession {
     pub(crate) fn config(&self) -> &Arc<SessionConfig> {
         &self.shared.config
     }
-
-    pub(crate) fn cookie_present(&self) -> bool {
-        self.shared.cookie_present
-    }
 }
 
 impl State {
-    fn new(now: SystemTime) -> Self {
+    fn new(now: SystemTime, cookie_present: bool) -> Self {
         Self {
             id: SessionId::generate(),
             status: Status::New { created: now },
@@ -186,6 +183,7 @@ impl State {
             data: SessionMap::new(),
             changes: Changes::new(),
             stamp_missing: false,
+            cookie_present,
         }
     }
 
@@ -372,7 +370,9 @@ mod tests {
 
     fn lazy(store: &MapStore, cookie: Option<&SessionId>) -> LazySession {
         let config = SessionConfig::with_shared_store(Arc::new(store.clone())).hash_ids_at_rest(false);
-        LazySession::new(Arc::new(config), cookie.cloned(), cookie.is_some())
+        let cookies =
+            cookie.map(|id| HeaderValue::from_str(&format!("id={id}")).expect("header")).into_iter().collect();
+        LazySession::new(Arc::new(config), cookies)
     }
 
     #[test]
