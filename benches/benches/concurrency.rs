@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput};
-use sessionkit::{Changes, SessionId, SessionMap, SessionStore, StoreError, UpdateOutcome};
+use sessionkit::{Changes, SessionMap, SessionStore, StoreError, StoreKey, UpdateOutcome};
 use sessionkit_benches::fixtures::{self, BACKGROUND_BYTES, Rng, payload};
 use sessionkit_benches::registry::{self, StoreSpec};
 use sessionkit_benches::results::RunStart;
@@ -74,7 +74,7 @@ fn store(criterion: &mut Criterion, runtime: &Runtime, spec: &'static StoreSpec)
         return;
     };
     let population = settings::large_population();
-    let ids: Arc<[SessionId]> =
+    let ids: Arc<[StoreKey]> =
         ok(runtime.block_on(fixtures::populate(&open.store, spec.waits, population, &mut Rng::new(3))), "populating")
             .into();
     let seeds = Arc::new(AtomicU64::new(1));
@@ -94,7 +94,7 @@ fn store(criterion: &mut Criterion, runtime: &Runtime, spec: &'static StoreSpec)
 /// Runs `iters` operations split among `tasks` tasks; returns the wall time.
 async fn run(
     store: &Arc<dyn SessionStore>,
-    ids: &Arc<[SessionId]>,
+    ids: &Arc<[StoreKey]>,
     workload: Workload,
     tasks: usize,
     iters: u64,
@@ -121,7 +121,7 @@ async fn run(
     start.elapsed()
 }
 
-async fn operation(store: &dyn SessionStore, ids: &[SessionId], data: &SessionMap, workload: Workload, rng: &mut Rng) {
+async fn operation(store: &dyn SessionStore, ids: &[StoreKey], data: &SessionMap, workload: Workload, rng: &mut Rng) {
     let id = &ids[rng.below(ids.len())];
     let expires_at = fixtures::expiry();
     match (workload, rng.below(100)) {

@@ -23,7 +23,7 @@ use std::hint::black_box;
 use std::time::{Duration, Instant, SystemTime};
 
 use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput};
-use sessionkit::{Changes, SessionId, SessionStore, StoreError, UpdateOutcome};
+use sessionkit::{Changes, SessionStore, StoreError, StoreKey, UpdateOutcome};
 use sessionkit_benches::fixtures::{self, BACKGROUND_BYTES, PAYLOADS, Rng, payload};
 use sessionkit_benches::registry::{self, StoreSpec};
 use sessionkit_benches::results::RunStart;
@@ -85,7 +85,7 @@ fn operations(criterion: &mut Criterion, runtime: &Runtime, spec: &'static Store
     let pop = count_label(population);
     for (label, bytes) in PAYLOADS {
         let data = payload(bytes);
-        let targets: &[SessionId] = if bytes == BACKGROUND_BYTES {
+        let targets: &[StoreKey] = if bytes == BACKGROUND_BYTES {
             &ids
         } else {
             let targets = &ids[..LARGE_TARGETS.min(ids.len())];
@@ -173,7 +173,7 @@ fn operations(criterion: &mut Criterion, runtime: &Runtime, spec: &'static Store
         let mut group = group_for(criterion, "delete", spec);
         group.bench_function(bench_id, |b| {
             b.iter_custom(|iters| {
-                let doomed: Vec<SessionId> = (0..iters).map(|_| rng.id()).collect();
+                let doomed: Vec<StoreKey> = (0..iters).map(|_| rng.id()).collect();
                 runtime.block_on(async {
                     ok(
                         fixtures::fill(&open.store, spec.waits, &doomed, &data, expires_at).await,
@@ -227,7 +227,7 @@ fn delete_expired(criterion: &mut Criterion, runtime: &Runtime, spec: &'static S
         b.iter_custom(|iters| {
             let mut total = Duration::ZERO;
             for _ in 0..iters {
-                let doomed: Vec<SessionId> = (0..expired).map(|_| rng.id()).collect();
+                let doomed: Vec<StoreKey> = (0..expired).map(|_| rng.id()).collect();
                 let past = Some(SystemTime::now() - Duration::from_secs(1));
                 total += runtime.block_on(async {
                     ok(fixtures::fill(&open.store, spec.waits, &doomed, &data, past).await, "writing expired sessions");

@@ -8,18 +8,12 @@
 use std::hint::black_box;
 use std::sync::Arc;
 
-use sessionkit::{Changes, SessionId, SessionStore};
+use sessionkit::{Changes, SessionStore, StoreKey};
 use sessionkit_benches::fixtures::{self, Rng, payload};
 use sessionkit_stores::MemoryStore;
 
 #[inline(never)]
-fn measure(
-    runtime: &tokio::runtime::Runtime,
-    store: &Arc<dyn SessionStore>,
-    op: &str,
-    ids: &[SessionId],
-    count: usize,
-) {
+fn measure(runtime: &tokio::runtime::Runtime, store: &Arc<dyn SessionStore>, op: &str, ids: &[StoreKey], count: usize) {
     let data = payload(100);
     let mut changes = Changes::new();
     changes.set("visits", serde_json::Value::from(43));

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use serde_json::{Value, json};
-use sessionkit::{SessionId, SessionMap, SessionStore, StoreError};
+use sessionkit::{SessionMap, SessionStore, StoreError, StoreKey};
 
 /// The payload sizes every store operation is measured with, and their labels.
 pub const PAYLOADS: [(&str, usize); 3] = [("100B", 100), ("4KiB", 4 * 1024), ("64KiB", 64 * 1024)];
@@ -63,13 +63,13 @@ impl Rng {
     }
 
     /// A session id from this stream. Benchmarks use these instead of
-    /// [`SessionId::generate`]: a million ids without a million system calls.
-    pub fn id(&mut self) -> SessionId {
+    /// a fresh id's [`StoreKey`]: a million ids without a million system calls.
+    pub fn id(&mut self) -> StoreKey {
         let mut bytes = [0u8; 32];
         for chunk in bytes.chunks_mut(8) {
             chunk.copy_from_slice(&self.next_u64().to_le_bytes());
         }
-        SessionId::from_bytes(bytes)
+        StoreKey::from_bytes(bytes)
     }
 
     /// Shuffles `items` in place (Fisher-Yates).
@@ -91,7 +91,7 @@ const WAITING_FILL_WORKERS: usize = 256;
 pub async fn fill(
     store: &Arc<dyn SessionStore>,
     waits: bool,
-    ids: &[SessionId],
+    ids: &[StoreKey],
     data: &SessionMap,
     expires_at: Option<SystemTime>,
 ) -> Result<(), StoreError> {
@@ -104,7 +104,7 @@ pub async fn fill(
     if ids.is_empty() {
         return Ok(());
     }
-    let ids: Arc<[SessionId]> = ids.into();
+    let ids: Arc<[StoreKey]> = ids.into();
     let data = Arc::new(data.clone());
     let workers = WAITING_FILL_WORKERS.min(ids.len());
     let mut tasks = tokio::task::JoinSet::new();
@@ -133,8 +133,8 @@ pub async fn populate(
     waits: bool,
     count: usize,
     rng: &mut Rng,
-) -> Result<Vec<SessionId>, StoreError> {
-    let ids: Vec<SessionId> = (0..count).map(|_| rng.id()).collect();
+) -> Result<Vec<StoreKey>, StoreError> {
+    let ids: Vec<StoreKey> = (0..count).map(|_| rng.id()).collect();
     fill(store, waits, &ids, &payload(BACKGROUND_BYTES), expiry()).await?;
     Ok(ids)
 }

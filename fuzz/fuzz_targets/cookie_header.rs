@@ -13,12 +13,19 @@ use sessionkit_stores::MemoryStore;
 use tower::{Layer, ServiceExt, service_fn};
 
 type App = sessionkit::SessionService<
-    tower::util::ServiceFn<fn(Request<()>) -> std::pin::Pin<Box<dyn Future<Output = Result<Response<String>, std::convert::Infallible>> + Send>>>,
+    tower::util::ServiceFn<
+        fn(
+            Request<()>,
+        )
+            -> std::pin::Pin<Box<dyn Future<Output = Result<Response<String>, std::convert::Infallible>> + Send>>,
+    >,
 >;
 
 /// Answers with the id of the request's session, writing to it first when
 /// asked to (only the setup does).
-fn handler(request: Request<()>) -> std::pin::Pin<Box<dyn Future<Output = Result<Response<String>, std::convert::Infallible>> + Send>> {
+fn handler(
+    request: Request<()>,
+) -> std::pin::Pin<Box<dyn Future<Output = Result<Response<String>, std::convert::Infallible>> + Send>> {
     Box::pin(async move {
         let Some(lazy) = request.extensions().get::<LazySession>().cloned() else {
             return Ok(Response::new("no layer".to_owned()));

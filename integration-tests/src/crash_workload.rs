@@ -11,7 +11,7 @@
 use std::time::SystemTime;
 
 use serde_json::{Value, json};
-use sessionkit::{Changes, SessionId, SessionMap, SessionStore, StoreError, expiry};
+use sessionkit::{Changes, SessionMap, SessionStore, StoreError, StoreKey, expiry};
 
 /// Concurrent writer tasks.
 pub const TASKS: usize = 8;
@@ -29,10 +29,10 @@ pub fn expires_at() -> SystemTime {
 }
 
 /// A stable id for session number `sid`.
-pub fn session_id(sid: usize) -> SessionId {
+pub fn session_id(sid: usize) -> StoreKey {
     let mut bytes = [0xa5u8; 32];
     bytes[..8].copy_from_slice(&(sid as u64).to_le_bytes());
-    SessionId::from_bytes(bytes)
+    StoreKey::from_bytes(bytes)
 }
 
 /// What operation `seq` is.

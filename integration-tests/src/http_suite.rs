@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 use http::HeaderMap;
 use http::header::{CACHE_CONTROL, COOKIE, SET_COOKIE, VARY};
 use reqwest::{Client, Response, StatusCode};
-use sessionkit::{SameSite, SessionConfig, SessionId, SessionLayer, SessionRecord, SessionStore};
+use sessionkit::{SameSite, SessionConfig, SessionId, SessionLayer, SessionRecord, SessionStore, StoreKey};
 
 use crate::app::{self, Gates};
 use crate::observed_store::{Calls, ObservedStore, Observer};
@@ -272,7 +272,7 @@ pub async fn absolute_lifetime_caps_rolling(under_test: StoreUnderTest) {
         Some(deadline),
         "activity must not move the cap"
     );
-    let response = h.get_with(&format!("/get/{}", sessionkit::CREATED_AT_KEY), Some(&pair(&cookie))).await;
+    let response = h.get_with(&format!("/get/{}", sessionkit::reserved::CREATED_AT), Some(&pair(&cookie))).await;
     assert_eq!(ok_text(response).await, "null", "the cap's bookkeeping is hidden from handlers");
     tokio::time::sleep(deadline.duration_since(SystemTime::now()).unwrap_or_default() + Duration::from_millis(50))
         .await;
@@ -528,6 +528,10 @@ pub async fn ids_at_rest_are_hashed(under_test: StoreUnderTest) {
     let h = Harness::start(under_test, |c| c).await;
     let cookie = new_session(&h).await;
     let id = SessionId::parse(cookie.value()).expect("id");
-    assert!(h.store().get(&id).await.expect("read").is_none(), "the raw id must not be a store key");
-    assert!(h.store().get(&id.hashed()).await.expect("read").is_some(), "the record lives under the id's hash");
+    let raw = StoreKey::unhashed(&id);
+    assert!(h.store().get(&raw).await.expect("read").is_none(), "the raw id must not be a store key");
+    assert!(
+        h.store().get(&StoreKey::hashed(&id)).await.expect("read").is_some(),
+        "the record lives under the id's hash"
+    );
 }

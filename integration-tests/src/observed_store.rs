@@ -3,9 +3,12 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
-use sessionkit::{Changes, SessionId, SessionMap, SessionRecord, SessionStore, StoreError, UpdateOutcome};
+use sessionkit::{
+    Changes, Lease, LeaseToken, ScanCursor, ScanPage, SessionMap, SessionRecord, SessionStore, StoreError, StoreKey,
+    UpdateOutcome,
+};
 
 /// Call counters, one per store method.
 #[derive(Debug, Default)]
@@ -15,12 +18,29 @@ pub struct Calls {
     pub delete: AtomicUsize,
     pub touch: AtomicUsize,
     pub update: AtomicUsize,
+    pub rename: AtomicUsize,
+    pub listing: AtomicUsize,
+    pub revoke: AtomicUsize,
+    pub lease: AtomicUsize,
 }
 
 impl Calls {
     /// Every call so far, all methods together.
     pub fn total(&self) -> usize {
-        [&self.get, &self.set, &self.delete, &self.touch, &self.update].iter().map(|c| c.load(Ordering::SeqCst)).sum()
+        [
+            &self.get,
+            &self.set,
+            &self.delete,
+            &self.touch,
+            &self.update,
+            &self.rename,
+            &self.listing,
+            &self.revoke,
+            &self.lease,
+        ]
+        .iter()
+        .map(|c| c.load(Ordering::SeqCst))
+        .sum()
     }
 
     /// Calls of one method.
@@ -70,32 +90,64 @@ impl ObservedStore {
 
 #[sessionkit::async_trait]
 impl SessionStore for ObservedStore {
-    async fn get(&self, id: &SessionId) -> Result<Option<SessionRecord>, StoreError> {
+    async fn get(&self, key: &StoreKey) -> Result<Option<SessionRecord>, StoreError> {
         self.enter(&self.calls.get)?;
-        self.inner.get(id).await
+        self.inner.get(key).await
     }
-    async fn set(&self, id: &SessionId, data: &SessionMap, expires_at: Option<SystemTime>) -> Result<(), StoreError> {
+    async fn set(&self, key: &StoreKey, data: &SessionMap, expires_at: Option<SystemTime>) -> Result<(), StoreError> {
         self.enter(&self.calls.set)?;
-        self.inner.set(id, data, expires_at).await
+        self.inner.set(key, data, expires_at).await
     }
-    async fn delete(&self, id: &SessionId) -> Result<(), StoreError> {
+    async fn delete(&self, key: &StoreKey) -> Result<(), StoreError> {
         self.enter(&self.calls.delete)?;
-        self.inner.delete(id).await
+        self.inner.delete(key).await
     }
-    async fn touch(&self, id: &SessionId, expires_at: Option<SystemTime>) -> Result<bool, StoreError> {
+    async fn delete_expired(&self) -> Result<u64, StoreError> {
+        self.inner.delete_expired().await
+    }
+    async fn touch(&self, key: &StoreKey, expires_at: Option<SystemTime>) -> Result<bool, StoreError> {
         self.enter(&self.calls.touch)?;
-        self.inner.touch(id, expires_at).await
+        self.inner.touch(key, expires_at).await
     }
     async fn update(
         &self,
-        id: &SessionId,
+        key: &StoreKey,
         changes: &Changes,
         expires_at: Option<SystemTime>,
     ) -> Result<UpdateOutcome, StoreError> {
         self.enter(&self.calls.update)?;
-        self.inner.update(id, changes, expires_at).await
+        self.inner.update(key, changes, expires_at).await
     }
-    async fn delete_expired(&self) -> Result<u64, StoreError> {
-        self.inner.delete_expired().await
+    async fn rename(
+        &self,
+        from: &StoreKey,
+        to: &StoreKey,
+        changes: &Changes,
+        expires_at: Option<SystemTime>,
+    ) -> Result<UpdateOutcome, StoreError> {
+        self.enter(&self.calls.rename)?;
+        self.inner.rename(from, to, changes, expires_at).await
+    }
+    async fn sessions_of(&self, user: &str) -> Result<Vec<(StoreKey, SessionRecord)>, StoreError> {
+        self.enter(&self.calls.listing)?;
+        self.inner.sessions_of(user).await
+    }
+    async fn revoke(&self, user: &str, key: &StoreKey) -> Result<bool, StoreError> {
+        self.enter(&self.calls.revoke)?;
+        self.inner.revoke(user, key).await
+    }
+    async fn revoke_all(&self, user: &str, except: Option<&StoreKey>) -> Result<u64, StoreError> {
+        self.enter(&self.calls.revoke)?;
+        self.inner.revoke_all(user, except).await
+    }
+    async fn scan(&self, cursor: &ScanCursor, limit: usize) -> Result<ScanPage, StoreError> {
+        self.inner.scan(cursor, limit).await
+    }
+    async fn try_lease(&self, key: &StoreKey, ttl: Duration) -> Result<Option<Lease>, StoreError> {
+        self.enter(&self.calls.lease)?;
+        self.inner.try_lease(key, ttl).await
+    }
+    async fn release_lease(&self, key: &StoreKey, token: LeaseToken) -> Result<(), StoreError> {
+        self.inner.release_lease(key, token).await
     }
 }

@@ -4,7 +4,7 @@ use std::error::Error;
 use std::time::{Duration, SystemTime};
 
 use serde_json::Value;
-use sessionkit::{SessionMap, expiry};
+use sessionkit::{SessionId, SessionMap, StoreKey, expiry};
 
 /// A JSON object literal as session data.
 ///
@@ -16,6 +16,11 @@ pub fn map(value: Value) -> SessionMap {
         Value::Object(map) => map,
         other => panic!("{other} is not an object"),
     }
+}
+
+/// A fresh store key, as the layer derives one from a fresh id.
+pub fn key() -> StoreKey {
+    StoreKey::hashed(&SessionId::generate())
 }
 
 /// `secs` seconds from now, to the millisecond stores keep.

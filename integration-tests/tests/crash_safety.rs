@@ -203,7 +203,7 @@ async fn file_store_survives_sigkill() {
     for entry in std::fs::read_dir(dir.path().join("sessions")).expect("list the store").filter_map(Result::ok) {
         let name = entry.file_name().to_string_lossy().into_owned();
         let Some(id) = name.strip_suffix(".json") else { continue };
-        let id = sessionkit::SessionId::parse(id).unwrap_or_else(|| panic!("a stray file {name:?}"));
+        let id = sessionkit::StoreKey::parse(id).unwrap_or_else(|| panic!("a stray file {name:?}"));
         assert!(
             (0..SESSIONS).any(|sid| crash_workload::session_id(sid) == id),
             "a file for a session the workload never wrote: {name:?}"

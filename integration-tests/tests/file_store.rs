@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use serde_json::{Value, json};
-use sessionkit::{Changes, SessionId, SessionRecord, SessionStore, StoreError, UpdateOutcome, expiry};
+use sessionkit::{Changes, SessionRecord, SessionStore, StoreError, StoreKey, UpdateOutcome, expiry};
 use sessionkit_integration_tests::support::{in_secs, map};
 use sessionkit_stores::FileStore;
 use tempfile::TempDir;
@@ -22,7 +22,7 @@ mod conformance {
     });
 }
 
-fn session_file(dir: &Path, id: &SessionId) -> std::path::PathBuf {
+fn session_file(dir: &Path, id: &StoreKey) -> std::path::PathBuf {
     dir.join(format!("{id}.json"))
 }
 
@@ -52,14 +52,14 @@ async fn sessions_survive_a_restart_with_their_expiry() {
     let path = dir.path().join("sessions");
     let rich = json!({ "user": { "name": "Zoë", "roles": ["admin"] }, "n": 9_007_199_254_740_993_i64, "f": 0.1 });
     let expires = in_secs(3600);
-    let expected: Vec<(SessionId, SessionRecord)> = vec![
-        (SessionId::generate(), SessionRecord::new(map(rich.clone()), Some(expires))),
-        (SessionId::generate(), SessionRecord::new(map(json!({ "forever": true })), None)),
-        (SessionId::generate(), SessionRecord::new(map(json!({})), Some(in_secs(60)))),
+    let expected: Vec<(StoreKey, SessionRecord)> = vec![
+        (sessionkit_integration_tests::support::key(), SessionRecord::new(map(rich.clone()), Some(expires))),
+        (sessionkit_integration_tests::support::key(), SessionRecord::new(map(json!({ "forever": true })), None)),
+        (sessionkit_integration_tests::support::key(), SessionRecord::new(map(json!({})), Some(in_secs(60)))),
     ];
-    let updated = SessionId::generate();
-    let deleted = SessionId::generate();
-    let expired = SessionId::generate();
+    let updated = sessionkit_integration_tests::support::key();
+    let deleted = sessionkit_integration_tests::support::key();
+    let expired = sessionkit_integration_tests::support::key();
     {
         let store = FileStore::open(&path).await.expect("open");
         for (id, record) in &expected {
@@ -96,13 +96,13 @@ async fn sessions_survive_a_restart_with_their_expiry() {
 async fn the_file_holds_data_and_expires_at_in_unix_milliseconds() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = store_in(&dir).await;
-    let (id, expires) = (SessionId::generate(), in_secs(60));
+    let (id, expires) = (sessionkit_integration_tests::support::key(), in_secs(60));
     store.set(&id, &map(json!({ "k": "v" })), Some(expires)).await.expect("set");
     let stored: Value = serde_json::from_slice(&fs::read(session_file(dir.path(), &id)).expect("read")).expect("json");
     assert_eq!(stored, json!({ "data": { "k": "v" }, "expiresAt": expiry::to_unix_ms(expires) }));
 
     // A file laid out differently (by hand, by another tool) reads and sweeps the same.
-    let foreign = SessionId::generate();
+    let foreign = sessionkit_integration_tests::support::key();
     let past = expiry::to_unix_ms(expiry::now()) - 1000;
     let text = format!("{{\n  \"data\": {{ \"x\": [1, 2] }},\n  \"expiresAt\": {}\n}}\n", expiry::to_unix_ms(expires));
     fs::write(session_file(dir.path(), &foreign), text).expect("write");
@@ -119,7 +119,7 @@ async fn traversal_shaped_ids_never_reach_the_filesystem() {
     let root = tempfile::tempdir().expect("tempdir");
     let dir = root.path().join("sessions");
     let store = FileStore::open(&dir).await.expect("open");
-    let valid = SessionId::generate().to_string();
+    let valid = sessionkit_integration_tests::support::key().to_string();
     let hostile = [
         "../../etc/passwd".to_string(),
         "../../../../../../../../../../../../../../../../../../etc/passwd".to_string(),
@@ -135,11 +135,11 @@ async fn traversal_shaped_ids_never_reach_the_filesystem() {
         String::new(),
     ];
     for text in &hostile {
-        assert_eq!(SessionId::parse(text), None, "{text:?} must not parse as a session id");
+        assert_eq!(StoreKey::parse(text), None, "{text:?} must not parse as a session id");
     }
     // The store is reachable only through parsed ids; exercise every
     // operation and check that the directory holds nothing else.
-    let ids: Vec<SessionId> = (0..20).map(|_| SessionId::generate()).collect();
+    let ids: Vec<StoreKey> = (0..20).map(|_| sessionkit_integration_tests::support::key()).collect();
     for (i, id) in ids.iter().enumerate() {
         store.set(id, &map(json!({ "i": i })), Some(in_secs(60))).await.expect("set");
     }
@@ -161,10 +161,11 @@ async fn traversal_shaped_ids_never_reach_the_filesystem() {
 async fn a_corrupt_file_reads_as_absent_and_a_new_session_replaces_it() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = store_in(&dir).await;
-    let (damaged, healthy) = (SessionId::generate(), SessionId::generate());
+    let (damaged, healthy) =
+        (sessionkit_integration_tests::support::key(), sessionkit_integration_tests::support::key());
     store.set(&damaged, &map(json!({ "a": 1 })), Some(in_secs(60))).await.expect("set");
     store.set(&healthy, &map(json!({ "b": 2 })), Some(in_secs(60))).await.expect("set");
-    let expired = SessionId::generate();
+    let expired = sessionkit_integration_tests::support::key();
     store.set(&expired, &map(json!({})), Some(expiry::now() - Duration::from_secs(1))).await.expect("set");
 
     for garbage in [&b"{ not json"[..], b"", b"[1, 2, 3]", b"{\"data\": 5}", b"\xff\xfe binary \x00"] {
@@ -195,7 +196,7 @@ async fn a_truncated_file_reads_as_absent_and_is_swept_once_expired() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = store_in(&dir).await;
     let big = map(json!({ "blob": "x".repeat(4096) }));
-    let (live, expired) = (SessionId::generate(), SessionId::generate());
+    let (live, expired) = (sessionkit_integration_tests::support::key(), sessionkit_integration_tests::support::key());
     store.set(&live, &big, Some(in_secs(60))).await.expect("set");
     store.set(&expired, &big, Some(expiry::now() + Duration::from_millis(200))).await.expect("set");
     for id in [&live, &expired] {
@@ -215,7 +216,7 @@ async fn a_truncated_file_reads_as_absent_and_is_swept_once_expired() {
 async fn leftover_temporary_files_never_break_reads_and_are_swept_once_stale() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = store_in(&dir).await;
-    let id = SessionId::generate();
+    let id = sessionkit_integration_tests::support::key();
     let record = SessionRecord::new(map(json!({ "committed": true })), Some(in_secs(60)));
     store.set(&id, &record.data, record.expires_at).await.expect("set");
 
@@ -269,7 +270,7 @@ async fn sessions_are_readable_by_their_owner_only() {
     let root = tempfile::tempdir().expect("tempdir");
     let dir = root.path().join("sessions");
     let store = FileStore::open(&dir).await.expect("open");
-    let id = SessionId::generate();
+    let id = sessionkit_integration_tests::support::key();
     store.set(&id, &map(json!({ "secret": 1 })), None).await.expect("set");
     let mode = |path: &Path| fs::metadata(path).expect("metadata").permissions().mode() & 0o777;
     assert_eq!(mode(&dir), 0o700, "a directory the store creates is private");
@@ -283,7 +284,7 @@ async fn two_stores_on_one_directory_update_atomically() {
     const WRITERS: usize = 64;
     let dir = tempfile::tempdir().expect("tempdir");
     let stores = [Arc::new(store_in(&dir).await), Arc::new(store_in(&dir).await)];
-    let id = SessionId::generate();
+    let id = sessionkit_integration_tests::support::key();
     stores[0].set(&id, &map(json!({ "base": true })), Some(in_secs(600))).await.expect("set");
     let tasks: Vec<_> = (0..WRITERS)
         .map(|i| {
@@ -309,7 +310,7 @@ async fn an_update_racing_a_delete_elsewhere_never_resurrects_the_session() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (ours, theirs) = (Arc::new(store_in(&dir).await), Arc::new(store_in(&dir).await));
     for _ in 0..50 {
-        let id = SessionId::generate();
+        let id = sessionkit_integration_tests::support::key();
         ours.set(&id, &map(json!({ "cart": [] })), Some(in_secs(600))).await.expect("set");
         let update = {
             let (store, id) = (Arc::clone(&ours), id.clone());
@@ -339,7 +340,7 @@ async fn updates_from_three_processes_lose_no_key() {
     const PER_WRITER: usize = 40;
     let dir = tempfile::tempdir().expect("tempdir");
     let store = store_in(&dir).await;
-    let id = SessionId::generate();
+    let id = sessionkit_integration_tests::support::key();
     store.set(&id, &map(json!({ "base": true })), None).await.expect("set");
     let children: Vec<_> = ["a", "b"]
         .iter()

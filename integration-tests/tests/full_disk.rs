@@ -10,7 +10,7 @@ use std::process::Command;
 use std::sync::Arc;
 
 use serde_json::json;
-use sessionkit::{SessionId, SessionMap, SessionStore, StoreError, expiry};
+use sessionkit::{SessionMap, SessionStore, StoreError, expiry};
 use sessionkit_integration_tests::support::error_chain;
 
 /// A tmpfs mounted on a temporary directory, unmounted when dropped.
@@ -69,7 +69,7 @@ async fn fill_fail_free_recover(store: Arc<dyn SessionStore>, filler: PathBuf) {
     let expires_at = Some(expiry::now() + std::time::Duration::from_secs(3600));
     let mut written = Vec::new();
     let failure = loop {
-        let id = SessionId::generate();
+        let id = sessionkit_integration_tests::support::key();
         match store.set(&id, &record(written.len()), expires_at).await {
             Ok(()) => written.push(id),
             Err(err) => break err,
@@ -91,7 +91,7 @@ async fn fill_fail_free_recover(store: Arc<dyn SessionStore>, filler: PathBuf) {
     }
 
     std::fs::remove_file(&filler).expect("free space");
-    let id = SessionId::generate();
+    let id = sessionkit_integration_tests::support::key();
     store.set(&id, &record(0), expires_at).await.expect("writing works again once space is freed");
     assert_eq!(store.get(&id).await.expect("read").map(|r| r.data), Some(record(0)));
     let mut changes = sessionkit::Changes::new();

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use serde_json::json;
-use sessionkit::{Key, SessionConfig, SessionId, SessionLayer, SessionStore};
+use sessionkit::{Key, SessionConfig, SessionId, SessionLayer, SessionRecord, SessionStore};
 use sessionkit_integration_tests::app::{self, Gates};
 use sessionkit_integration_tests::raw_http::{self, RawResponse, cookie_header};
 use sessionkit_integration_tests::server::TestServer;
@@ -47,6 +47,8 @@ struct Target {
     store: Arc<MemoryStore>,
     victim: String,
     config: SessionConfig,
+    /// The victim's record as first stored, bookkeeping included.
+    victim_record: SessionRecord,
 }
 
 impl Target {
@@ -57,7 +59,15 @@ impl Target {
         let server = TestServer::start(app::router(layer, Arc::new(Gates::default()))).await;
         let response = raw_http::send(server.addr(), "POST", "/set/k/v", &[], b"").await;
         let victim = response.set_cookie_value("id").expect("the victim's session cookie");
-        Self { server, store, victim, config }
+        let mut target = Self { server, store, victim, config, victim_record: SessionRecord::default() };
+        target.victim_record = target.stored_victim().await;
+        assert_eq!(target.victim_record.data.get("k"), Some(&json!("v")));
+        target
+    }
+
+    async fn stored_victim(&self) -> SessionRecord {
+        let stored = self.store.get(&self.config.store_key(&self.victim_id())).await.expect("read");
+        stored.expect("the victim's record")
     }
 
     /// The victim's bare id (the cookie value minus a signature, if any).
@@ -108,9 +118,7 @@ impl Target {
         .await;
         assert_eq!(response.status, 200);
         assert_eq!(response.body, b"\"v\"", "the victim's session changed");
-        let stored = self.store.get(&self.config.store_key(&self.victim_id())).await.expect("read");
-        let data = stored.expect("the victim's record").data;
-        assert_eq!(serde_json::Value::Object(data), json!({ "k": "v" }), "the victim's record changed");
+        assert_eq!(self.stored_victim().await, self.victim_record, "the victim's record changed");
         assert_eq!(self.store.len(), records, "a hostile request left a record in the store");
     }
 }

@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use serde_json::{Value, json};
 use sessionkit::testing::Guarded;
-use sessionkit::{Changes, SessionId, SessionRecord, SessionStore, StoreError, UpdateOutcome, expiry};
+use sessionkit::{Changes, SessionRecord, SessionStore, StoreError, StoreKey, UpdateOutcome, expiry};
 use sessionkit_integration_tests::support::{error_chain, in_secs, map};
 use sessionkit_stores::{RedbDurability, RedbStore};
 use tempfile::TempDir;
@@ -59,7 +59,7 @@ fn session_count(db: &Database) -> u64 {
     txn.open_table(SESSIONS).expect("sessions table").len().expect("len")
 }
 
-fn raw_value(db: &Database, id: &SessionId) -> Option<Vec<u8>> {
+fn raw_value(db: &Database, id: &StoreKey) -> Option<Vec<u8>> {
     let txn = db.begin_read().expect("read");
     let table = txn.open_table(SESSIONS).expect("sessions table");
     table.get(id.as_bytes()).expect("get").map(|guard| guard.value().to_vec())
@@ -108,11 +108,17 @@ mod conformance_with_two_phase_commits {
 }
 
 /// Writes a mix of sessions, returns them as they must read back.
-async fn write_sessions(store: &RedbStore) -> Vec<(SessionId, SessionRecord)> {
+async fn write_sessions(store: &RedbStore) -> Vec<(StoreKey, SessionRecord)> {
     let cases = vec![
-        (SessionId::generate(), SessionRecord::new(map(json!({ "user": "ada", "cart": [1, 2] })), Some(in_secs(3600)))),
-        (SessionId::generate(), SessionRecord::new(map(json!({ "forever": true, "ключ": "😀" })), None)),
-        (SessionId::generate(), SessionRecord::new(map(json!({})), Some(in_secs(86_400 * 365)))),
+        (
+            sessionkit_integration_tests::support::key(),
+            SessionRecord::new(map(json!({ "user": "ada", "cart": [1, 2] })), Some(in_secs(3600))),
+        ),
+        (
+            sessionkit_integration_tests::support::key(),
+            SessionRecord::new(map(json!({ "forever": true, "ключ": "😀" })), None),
+        ),
+        (sessionkit_integration_tests::support::key(), SessionRecord::new(map(json!({})), Some(in_secs(86_400 * 365)))),
     ];
     for (id, record) in &cases {
         store.set(id, &record.data, record.expires_at).await.expect("set");
@@ -126,12 +132,12 @@ async fn write_sessions(store: &RedbStore) -> Vec<(SessionId, SessionRecord)> {
     let touched = in_secs(9000);
     assert!(store.touch(&cases[1].0, Some(touched)).await.expect("touch"));
     let mut expected = cases.clone();
-    expected[0].1 = SessionRecord::new(changes.applied_to(record.data.clone()), Some(moved));
+    expected[0].1 = SessionRecord::new(changes.applied_to(record.data.clone()).expect("applies"), Some(moved));
     expected[1].1.expires_at = Some(touched);
     expected
 }
 
-async fn assert_reads_back(store: &RedbStore, expected: &[(SessionId, SessionRecord)]) {
+async fn assert_reads_back(store: &RedbStore, expected: &[(StoreKey, SessionRecord)]) {
     for (id, record) in expected {
         assert_eq!(store.get(id).await.expect("get").as_ref(), Some(record), "a session changed across a restart");
     }
@@ -142,7 +148,7 @@ async fn sessions_survive_a_restart_from_the_same_path() {
     let (_dir, path) = temp_path();
     let store = RedbStore::open(&path).expect("open");
     let expected = write_sessions(&store).await;
-    let deleted = SessionId::generate();
+    let deleted = sessionkit_integration_tests::support::key();
     store.set(&deleted, &map(json!({ "a": 1 })), None).await.expect("set");
     store.delete(&deleted).await.expect("delete");
     drop(store);
@@ -172,7 +178,7 @@ async fn writes_without_durable_commits_reach_the_file_on_flush_and_on_close() {
     let store = RedbStore::builder().durability(RedbDurability::None).open(&path).expect("open");
     let expected = write_sessions(&store).await;
     store.flush().await.expect("flush");
-    let after_flush = SessionId::generate();
+    let after_flush = sessionkit_integration_tests::support::key();
     store.set(&after_flush, &map(json!({ "late": 1 })), None).await.expect("set");
     drop(store);
 
@@ -211,7 +217,10 @@ async fn a_truncated_database_is_refused_and_left_alone() {
     let (_dir, path) = temp_path();
     let store = RedbStore::open(&path).expect("open");
     for i in 0..500 {
-        store.set(&SessionId::generate(), &map(json!({ "n": i, "pad": "x".repeat(200) })), None).await.expect("set");
+        store
+            .set(&sessionkit_integration_tests::support::key(), &map(json!({ "n": i, "pad": "x".repeat(200) })), None)
+            .await
+            .expect("set");
     }
     drop(store);
     let whole = std::fs::read(&path).expect("read");
@@ -227,7 +236,7 @@ async fn a_truncated_database_is_refused_and_left_alone() {
 async fn a_second_open_of_the_same_file_says_it_is_already_open() {
     let (_dir, path) = temp_path();
     let store = RedbStore::open(&path).expect("open");
-    let id = SessionId::generate();
+    let id = sessionkit_integration_tests::support::key();
     store.set(&id, &map(json!({ "kept": true })), None).await.expect("set");
 
     let (message, err) = expect_config_error(RedbStore::open(&path));
@@ -261,7 +270,7 @@ async fn corrupt_values_read_as_absent_and_nothing_else_is_lost() {
     let (_dir, path) = temp_path();
     let db = Arc::new(Database::create(&path).expect("create"));
     let store = RedbStore::from_database(Arc::clone(&db)).expect("store");
-    let healthy = SessionId::generate();
+    let healthy = sessionkit_integration_tests::support::key();
     store.set(&healthy, &map(json!({ "ok": true })), Some(in_secs(600))).await.expect("set");
 
     let damaged: Vec<(&str, Vec<u8>)> = vec![
@@ -272,7 +281,7 @@ async fn corrupt_values_read_as_absent_and_nothing_else_is_lost() {
         ("JSON but not an object", b"\x00[1,2,3]".to_vec()),
         ("live expiry, broken JSON", encoded(&json!({ "a": 1 }), Some(in_secs(600)))[..12].to_vec()),
     ];
-    let ids: Vec<SessionId> = damaged.iter().map(|_| SessionId::generate()).collect();
+    let ids: Vec<StoreKey> = damaged.iter().map(|_| sessionkit_integration_tests::support::key()).collect();
     {
         let txn = db.begin_write().expect("write");
         {
@@ -308,9 +317,10 @@ async fn a_sweep_leaves_the_index_holding_exactly_the_live_records_with_an_expir
     let (_dir, path) = temp_path();
     let db = Arc::new(Database::create(&path).expect("create"));
     let store = Arc::new(RedbStore::from_database(Arc::clone(&db)).expect("store"));
-    let live: Vec<(SessionId, SystemTime)> = (0..300).map(|i| (SessionId::generate(), in_secs(600 + i))).collect();
-    let expired: Vec<SessionId> = (0..120).map(|_| SessionId::generate()).collect();
-    let forever: Vec<SessionId> = (0..30).map(|_| SessionId::generate()).collect();
+    let live: Vec<(StoreKey, SystemTime)> =
+        (0..300).map(|i| (sessionkit_integration_tests::support::key(), in_secs(600 + i))).collect();
+    let expired: Vec<StoreKey> = (0..120).map(|_| sessionkit_integration_tests::support::key()).collect();
+    let forever: Vec<StoreKey> = (0..30).map(|_| sessionkit_integration_tests::support::key()).collect();
     let writes: Vec<_> = live
         .iter()
         .map(|(id, at)| (id.clone(), Some(*at)))
@@ -341,7 +351,7 @@ async fn a_stale_index_entry_never_deletes_a_live_record() {
     let (_dir, path) = temp_path();
     let db = Arc::new(Database::create(&path).expect("create"));
     let store = RedbStore::from_database(Arc::clone(&db)).expect("store");
-    let id = SessionId::generate();
+    let id = sessionkit_integration_tests::support::key();
     let until = in_secs(600);
     store.set(&id, &map(json!({ "live": true })), Some(until)).await.expect("set");
     // An entry saying the record expired an hour ago, as a record that was
@@ -364,7 +374,7 @@ async fn a_backlog_larger_than_one_sweep_transaction_is_cleared() {
     let (_dir, path) = temp_path();
     let db = Arc::new(Database::create(&path).expect("create"));
     let store = RedbStore::from_database(Arc::clone(&db)).expect("store");
-    let keep = SessionId::generate();
+    let keep = sessionkit_integration_tests::support::key();
     store.set(&keep, &map(json!({ "keep": 1 })), Some(in_secs(600))).await.expect("set");
     // Written straight into the documented layout, in one transaction, so the
     // backlog costs one commit to build.
@@ -374,7 +384,7 @@ async fn a_backlog_larger_than_one_sweep_transaction_is_cleared() {
             let mut sessions = txn.open_table(SESSIONS).expect("sessions");
             let mut index = txn.open_table(EXPIRY).expect("index");
             for i in 0..EXPIRED {
-                let (id, at) = (SessionId::generate(), ago(1 + (i % 1000) as u64));
+                let (id, at) = (sessionkit_integration_tests::support::key(), ago(1 + (i % 1000) as u64));
                 sessions.insert(id.as_bytes(), encoded(&json!({ "i": i }), Some(at)).as_slice()).expect("insert");
                 index.insert((expiry::to_unix_ms(at), id.as_bytes()), ()).expect("insert");
             }
@@ -394,7 +404,7 @@ async fn stores_with_different_table_prefixes_share_a_database_without_mixing() 
     let db = Arc::new(Database::create(&path).expect("create"));
     let users = RedbStore::from_database(Arc::clone(&db)).expect("store");
     let admins = RedbStore::builder().table_prefix("admin").build(Arc::clone(&db)).expect("store");
-    let id = SessionId::generate();
+    let id = sessionkit_integration_tests::support::key();
     users.set(&id, &map(json!({ "who": "user" })), None).await.expect("set");
     admins.set(&id, &map(json!({ "who": "admin" })), Some(ago(1))).await.expect("set");
 

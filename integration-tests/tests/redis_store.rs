@@ -18,7 +18,7 @@ use axum::routing::{get, post, put};
 use redis::AsyncCommands;
 use serde_json::{Value, json};
 use sessionkit::testing::Guarded;
-use sessionkit::{Changes, Session, SessionConfig, SessionError, SessionId, SessionLayer, SessionMap, SessionStore};
+use sessionkit::{Changes, Session, SessionConfig, SessionError, SessionLayer, SessionMap, SessionStore, StoreKey};
 use sessionkit::{StoreError, UpdateOutcome, expiry};
 use sessionkit_integration_tests::redis_server::{Persistence, RedisServer};
 use sessionkit_integration_tests::server::TestServer;
@@ -79,7 +79,7 @@ async fn each_session_is_one_hash_under_the_prefix_with_an_absolute_expiry() {
     let Some(server) = RedisServer::start_or_skip() else { return };
     let store = store_on(&server).await;
     let mut redis = raw(&server).await;
-    let id = SessionId::generate();
+    let id = sessionkit_integration_tests::support::key();
     let key = format!("session:{}", id.as_str());
     assert_eq!(store.key(&id), key);
 
@@ -113,7 +113,7 @@ async fn update_and_touch_leave_untouched_fields_as_they_are() {
     let Some(server) = RedisServer::start_or_skip() else { return };
     let store = store_on(&server).await;
     let mut redis = raw(&server).await;
-    let id = SessionId::generate();
+    let id = sessionkit_integration_tests::support::key();
     let key = store.key(&id);
     store.set(&id, &map(json!({ "a": { "x": 1 }, "b": 2, "c": 3 })), Some(in_secs(60))).await.expect("set");
     // Same JSON value, different bytes: any rewrite of `a` would normalise them.
@@ -144,7 +144,7 @@ async fn updates_racing_a_logout_never_bring_the_session_back() {
     let Some(server) = RedisServer::start_or_skip() else { return };
     let store = std::sync::Arc::new(store_on(&server).await);
     for round in 0..20 {
-        let id = SessionId::generate();
+        let id = sessionkit_integration_tests::support::key();
         store.set(&id, &map(json!({ "user": "ana" })), Some(in_secs(60))).await.expect("set");
         let updates: Vec<_> = (0..32)
             .map(|i| {
@@ -171,7 +171,7 @@ async fn stores_with_different_prefixes_share_a_redis_without_meeting() {
     let shop = RedisStore::builder().prefix("shop:").open(&server.url()).await.expect("open");
     let blog = RedisStore::builder().prefix("blog:").open(&server.url()).await.expect("open");
     assert_eq!(shop.prefix(), "shop:");
-    let id = SessionId::generate();
+    let id = sessionkit_integration_tests::support::key();
     shop.set(&id, &map(json!({ "cart": [1] })), None).await.expect("set");
 
     assert_eq!(blog.get(&id).await.expect("get"), None);
@@ -196,16 +196,16 @@ async fn foreign_and_corrupt_values_read_as_absent_and_are_never_patched() {
     changes.set("a", json!(1));
 
     // A string, not a hash, under a session key.
-    let string = SessionId::generate();
+    let string = sessionkit_integration_tests::support::key();
     let () = redis.set(store.key(&string), "someone else's").await.expect("SET");
     // A hash without our marker.
-    let foreign = SessionId::generate();
+    let foreign = sessionkit_integration_tests::support::key();
     let () = redis.hset(store.key(&foreign), "a", "1").await.expect("HSET");
     // Our hash, with a value that is not JSON, and one in a future layout.
-    let broken = SessionId::generate();
+    let broken = sessionkit_integration_tests::support::key();
     store.set(&broken, &map(json!({ "a": 1 })), None).await.expect("set");
     let () = redis.hset(store.key(&broken), "a", "{not json").await.expect("HSET");
-    let future = SessionId::generate();
+    let future = sessionkit_integration_tests::support::key();
     store.set(&future, &SessionMap::new(), None).await.expect("set");
     let () = redis.hset(store.key(&future), MARKER, "2").await.expect("HSET");
 
@@ -230,7 +230,7 @@ async fn writes_past_their_expiry_leave_no_key_and_redis_expires_the_rest() {
     let store = store_on(&server).await;
     let mut redis = raw(&server).await;
     let past = expiry::now() - Duration::from_secs(1);
-    let ids: Vec<SessionId> = (0..3).map(|_| SessionId::generate()).collect();
+    let ids: Vec<StoreKey> = (0..3).map(|_| sessionkit_integration_tests::support::key()).collect();
 
     store.set(&ids[0], &map(json!({ "a": 1 })), Some(past)).await.expect("set");
     store.set(&ids[1], &map(json!({ "a": 1 })), Some(in_secs(60))).await.expect("set");
@@ -245,7 +245,7 @@ async fn writes_past_their_expiry_leave_no_key_and_redis_expires_the_rest() {
     }
 
     // No sweep needed: Redis drops the key when its time comes.
-    let soon = SessionId::generate();
+    let soon = sessionkit_integration_tests::support::key();
     store.set(&soon, &SessionMap::new(), Some(expiry::now() + Duration::from_millis(200))).await.expect("set");
     tokio::time::sleep(Duration::from_millis(400)).await;
     let exists: bool = redis.exists(store.key(&soon)).await.expect("EXISTS");
@@ -331,7 +331,7 @@ async fn a_connection_that_goes_silent_is_replaced() {
     let timeout = Duration::from_millis(500);
     let url = format!("redis://127.0.0.1:{}/", relay.port);
     let store = RedisStore::builder().timeout(timeout).open(&url).await.expect("open");
-    let id = SessionId::generate();
+    let id = sessionkit_integration_tests::support::key();
     store.set(&id, &map(json!({ "a": 1 })), None).await.expect("set");
 
     // The store holds one connection, the relay's first.

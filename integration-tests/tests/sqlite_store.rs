@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use serde_json::json;
-use sessionkit::{Changes, SessionId, SessionMap, SessionRecord, SessionStore, StoreError, UpdateOutcome, expiry};
+use sessionkit::{Changes, SessionMap, SessionRecord, SessionStore, StoreError, StoreKey, UpdateOutcome, expiry};
 use sessionkit_integration_tests::support::{error_chain, in_secs, map};
 use sessionkit_stores::SqliteStore;
 use sessionkit_stores::rusqlite::{self, Connection, params};
@@ -80,27 +80,27 @@ fn table_names(path: &Path) -> Vec<String> {
 // --- Restart survival ----------------------------------------------------
 
 /// Sessions of several shapes, and the records they must read back as.
-fn varied_sessions() -> Vec<(SessionId, SessionRecord)> {
+fn varied_sessions() -> Vec<(StoreKey, SessionRecord)> {
     vec![
         (
-            SessionId::generate(),
+            sessionkit_integration_tests::support::key(),
             SessionRecord::new(
                 map(json!({ "user": { "name": "Zoë", "roles": ["admin"] }, "cart": [1, 2, 3], "emoji": "🦀" })),
                 Some(in_secs(3600)),
             ),
         ),
-        (SessionId::generate(), SessionRecord::new(map(json!({ "forever": true })), None)),
-        (SessionId::generate(), SessionRecord::new(SessionMap::new(), Some(in_secs(60)))),
+        (sessionkit_integration_tests::support::key(), SessionRecord::new(map(json!({ "forever": true })), None)),
+        (sessionkit_integration_tests::support::key(), SessionRecord::new(SessionMap::new(), Some(in_secs(60)))),
     ]
 }
 
-async fn write_all(store: &SqliteStore, sessions: &[(SessionId, SessionRecord)]) {
+async fn write_all(store: &SqliteStore, sessions: &[(StoreKey, SessionRecord)]) {
     for (id, record) in sessions {
         store.set(id, &record.data, record.expires_at).await.expect("set");
     }
 }
 
-async fn assert_all_read_back(store: &SqliteStore, sessions: &[(SessionId, SessionRecord)]) {
+async fn assert_all_read_back(store: &SqliteStore, sessions: &[(StoreKey, SessionRecord)]) {
     for (id, expected) in sessions {
         let got = store.get(id).await.expect("get");
         assert_eq!(got.as_ref(), Some(expected), "a session must survive a restart unchanged, expiry included");
@@ -112,8 +112,8 @@ async fn sessions_survive_a_restart_from_the_same_path() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("sessions.db");
     let mut sessions = varied_sessions();
-    let updated = SessionId::generate();
-    let deleted = SessionId::generate();
+    let updated = sessionkit_integration_tests::support::key();
+    let deleted = sessionkit_integration_tests::support::key();
     {
         let store = SqliteStore::open(&path).await.expect("open");
         write_all(&store, &sessions).await;
@@ -164,7 +164,7 @@ async fn every_acknowledged_concurrent_write_survives_a_restart() {
         .map(|i| {
             let store = Arc::clone(&store);
             tokio::spawn(async move {
-                let id = SessionId::generate();
+                let id = sessionkit_integration_tests::support::key();
                 store.set(&id, &map(json!({ "n": i })), None).await.map(|()| (id, i))
             })
         })
@@ -233,13 +233,17 @@ async fn a_custom_table_works_and_two_tables_in_one_database_are_separate() {
     let public = SqliteStore::open_with_table(&path, "Public_Sessions_2").await.expect("public");
     assert_eq!(admin.table(), "admin_sessions");
 
-    let shared = SessionId::generate();
+    let shared = sessionkit_integration_tests::support::key();
     admin.set(&shared, &map(json!({ "who": "admin" })), None).await.expect("set");
     public.set(&shared, &map(json!({ "who": "public" })), None).await.expect("set");
-    let only_admin = SessionId::generate();
+    let only_admin = sessionkit_integration_tests::support::key();
     admin.set(&only_admin, &map(json!({})), Some(expiry::now() - Duration::from_secs(1))).await.expect("set");
     public
-        .set(&SessionId::generate(), &map(json!({})), Some(expiry::now() - Duration::from_secs(1)))
+        .set(
+            &sessionkit_integration_tests::support::key(),
+            &map(json!({})),
+            Some(expiry::now() - Duration::from_secs(1)),
+        )
         .await
         .expect("set");
 
@@ -346,21 +350,21 @@ fn logs() -> &'static Mutex<Vec<u8>> {
 
 /// Rows that the store did not write and cannot read: bad JSON, JSON that
 /// is not an object, binary garbage, a number, an expiry that is text.
-fn corrupt_rows() -> Vec<(SessionId, rusqlite::types::Value, rusqlite::types::Value)> {
+fn corrupt_rows() -> Vec<(StoreKey, rusqlite::types::Value, rusqlite::types::Value)> {
     use rusqlite::types::Value as Sql;
     vec![
-        (SessionId::generate(), Sql::Text("{\"cart\": [1, 2".into()), Sql::Null),
-        (SessionId::generate(), Sql::Text("[\"not\", \"an\", \"object\"]".into()), Sql::Null),
-        (SessionId::generate(), Sql::Blob(vec![0xff, 0xfe, 0x00, 0x7b]), Sql::Null),
-        (SessionId::generate(), Sql::Integer(42), Sql::Null),
-        (SessionId::generate(), Sql::Text("{}".into()), Sql::Text("next tuesday".into())),
-        (SessionId::generate(), Sql::Text("{}".into()), Sql::Real(1.0e300)),
+        (sessionkit_integration_tests::support::key(), Sql::Text("{\"cart\": [1, 2".into()), Sql::Null),
+        (sessionkit_integration_tests::support::key(), Sql::Text("[\"not\", \"an\", \"object\"]".into()), Sql::Null),
+        (sessionkit_integration_tests::support::key(), Sql::Blob(vec![0xff, 0xfe, 0x00, 0x7b]), Sql::Null),
+        (sessionkit_integration_tests::support::key(), Sql::Integer(42), Sql::Null),
+        (sessionkit_integration_tests::support::key(), Sql::Text("{}".into()), Sql::Text("next tuesday".into())),
+        (sessionkit_integration_tests::support::key(), Sql::Text("{}".into()), Sql::Real(1.0e300)),
     ]
 }
 
 async fn corrupt_rows_read_as_absent_and_are_kept(store: &SqliteStore, db: &Path) {
     let _ = logs();
-    let good = SessionId::generate();
+    let good = sessionkit_integration_tests::support::key();
     store.set(&good, &map(json!({ "fine": true })), Some(in_secs(600))).await.expect("set");
     let corrupt = corrupt_rows();
     {
@@ -417,7 +421,7 @@ async fn corrupt_rows_read_as_absent_through_a_given_connection() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_it_opened_is_in_wal_mode_with_an_expiry_index() {
     let (store, dir) = on_path().await;
-    store.set(&SessionId::generate(), &SessionMap::new(), None).await.expect("set");
+    store.set(&sessionkit_integration_tests::support::key(), &SessionMap::new(), None).await.expect("set");
     let conn = Connection::open(dir.path().join("sessions.db")).expect("connection");
     let mode: String = conn.query_row("PRAGMA journal_mode", [], |row| row.get(0)).expect("journal mode");
     assert_eq!(mode, "wal");
@@ -438,7 +442,7 @@ async fn a_sweep_larger_than_one_chunk_removes_every_expired_record() {
             tokio::spawn(async move {
                 for i in 0..40 {
                     let at = if (task + i) % 10 == 0 { None } else { Some(past) };
-                    store.set(&SessionId::generate(), &SessionMap::new(), at).await?;
+                    store.set(&sessionkit_integration_tests::support::key(), &SessionMap::new(), at).await?;
                 }
                 Ok::<_, StoreError>(())
             })
@@ -460,7 +464,7 @@ async fn two_stores_on_one_file_see_each_others_writes() {
     let path = dir.path().join("sessions.db");
     let first = Arc::new(SqliteStore::open(&path).await.expect("first"));
     let second = Arc::new(SqliteStore::open(&path).await.expect("second"));
-    let id = SessionId::generate();
+    let id = sessionkit_integration_tests::support::key();
     first.set(&id, &map(json!({ "base": true })), Some(in_secs(600))).await.expect("set");
     let tasks: Vec<_> = (0..40)
         .map(|i| {

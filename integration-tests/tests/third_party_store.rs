@@ -8,29 +8,29 @@ mod map_store {
     use std::collections::HashMap;
     use std::time::SystemTime;
 
-    use sessionkit::{Changes, SessionId, SessionMap, SessionRecord, SessionStore, StoreError, UpdateOutcome, expiry};
+    use sessionkit::{Changes, SessionMap, SessionRecord, SessionStore, StoreError, StoreKey, UpdateOutcome, expiry};
     use tokio::sync::Mutex;
 
     /// One lock around every operation: simple, and atomic because of it.
     #[derive(Default)]
     pub struct MapStore {
-        records: Mutex<HashMap<SessionId, SessionRecord>>,
+        records: Mutex<HashMap<StoreKey, SessionRecord>>,
     }
 
-    fn live<'a>(records: &'a mut HashMap<SessionId, SessionRecord>, id: &SessionId) -> Option<&'a mut SessionRecord> {
+    fn live<'a>(records: &'a mut HashMap<StoreKey, SessionRecord>, id: &StoreKey) -> Option<&'a mut SessionRecord> {
         let now = expiry::now();
         records.get_mut(id).filter(|record| !record.is_expired_at(now))
     }
 
     #[sessionkit::async_trait]
     impl SessionStore for MapStore {
-        async fn get(&self, id: &SessionId) -> Result<Option<SessionRecord>, StoreError> {
+        async fn get(&self, id: &StoreKey) -> Result<Option<SessionRecord>, StoreError> {
             Ok(live(&mut *self.records.lock().await, id).map(|record| record.clone()))
         }
 
         async fn set(
             &self,
-            id: &SessionId,
+            id: &StoreKey,
             data: &SessionMap,
             expires_at: Option<SystemTime>,
         ) -> Result<(), StoreError> {
@@ -38,12 +38,12 @@ mod map_store {
             Ok(())
         }
 
-        async fn delete(&self, id: &SessionId) -> Result<(), StoreError> {
+        async fn delete(&self, id: &StoreKey) -> Result<(), StoreError> {
             self.records.lock().await.remove(id);
             Ok(())
         }
 
-        async fn touch(&self, id: &SessionId, expires_at: Option<SystemTime>) -> Result<bool, StoreError> {
+        async fn touch(&self, id: &StoreKey, expires_at: Option<SystemTime>) -> Result<bool, StoreError> {
             let mut records = self.records.lock().await;
             let Some(record) = live(&mut records, id) else { return Ok(false) };
             record.expires_at = expires_at;
@@ -52,14 +52,30 @@ mod map_store {
 
         async fn update(
             &self,
-            id: &SessionId,
+            id: &StoreKey,
             changes: &Changes,
             expires_at: Option<SystemTime>,
         ) -> Result<UpdateOutcome, StoreError> {
             let mut records = self.records.lock().await;
             let Some(record) = live(&mut records, id) else { return Ok(UpdateOutcome::Missing) };
-            changes.apply(&mut record.data);
+            // A patch that fails is refused whole: apply it to a copy.
+            record.data = changes.applied_to(record.data.clone()).map_err(StoreError::Refused)?;
             record.expires_at = expires_at;
+            Ok(UpdateOutcome::Applied)
+        }
+
+        async fn rename(
+            &self,
+            from: &StoreKey,
+            to: &StoreKey,
+            changes: &Changes,
+            expires_at: Option<SystemTime>,
+        ) -> Result<UpdateOutcome, StoreError> {
+            let mut records = self.records.lock().await;
+            let Some(record) = live(&mut records, from) else { return Ok(UpdateOutcome::Missing) };
+            let data = changes.applied_to(record.data.clone()).map_err(StoreError::Refused)?;
+            records.remove(from);
+            records.insert(to.clone(), SessionRecord::new(data, expires_at));
             Ok(UpdateOutcome::Applied)
         }
 
@@ -79,7 +95,7 @@ mod racy_store {
 
     use std::time::{Duration, SystemTime};
 
-    use sessionkit::{SessionId, SessionMap, SessionRecord, SessionStore, StoreError};
+    use sessionkit::{SessionMap, SessionRecord, SessionStore, StoreError, StoreKey};
 
     #[derive(Default)]
     pub struct RacyStore {
@@ -88,20 +104,20 @@ mod racy_store {
 
     #[sessionkit::async_trait]
     impl SessionStore for RacyStore {
-        async fn get(&self, id: &SessionId) -> Result<Option<SessionRecord>, StoreError> {
+        async fn get(&self, id: &StoreKey) -> Result<Option<SessionRecord>, StoreError> {
             let record = self.inner.get(id).await;
             tokio::time::sleep(Duration::from_millis(5)).await;
             record
         }
         async fn set(
             &self,
-            id: &SessionId,
+            id: &StoreKey,
             data: &SessionMap,
             expires_at: Option<SystemTime>,
         ) -> Result<(), StoreError> {
             self.inner.set(id, data, expires_at).await
         }
-        async fn delete(&self, id: &SessionId) -> Result<(), StoreError> {
+        async fn delete(&self, id: &StoreKey) -> Result<(), StoreError> {
             self.inner.delete(id).await
         }
         async fn delete_expired(&self) -> Result<u64, StoreError> {

@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 
 pub use cookie::{Key, SameSite};
 
-use crate::{SessionId, SessionStore};
+use crate::{SessionId, SessionStore, StoreKey, reserved};
 
 /// The default session lifetime: 24 hours.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(24 * 60 * 60);
@@ -14,6 +14,10 @@ pub const DEFAULT_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 pub const DEFAULT_COOKIE_NAME: &str = "id";
 /// The default limit on a session's serialized size: 1 MiB.
 pub const DEFAULT_MAX_SIZE: usize = 1024 * 1024;
+/// How long an exclusive request may hold its session by default: 10 s.
+pub const DEFAULT_EXCLUSIVE_LEASE: Duration = Duration::from_secs(10);
+/// How long an exclusive request waits for its session by default: 5 s.
+pub const DEFAULT_EXCLUSIVE_WAIT: Duration = Duration::from_secs(5);
 
 /// How sessions live and how their cookie looks. Built with chained setters;
 /// every setter has a safe default:
@@ -33,6 +37,8 @@ pub const DEFAULT_MAX_SIZE: usize = 1024 * 1024;
 /// | [`signing_key`](Self::signing_key) | none |
 /// | [`max_size`](Self::max_size) | 1 MiB |
 /// | [`hash_ids_at_rest`](Self::hash_ids_at_rest) | on |
+/// | [`exclusive_lease`](Self::exclusive_lease) | 10 s |
+/// | [`exclusive_wait`](Self::exclusive_wait) | 5 s |
 ///
 /// ```
 /// use std::time::Duration;
@@ -63,6 +69,8 @@ pub struct SessionConfig {
     pub(crate) signing_key: Option<Key>,
     pub(crate) max_size: usize,
     pub(crate) hash_ids_at_rest: bool,
+    pub(crate) exclusive_lease: Duration,
+    pub(crate) exclusive_wait: Duration,
 }
 
 /// A [`SessionConfig`] that cannot work; returned by
@@ -95,6 +103,8 @@ impl SessionConfig {
             signing_key: None,
             max_size: DEFAULT_MAX_SIZE,
             hash_ids_at_rest: true,
+            exclusive_lease: DEFAULT_EXCLUSIVE_LEASE,
+            exclusive_wait: DEFAULT_EXCLUSIVE_WAIT,
         }
     }
 
@@ -190,6 +200,25 @@ impl SessionConfig {
         self
     }
 
+    /// How long a request that asked for its session exclusively (see
+    /// [`ExclusiveLayer`](crate::ExclusiveLayer)) may hold it. The lease
+    /// ends when the request's response is persisted; a request still
+    /// running when it runs out loses it, and its write is refused (the
+    /// response becomes an empty 409), so that it cannot overwrite what the
+    /// next holder did. A crashed holder blocks the session this long at most.
+    pub fn exclusive_lease(mut self, lease: Duration) -> Self {
+        self.exclusive_lease = lease;
+        self
+    }
+
+    /// How long a request that asked for its session exclusively waits for
+    /// another request to let go of it, before it is answered with an empty
+    /// 503 and `Retry-After: 1`.
+    pub fn exclusive_wait(mut self, wait: Duration) -> Self {
+        self.exclusive_wait = wait;
+        self
+    }
+
     /// The store sessions live in.
     pub fn store(&self) -> &Arc<dyn SessionStore> {
         &self.store
@@ -211,8 +240,14 @@ impl SessionConfig {
     }
 
     /// The key a session is stored under.
-    pub fn store_key(&self, id: &SessionId) -> SessionId {
-        if self.hash_ids_at_rest { id.hashed() } else { id.clone() }
+    pub fn store_key(&self, id: &SessionId) -> StoreKey {
+        if self.hash_ids_at_rest { StoreKey::hashed(id) } else { StoreKey::unhashed(id) }
+    }
+
+    /// How store keys derive from ids, as recorded under
+    /// [`reserved::KEYED_BY`].
+    pub(crate) fn keyed_by(&self) -> &'static str {
+        if self.hash_ids_at_rest { reserved::KEYED_BY_SHA256 } else { reserved::KEYED_BY_ID }
     }
 
     /// When a session created at `created` and last active `now` expires:
@@ -252,6 +287,9 @@ impl SessionConfig {
         if self.max_size == 0 {
             return fail("max_size must be positive".into());
         }
+        if self.exclusive_lease.is_zero() {
+            return fail("exclusive_lease must be positive".into());
+        }
         Ok(())
     }
 }
@@ -283,6 +321,8 @@ impl fmt::Debug for SessionConfig {
             .field("signing_key", &self.signing_key.as_ref().map(|_| "<set>"))
             .field("max_size", &self.max_size)
             .field("hash_ids_at_rest", &self.hash_ids_at_rest)
+            .field("exclusive_lease", &self.exclusive_lease)
+            .field("exclusive_wait", &self.exclusive_wait)
             .finish_non_exhaustive()
     }
 }
@@ -353,7 +393,7 @@ mod tests {
     #[test]
     fn store_keys_are_hashed_by_default() {
         let id = SessionId::generate();
-        assert_eq!(SessionConfig::new(NullStore).store_key(&id), id.hashed());
-        assert_eq!(SessionConfig::new(NullStore).hash_ids_at_rest(false).store_key(&id), id);
+        assert_eq!(SessionConfig::new(NullStore).store_key(&id), StoreKey::hashed(&id));
+        assert_eq!(SessionConfig::new(NullStore).hash_ids_at_rest(false).store_key(&id), StoreKey::unhashed(&id));
     }
 }

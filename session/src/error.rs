@@ -8,6 +8,8 @@
 use std::error::Error as StdError;
 use std::time::Duration;
 
+use crate::PatchError;
+
 /// A boxed error from a storage engine.
 pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
 
@@ -30,6 +32,18 @@ pub enum StoreError {
     /// The engine did not answer in time.
     #[error("session store did not answer within {0:?}")]
     Timeout(Duration),
+    /// The store refused a patch whole, writing nothing of it: an operation
+    /// met a value of the wrong type, the result would pass the size limit,
+    /// or the exclusive lease fencing it was lost.
+    #[error("session store refused the patch")]
+    Refused(#[source] PatchError),
+    /// The store does not offer this operation (a user index, leases,
+    /// scans are optional for third-party stores).
+    #[error("this session store does not support {operation}")]
+    Unsupported {
+        /// The operation asked for, e.g. `"listing a user's sessions"`.
+        operation: &'static str,
+    },
     /// The store was configured with something it cannot use (a hostile
     /// table name, a file that is not a database, ...).
     #[error("invalid session store configuration: {message}")]
@@ -46,6 +60,11 @@ impl StoreError {
     /// Wraps an engine error, saying what the store was doing.
     pub fn backend(context: &'static str, source: impl Into<BoxError>) -> Self {
         Self::Backend { context, source: source.into() }
+    }
+
+    /// The error for an operation this store does not offer.
+    pub fn unsupported(operation: &'static str) -> Self {
+        Self::Unsupported { operation }
     }
 
     /// A configuration error without an underlying cause.
@@ -97,4 +116,18 @@ pub enum SessionError {
     /// The key is reserved for sessionkit's own bookkeeping.
     #[error("session key `{0}` is reserved for sessionkit")]
     ReservedKey(String),
+    /// An operation on a key cannot apply to the value it holds (an
+    /// increment of a string, a push onto an object).
+    #[error("session operation failed")]
+    Patch(#[source] PatchError),
+    /// The session is exclusive to another request, which did not let go
+    /// within [`SessionConfig::exclusive_wait`](crate::SessionConfig::exclusive_wait).
+    #[error("the session stayed busy with another request for {waited:?}")]
+    Busy {
+        /// How long this request waited.
+        waited: Duration,
+    },
+    /// The store failed on a listing or a revocation.
+    #[error("the session store failed")]
+    Store(#[source] StoreError),
 }

@@ -30,6 +30,12 @@ pub enum SessionRejection {
 
 impl IntoResponse for SessionRejection {
     fn into_response(self) -> Response {
+        if let SessionRejection::Load(SessionError::Busy { .. }) = self {
+            // The layer answers it (an empty 503 with Retry-After) whatever
+            // the handler returns; this is the same answer.
+            tracing::warn!(error = &self as &dyn std::error::Error, "session extractor failed; answering 503");
+            return (StatusCode::SERVICE_UNAVAILABLE, [(http::header::RETRY_AFTER, "1")]).into_response();
+        }
         tracing::error!(error = &self as &dyn std::error::Error, "session extractor failed; answering 500");
         StatusCode::INTERNAL_SERVER_ERROR.into_response()
     }

@@ -75,12 +75,21 @@ mod changes;
 mod config;
 mod cookie;
 mod error;
+mod exclusive;
 pub mod expiry;
 mod id;
 pub mod layer;
+pub mod lease;
+pub mod limits;
+mod listing;
+pub mod persist;
 mod record;
+pub mod reserved;
+mod scan;
 mod session;
 pub mod store;
+mod store_key;
+mod token;
 pub mod typed;
 
 #[cfg(feature = "axum")]
@@ -91,20 +100,28 @@ pub mod testing;
 #[cfg(test)]
 mod test_support;
 
-pub use changes::{Change, Changes};
-pub use config::{ConfigError, DEFAULT_COOKIE_NAME, DEFAULT_MAX_SIZE, DEFAULT_TTL, Key, SameSite, SessionConfig};
+pub use changes::{Change, Changes, Op, PatchError};
+pub use config::{
+    ConfigError, DEFAULT_COOKIE_NAME, DEFAULT_EXCLUSIVE_LEASE, DEFAULT_EXCLUSIVE_WAIT, DEFAULT_MAX_SIZE, DEFAULT_TTL,
+    Key, SameSite, SessionConfig,
+};
 pub use error::{BoxError, SessionError, StoreError};
+pub use exclusive::{ExclusiveLayer, ExclusiveService};
 #[cfg(feature = "axum")]
 pub use extract::{SessionDataRejection, SessionRejection};
 pub use id::SessionId;
 pub use layer::{SessionLayer, SessionService};
+pub use lease::{Lease, LeaseToken};
+pub use listing::SessionInfo;
 pub use record::{SessionMap, SessionRecord};
-pub use session::{CREATED_AT_KEY, LazySession, Session};
+pub use scan::{ScanCursor, ScanPage};
+pub use session::{LazySession, Session};
 /// The derive for the [`SessionData`](trait@SessionData) trait; the
 /// [`typed`] module is the guide.
 #[cfg(feature = "derive")]
 pub use sessionkit_derive::SessionData;
 pub use store::{SessionStore, UpdateOutcome};
+pub use store_key::StoreKey;
 pub use typed::SessionData;
 
 #[doc(hidden)]

@@ -2,12 +2,15 @@
 
 use std::time::SystemTime;
 
-use crate::expiry;
+use crate::{expiry, reserved};
 
 /// The session's data: the seed's `{ [string]: any }`, as a JSON object.
 pub type SessionMap = serde_json::Map<String, serde_json::Value>;
 
 /// One stored session.
+///
+/// Its `data` holds the handler's keys and sessionkit's own bookkeeping
+/// (see [`crate::reserved`]), which the accessors below read.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct SessionRecord {
     /// The key/value data.
@@ -30,5 +33,20 @@ impl SessionRecord {
     /// The expiry as Unix milliseconds, the form stores persist.
     pub fn expires_at_unix_ms(&self) -> Option<i64> {
         self.expires_at.map(expiry::to_unix_ms)
+    }
+
+    /// The user the session belongs to ([`Session::login`](crate::Session::login)).
+    pub fn user(&self) -> Option<&str> {
+        reserved::user_of(&self.data)
+    }
+
+    /// When the session was created, if recorded.
+    pub fn created_at(&self) -> Option<SystemTime> {
+        reserved::instant(&self.data, reserved::CREATED_AT)
+    }
+
+    /// When the session was last written or refreshed, if recorded.
+    pub fn last_active(&self) -> Option<SystemTime> {
+        reserved::instant(&self.data, reserved::LAST_ACTIVE)
     }
 }

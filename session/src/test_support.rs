@@ -8,7 +8,15 @@ use std::time::SystemTime;
 
 use serde_json::Value;
 
-use crate::{SessionId, SessionMap, SessionRecord, SessionStore, StoreError};
+use crate::{SessionMap, SessionRecord, SessionStore, StoreError, StoreKey};
+
+/// A JSON object literal as a map.
+pub(crate) fn object(value: Value) -> SessionMap {
+    match value {
+        Value::Object(map) => map,
+        other => panic!("test data must be an object, not {other}"),
+    }
+}
 
 pub(crate) fn run<F: Future>(future: F) -> F::Output {
     tokio::runtime::Builder::new_current_thread().enable_all().build().expect("test runtime").block_on(future)
@@ -19,13 +27,13 @@ pub(crate) struct NullStore;
 
 #[async_trait::async_trait]
 impl SessionStore for NullStore {
-    async fn get(&self, _: &SessionId) -> Result<Option<SessionRecord>, StoreError> {
+    async fn get(&self, _: &StoreKey) -> Result<Option<SessionRecord>, StoreError> {
         Ok(None)
     }
-    async fn set(&self, _: &SessionId, _: &SessionMap, _: Option<SystemTime>) -> Result<(), StoreError> {
+    async fn set(&self, _: &StoreKey, _: &SessionMap, _: Option<SystemTime>) -> Result<(), StoreError> {
         Ok(())
     }
-    async fn delete(&self, _: &SessionId) -> Result<(), StoreError> {
+    async fn delete(&self, _: &StoreKey) -> Result<(), StoreError> {
         Ok(())
     }
     async fn delete_expired(&self) -> Result<u64, StoreError> {
@@ -36,7 +44,7 @@ impl SessionStore for NullStore {
 /// A plain map that counts its calls and can be told to fail.
 #[derive(Clone, Default)]
 pub(crate) struct MapStore {
-    records: Arc<Mutex<HashMap<SessionId, SessionRecord>>>,
+    records: Arc<Mutex<HashMap<StoreKey, SessionRecord>>>,
     calls: Arc<AtomicUsize>,
     failing: bool,
 }
@@ -46,8 +54,8 @@ impl MapStore {
         Self { failing: true, ..Self::default() }
     }
 
-    pub(crate) fn insert(&self, id: &SessionId, data: Value, expires_at: Option<SystemTime>) {
-        let Value::Object(data) = data else { panic!("test data must be an object") };
+    pub(crate) fn insert(&self, id: &StoreKey, data: Value, expires_at: Option<SystemTime>) {
+        let data = object(data);
         self.records.lock().expect("lock").insert(id.clone(), SessionRecord::new(data, expires_at));
     }
 
@@ -66,16 +74,16 @@ impl MapStore {
 
 #[async_trait::async_trait]
 impl SessionStore for MapStore {
-    async fn get(&self, id: &SessionId) -> Result<Option<SessionRecord>, StoreError> {
+    async fn get(&self, id: &StoreKey) -> Result<Option<SessionRecord>, StoreError> {
         self.call()?;
         Ok(self.records.lock().expect("lock").get(id).cloned())
     }
-    async fn set(&self, id: &SessionId, data: &SessionMap, expires_at: Option<SystemTime>) -> Result<(), StoreError> {
+    async fn set(&self, id: &StoreKey, data: &SessionMap, expires_at: Option<SystemTime>) -> Result<(), StoreError> {
         self.call()?;
         self.records.lock().expect("lock").insert(id.clone(), SessionRecord::new(data.clone(), expires_at));
         Ok(())
     }
-    async fn delete(&self, id: &SessionId) -> Result<(), StoreError> {
+    async fn delete(&self, id: &StoreKey) -> Result<(), StoreError> {
         self.call()?;
         self.records.lock().expect("lock").remove(id);
         Ok(())

@@ -48,24 +48,56 @@ proptest! {
         prop_assert_eq!(SessionId::parse(&text).is_some(), sextet & 0b11 == 0);
     }
 
-    /// One patch applies like its operations one by one.
+    /// One patch applies like its operations one by one: sets, removes,
+    /// clears, increments, pushes (with and without `keep_last`) and
+    /// removals of an element. Integer keys and array keys are kept apart,
+    /// so that no operation meets a value of the wrong type.
     #[test]
     fn changes_apply_like_a_model(
-        initial in proptest::collection::btree_map(0u8..16, any::<i64>(), 0..8),
-        ops in proptest::collection::vec((0u8..3, 0u8..16, any::<i64>()), 0..32),
+        initial in proptest::collection::btree_map(0u8..8, -1_000_000i64..1_000_000, 0..8),
+        lists in proptest::collection::btree_map(0u8..8, proptest::collection::vec(0i64..4, 0..5), 0..8),
+        ops in proptest::collection::vec((0u8..8, 0u8..8, -100i64..100), 0..40),
     ) {
-        let key = |k: u8| format!("k{k}");
-        let start: SessionMap = initial.iter().map(|(k, v)| (key(*k), Value::from(*v))).collect();
+        let int = |k: u8| format!("k{k}");
+        let list = |k: u8| format!("a{k}");
+        let mut start: SessionMap = initial.iter().map(|(k, v)| (int(*k), Value::from(*v))).collect();
+        start.extend(lists.iter().map(|(k, v)| (list(*k), Value::from(v.clone()))));
         let mut model = start.clone();
         let mut changes = Changes::new();
         for (op, k, v) in ops {
             match op {
-                0 => { model.insert(key(k), Value::from(v)); changes.set(key(k), Value::from(v)); }
-                1 => { model.remove(&key(k)); changes.remove(key(k)); }
+                0 => { model.insert(int(k), Value::from(v)); changes.set(int(k), Value::from(v)); }
+                1 => { model.remove(&int(k)); changes.remove(int(k)); }
+                2 => { model.remove(&list(k)); changes.remove(list(k)); }
+                3 => {
+                    let now = model.get(&int(k)).and_then(Value::as_i64).unwrap_or(0);
+                    model.insert(int(k), Value::from(now + v));
+                    changes.increment(int(k), v).expect("integer keys hold integers");
+                }
+                4 | 5 => {
+                    let keep = (op == 5).then_some((v.unsigned_abs() % 4) as usize);
+                    let mut items = model.get(&list(k)).and_then(Value::as_array).cloned().unwrap_or_default();
+                    items.push(Value::from(v % 4));
+                    if let Some(keep) = keep {
+                        let excess = items.len().saturating_sub(keep);
+                        items.drain(..excess);
+                    }
+                    model.insert(list(k), Value::Array(items));
+                    changes.push(list(k), Value::from(v % 4), keep).expect("array keys hold arrays");
+                }
+                6 => {
+                    let gone = Value::from(v % 4);
+                    if let Some(Value::Array(items)) = model.get_mut(&list(k))
+                        && let Some(at) = items.iter().position(|item| *item == gone)
+                    {
+                        items.remove(at);
+                    }
+                    changes.remove_first(list(k), Value::from(v % 4)).expect("array keys hold arrays");
+                }
                 _ => { model.clear(); changes.clear(); }
             }
         }
-        prop_assert_eq!(changes.applied_to(start), model);
+        prop_assert_eq!(changes.applied_to(start).expect("applies"), model);
     }
 }
 
@@ -76,6 +108,8 @@ enum Op {
     Delete(u8),
     Clear,
     Regenerate,
+    Increment(u8, i8),
+    Push(u8),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -84,6 +118,8 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (0u8..6).prop_map(Op::Delete),
         1 => Just(Op::Clear),
         1 => Just(Op::Regenerate),
+        2 => (0u8..3, any::<i8>()).prop_map(|(k, by)| Op::Increment(k, by)),
+        2 => (0u8..3).prop_map(Op::Push),
     ]
 }
 
@@ -109,6 +145,10 @@ proptest! {
                         Op::Delete(k) => { session.delete(&format!("k{k}")); }
                         Op::Clear => { session.clear(); session.set("anchor", true).expect("set"); }
                         Op::Regenerate => { session.regenerate(); }
+                        // Counters and lists live under their own keys, so
+                        // that sets never give them the wrong type.
+                        Op::Increment(k, by) => { session.increment(format!("n{k}"), i64::from(by)).expect("increment"); }
+                        Op::Push(k) => session.push(format!("l{k}"), k, Some(3)).expect("push"),
                     }
                 }
                 Ok::<_, Infallible>(Response::new(serde_json::to_string(&session.data()).expect("json")))
@@ -123,6 +163,17 @@ proptest! {
                     Op::Delete(k) => { model.remove(&format!("k{k}")); }
                     Op::Clear => model.clear(),
                     Op::Regenerate => {}
+                    Op::Increment(k, by) => {
+                        let now = model.get(&format!("n{k}")).and_then(Value::as_i64).unwrap_or(0);
+                        model.insert(format!("n{k}"), Value::from(now + i64::from(by)));
+                    }
+                    Op::Push(k) => {
+                        let mut items = model.get(&format!("l{k}")).and_then(Value::as_array).cloned().unwrap_or_default();
+                        items.push(Value::from(k));
+                        let excess = items.len().saturating_sub(3);
+                        items.drain(..excess);
+                        model.insert(format!("l{k}"), Value::Array(items));
+                    }
                 }
             }
             model.insert("anchor".into(), Value::Bool(true));

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
-use sessionkit::{Changes, SessionId, SessionMap, SessionRecord, SessionStore, StoreError, UpdateOutcome, expiry};
+use sessionkit::{Changes, SessionMap, SessionRecord, SessionStore, StoreError, StoreKey, UpdateOutcome, expiry};
 
 use self::dir_sync::DirSync;
 use self::format::StoredRecord;
@@ -43,13 +43,13 @@ const STALE_TEMP_AGE: Duration = Duration::from_secs(5 * 60);
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// use sessionkit::{SessionId, SessionMap, SessionStore};
+/// use sessionkit::{SessionId, StoreKey, SessionMap, SessionStore};
 /// use sessionkit_stores::FileStore;
 ///
 /// # let dir = tempfile::tempdir()?;
 /// # let path = dir.path().join("sessions");
 /// let store = FileStore::open(&path).await?; // creates the directory if needed
-/// let id = SessionId::generate();
+/// let id = StoreKey::hashed(&SessionId::generate());
 /// let mut data = SessionMap::new();
 /// data.insert("user".into(), "ada".into());
 /// store.set(&id, &data, None).await?;
@@ -70,7 +70,7 @@ const STALE_TEMP_AGE: Duration = Duration::from_secs(5 * 60);
 /// └── .locks/00 … ff         the stripe lock files (see below)
 /// ```
 ///
-/// A file name is built only from a [`SessionId`], which is 43 characters of
+/// A file name is built only from a [`StoreKey`], which is 43 characters of
 /// `A-Z a-z 0-9 - _` by construction: no client text, no `/`, no `..` ever
 /// reaches a path.
 ///
@@ -109,7 +109,7 @@ const STALE_TEMP_AGE: Duration = Duration::from_secs(5 * 60);
 ///
 /// A session file that is not valid JSON of the expected shape (truncated by
 /// hand, overwritten, corrupted on disk) reads as absent, with a warning
-/// naming the session by the prefix [`SessionId`]'s `Debug` shows, never by
+/// naming the session by the prefix [`StoreKey`]'s `Debug` shows, never by
 /// its whole id. `update` and `touch` treat it as missing; `set` replaces
 /// it. The sweeper leaves it in place (it cannot tell when it expires) and
 /// warns about it.
@@ -186,10 +186,10 @@ impl FileStore {
     /// `write` says whether it changed the directory; if so, the directory
     /// is synced after the lock is released (so other writers of the stripe
     /// need not wait for it) and before returning.
-    async fn locked<T, F>(&self, id: &SessionId, write: F) -> Result<T, StoreError>
+    async fn locked<T, F>(&self, id: &StoreKey, write: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: FnOnce(&Inner, &SessionId) -> Result<(T, bool), StoreError> + Send + 'static,
+        F: FnOnce(&Inner, &StoreKey) -> Result<(T, bool), StoreError> + Send + 'static,
     {
         let stripe = stripe_of(id);
         // Wait for writers of this process without holding a blocking thread.
@@ -250,18 +250,18 @@ fn is_live(expires_at_ms: Option<i64>, now_ms: i64) -> bool {
 }
 
 /// The session a file name belongs to, when it is a session file.
-fn session_file_id(name: &str) -> Option<SessionId> {
-    SessionId::parse(name.strip_suffix(SESSION_SUFFIX)?)
+fn session_file_id(name: &str) -> Option<StoreKey> {
+    StoreKey::parse(name.strip_suffix(SESSION_SUFFIX)?)
 }
 
 /// The session a temporary file name was written for, if it names one.
-fn temp_file_id(name: &str) -> Option<SessionId> {
+fn temp_file_id(name: &str) -> Option<StoreKey> {
     let rest = name.strip_prefix(TEMP_PREFIX)?;
-    SessionId::parse(rest.get(..43)?)
+    StoreKey::parse(rest.get(..43)?)
 }
 
 impl Inner {
-    fn path(&self, id: &SessionId) -> PathBuf {
+    fn path(&self, id: &StoreKey) -> PathBuf {
         self.dir.join(format!("{}{SESSION_SUFFIX}", id.as_str()))
     }
 
@@ -298,7 +298,7 @@ impl Inner {
 
     /// The live record of `id`: `None` when absent, expired or damaged
     /// (damage is logged).
-    fn read_live(&self, id: &SessionId, now_ms: i64) -> Result<Option<StoredRecord>, StoreError> {
+    fn read_live(&self, id: &StoreKey, now_ms: i64) -> Result<Option<StoredRecord>, StoreError> {
         let bytes = match fs::read(self.path(id)) {
             Ok(bytes) => bytes,
             Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
@@ -320,7 +320,7 @@ impl Inner {
     /// Replaces the file of `id` with `bytes`, atomically: a temporary file,
     /// synced, then renamed. The caller holds the stripe lock and syncs the
     /// directory afterwards.
-    fn write(&self, id: &SessionId, bytes: &[u8]) -> Result<(), StoreError> {
+    fn write(&self, id: &StoreKey, bytes: &[u8]) -> Result<(), StoreError> {
         let (temp, file) = self
             .create_temp(id)
             .map_err(|err| StoreError::backend("file store: creating a temporary session file", err))?;
@@ -334,7 +334,7 @@ impl Inner {
         Ok(())
     }
 
-    fn create_temp(&self, id: &SessionId) -> io::Result<(PathBuf, File)> {
+    fn create_temp(&self, id: &StoreKey) -> io::Result<(PathBuf, File)> {
         let mut options = OpenOptions::new();
         options.write(true).create_new(true);
         #[cfg(unix)]
@@ -352,7 +352,7 @@ impl Inner {
         }
     }
 
-    fn remove(&self, id: &SessionId) -> Result<bool, StoreError> {
+    fn remove(&self, id: &StoreKey) -> Result<bool, StoreError> {
         match fs::remove_file(self.path(id)) {
             Ok(()) => Ok(true),
             Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(false),
@@ -399,7 +399,7 @@ impl Inner {
 
     /// Removes the file of `id` if it is expired, checking again under the
     /// stripe lock so that a session refreshed meanwhile is kept.
-    fn sweep_session(&self, id: &SessionId, now: i64) -> Result<bool, StoreError> {
+    fn sweep_session(&self, id: &StoreKey, now: i64) -> Result<bool, StoreError> {
         if !self.is_expired_file(id, now)? {
             return Ok(false);
         }
@@ -414,7 +414,7 @@ impl Inner {
     /// Whether the file of `id` exists and is expired at `now`, reading as
     /// little of it as needed. Damaged files are logged and reported as not
     /// expired: their expiry is unknown.
-    fn is_expired_file(&self, id: &SessionId, now: i64) -> Result<bool, StoreError> {
+    fn is_expired_file(&self, id: &StoreKey, now: i64) -> Result<bool, StoreError> {
         let file = match File::open(self.path(id)) {
             Ok(file) => file,
             Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(false),
@@ -500,22 +500,22 @@ fn read_expiry(mut file: File) -> Result<Option<i64>, ExpiryError> {
 
 #[sessionkit::async_trait]
 impl SessionStore for FileStore {
-    async fn get(&self, id: &SessionId) -> Result<Option<SessionRecord>, StoreError> {
+    async fn get(&self, id: &StoreKey) -> Result<Option<SessionRecord>, StoreError> {
         let id = id.clone();
         let found = self.blocking(move |inner| inner.read_live(&id, now_ms())).await?;
         Ok(found.map(|record| SessionRecord::new(record.data, record.expires_at.map(expiry::from_unix_ms))))
     }
 
-    async fn set(&self, id: &SessionId, data: &SessionMap, expires_at: Option<SystemTime>) -> Result<(), StoreError> {
+    async fn set(&self, id: &StoreKey, data: &SessionMap, expires_at: Option<SystemTime>) -> Result<(), StoreError> {
         let bytes = format::encode(data, expires_at.map(expiry::to_unix_ms))?;
         self.locked(id, move |inner, id| inner.write(id, &bytes).map(|()| ((), true))).await
     }
 
-    async fn delete(&self, id: &SessionId) -> Result<(), StoreError> {
+    async fn delete(&self, id: &StoreKey) -> Result<(), StoreError> {
         self.locked(id, |inner, id| inner.remove(id).map(|removed| ((), removed))).await
     }
 
-    async fn touch(&self, id: &SessionId, expires_at: Option<SystemTime>) -> Result<bool, StoreError> {
+    async fn touch(&self, id: &StoreKey, expires_at: Option<SystemTime>) -> Result<bool, StoreError> {
         let expires_at_ms = expires_at.map(expiry::to_unix_ms);
         self.locked(id, move |inner, id| {
             let Some(record) = inner.read_live(id, now_ms())? else {
@@ -529,7 +529,7 @@ impl SessionStore for FileStore {
 
     async fn update(
         &self,
-        id: &SessionId,
+        id: &StoreKey,
         changes: &Changes,
         expires_at: Option<SystemTime>,
     ) -> Result<UpdateOutcome, StoreError> {
@@ -541,7 +541,7 @@ impl SessionStore for FileStore {
             let Some(record) = inner.read_live(id, now_ms())? else {
                 return Ok((UpdateOutcome::Missing, false));
             };
-            let data = changes.applied_to(record.data);
+            let data = changes.applied_to(record.data).map_err(StoreError::Refused)?;
             inner.write(id, &format::encode(&data, expires_at_ms)?)?;
             Ok((UpdateOutcome::Applied, true))
         })
@@ -576,7 +576,7 @@ mod tests {
 
     #[test]
     fn only_well_formed_names_are_taken_for_sessions() {
-        let id = SessionId::generate();
+        let id = sessionkit::testing::checks::key();
         assert_eq!(session_file_id(&format!("{id}.json")), Some(id.clone()));
         assert_eq!(temp_file_id(&format!(".tmp-{id}-12-0")), Some(id.clone()));
         for name in [
@@ -599,7 +599,7 @@ mod tests {
     async fn the_sweeper_keeps_temporary_files_of_sessions_being_written() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = FileStore::open(dir.path()).await.expect("open");
-        let id = SessionId::generate();
+        let id = sessionkit::testing::checks::key();
         let temp = dir.path().join(format!(".tmp-{id}-99-0"));
         fs::write(&temp, b"{").expect("write");
         let old = SystemTime::now() - STALE_TEMP_AGE - Duration::from_secs(1);

@@ -23,9 +23,9 @@ use std::time::SystemTime;
 use foldhash::fast::RandomState;
 use hashbrown::HashTable;
 use hashbrown::hash_table::Entry as TableEntry;
-use sessionkit::{Changes, SessionId, SessionMap, SessionRecord, SessionStore, StoreError, UpdateOutcome, expiry};
+use sessionkit::{Changes, SessionMap, SessionRecord, SessionStore, StoreError, StoreKey, UpdateOutcome, expiry};
 
-/// Raw key bytes: the 32 bytes of a [`SessionId`].
+/// Raw key bytes: the 32 bytes of a [`StoreKey`].
 type Key = [u8; 32];
 
 /// An in-memory session store, safe to share between threads and requests.
@@ -35,11 +35,11 @@ type Key = [u8; 32];
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), sessionkit::StoreError> {
-/// use sessionkit::{SessionMap, SessionId, SessionStore};
+/// use sessionkit::{SessionMap, SessionStore, StoreKey, SessionId};
 /// use sessionkit_stores::MemoryStore;
 ///
 /// let store = MemoryStore::new();
-/// let id = SessionId::generate();
+/// let id = StoreKey::hashed(&SessionId::generate());
 /// store.set(&id, &SessionMap::new(), None).await?;
 /// assert!(store.get(&id).await?.is_some());
 /// # Ok(()) }
@@ -210,7 +210,7 @@ impl Shard {
 
 #[sessionkit::async_trait]
 impl SessionStore for MemoryStore {
-    async fn get(&self, id: &SessionId) -> Result<Option<SessionRecord>, StoreError> {
+    async fn get(&self, id: &StoreKey) -> Result<Option<SessionRecord>, StoreError> {
         let key = id.as_bytes();
         let hash = self.hash(key);
         let shard = read(self.shard(hash));
@@ -228,7 +228,7 @@ impl SessionStore for MemoryStore {
         Ok(Some(SessionRecord::new(data?, expires_at)))
     }
 
-    async fn set(&self, id: &SessionId, data: &SessionMap, expires_at: Option<SystemTime>) -> Result<(), StoreError> {
+    async fn set(&self, id: &StoreKey, data: &SessionMap, expires_at: Option<SystemTime>) -> Result<(), StoreError> {
         let key = *id.as_bytes();
         let hash = self.hash(&key);
         let data = codec::encode(data)?;
@@ -236,7 +236,7 @@ impl SessionStore for MemoryStore {
         Ok(())
     }
 
-    async fn delete(&self, id: &SessionId) -> Result<(), StoreError> {
+    async fn delete(&self, id: &StoreKey) -> Result<(), StoreError> {
         let key = id.as_bytes();
         let hash = self.hash(key);
         // Drop the record after releasing the lock: freeing a large session
@@ -246,7 +246,7 @@ impl SessionStore for MemoryStore {
         Ok(())
     }
 
-    async fn touch(&self, id: &SessionId, expires_at: Option<SystemTime>) -> Result<bool, StoreError> {
+    async fn touch(&self, id: &StoreKey, expires_at: Option<SystemTime>) -> Result<bool, StoreError> {
         let key = *id.as_bytes();
         let hash = self.hash(&key);
         let mut shard = write(self.shard(hash));
@@ -259,7 +259,7 @@ impl SessionStore for MemoryStore {
 
     async fn update(
         &self,
-        id: &SessionId,
+        id: &StoreKey,
         changes: &Changes,
         expires_at: Option<SystemTime>,
     ) -> Result<UpdateOutcome, StoreError> {
@@ -314,7 +314,7 @@ mod tests {
     #[tokio::test]
     async fn the_expiry_index_follows_every_write() {
         let store = MemoryStore::with_shards(1);
-        let id = SessionId::generate();
+        let id = sessionkit::testing::checks::key();
         let soon = expiry::now() + Duration::from_secs(60);
         let later = soon + Duration::from_secs(60);
         store.set(&id, &data(json!({ "a": 1 })), Some(soon)).await.expect("set");
@@ -334,7 +334,7 @@ mod tests {
         let future = expiry::now() + Duration::from_secs(600);
         for i in 0..100 {
             let at = if i % 10 == 0 { past } else { future };
-            store.set(&SessionId::generate(), &SessionMap::new(), Some(at)).await.expect("set");
+            store.set(&sessionkit::testing::checks::key(), &SessionMap::new(), Some(at)).await.expect("set");
         }
         assert_eq!(store.len(), 100);
         assert_eq!(store.delete_expired().await.expect("sweep"), 10);

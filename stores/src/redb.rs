@@ -15,14 +15,14 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use ::redb::{Database, DatabaseError, ReadTransaction, ReadableDatabase, StorageError, TableDefinition, TableError};
-use sessionkit::{Changes, SessionId, SessionMap, SessionRecord, SessionStore, StoreError, UpdateOutcome, expiry};
+use sessionkit::{Changes, SessionMap, SessionRecord, SessionStore, StoreError, StoreKey, UpdateOutcome, expiry};
 
 use self::codec::{CorruptRecord, Stored};
 use self::handle::{Fault, Handle, Reopen};
 use self::writer::{Op, Out, Writer};
 use crate::group_commit::GroupCommit;
 
-/// Raw key bytes: the 32 bytes of a [`SessionId`].
+/// Raw key bytes: the 32 bytes of a [`StoreKey`].
 type Key = [u8; 32];
 
 /// The table prefix unless the builder says otherwise.
@@ -241,7 +241,7 @@ fn open_error(path: &Path, err: DatabaseError) -> StoreError {
 ///
 /// | table | key | value |
 /// | --- | --- | --- |
-/// | `sessionkit_sessions` | `&[u8; 32]`: the [`SessionId`]'s bytes | `&[u8]`: a tag byte, the expiry when there is one (Unix ms, `i64` big-endian), then the data as compact JSON |
+/// | `sessionkit_sessions` | `&[u8; 32]`: the [`StoreKey`]'s bytes | `&[u8]`: a tag byte, the expiry when there is one (Unix ms, `i64` big-endian), then the data as compact JSON |
 /// | `sessionkit_expiry` | `(i64, &[u8; 32])`: expiry in Unix ms, id | `()` |
 ///
 /// The expiry index holds one entry per record that has an expiry, and moves
@@ -298,12 +298,12 @@ fn open_error(path: &Path, err: DatabaseError) -> StoreError {
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// use sessionkit::{SessionId, SessionMap, SessionStore};
+/// use sessionkit::{SessionId, StoreKey, SessionMap, SessionStore};
 /// use sessionkit_stores::RedbStore;
 ///
 /// # let dir = tempfile::tempdir()?;
 /// let path = dir.path().join("sessions.redb");
-/// let id = SessionId::generate();
+/// let id = StoreKey::hashed(&SessionId::generate());
 /// let store = RedbStore::open(&path)?;
 /// store.set(&id, &SessionMap::new(), None).await?;
 /// drop(store);
@@ -474,12 +474,12 @@ fn read_record(txn: &ReadTransaction, tables: &Tables, key: &Key) -> Result<Opti
 
 #[sessionkit::async_trait]
 impl SessionStore for RedbStore {
-    async fn get(&self, id: &SessionId) -> Result<Option<SessionRecord>, StoreError> {
+    async fn get(&self, id: &StoreKey) -> Result<Option<SessionRecord>, StoreError> {
         let key = *id.as_bytes();
         self.read(move |txn, tables| read_record(txn, tables, &key)).await
     }
 
-    async fn set(&self, id: &SessionId, data: &SessionMap, expires_at: Option<SystemTime>) -> Result<(), StoreError> {
+    async fn set(&self, id: &StoreKey, data: &SessionMap, expires_at: Option<SystemTime>) -> Result<(), StoreError> {
         let expires_at_ms = expires_at.map(expiry::to_unix_ms);
         // Serialised here, on the caller's task, so the writer thread spends
         // its time in the transaction and not on JSON.
@@ -490,14 +490,14 @@ impl SessionStore for RedbStore {
         }
     }
 
-    async fn delete(&self, id: &SessionId) -> Result<(), StoreError> {
+    async fn delete(&self, id: &StoreKey) -> Result<(), StoreError> {
         match self.writer.submit(Op::Delete { key: *id.as_bytes() }).await? {
             Out::Done => Ok(()),
             other => Err(unexpected(&other)),
         }
     }
 
-    async fn touch(&self, id: &SessionId, expires_at: Option<SystemTime>) -> Result<bool, StoreError> {
+    async fn touch(&self, id: &StoreKey, expires_at: Option<SystemTime>) -> Result<bool, StoreError> {
         let op = Op::Touch { key: *id.as_bytes(), expires_at_ms: expires_at.map(expiry::to_unix_ms) };
         match self.writer.submit(op).await? {
             Out::Touched(existed) => Ok(existed),
@@ -507,7 +507,7 @@ impl SessionStore for RedbStore {
 
     async fn update(
         &self,
-        id: &SessionId,
+        id: &StoreKey,
         changes: &Changes,
         expires_at: Option<SystemTime>,
     ) -> Result<UpdateOutcome, StoreError> {
@@ -571,7 +571,7 @@ mod tests {
                 .map(|entry| entry.map(|(key, _)| (key.value().0, *key.value().1)).expect("entry"))
                 .collect()
         };
-        let id = SessionId::generate();
+        let id = sessionkit::testing::checks::key();
         let key = *id.as_bytes();
         let soon = expiry::now() + std::time::Duration::from_secs(60);
         let later = soon + std::time::Duration::from_secs(60);

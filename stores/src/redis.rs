@@ -26,7 +26,7 @@ use std::time::{Duration, SystemTime};
 use ::redis::aio::ConnectionManager;
 use ::redis::{Client, RedisError, Script, Value};
 use sessionkit::{
-    Change, Changes, SessionId, SessionMap, SessionRecord, SessionStore, StoreError, UpdateOutcome, expiry,
+    Change, Changes, SessionMap, SessionRecord, SessionStore, StoreError, StoreKey, UpdateOutcome, expiry,
 };
 
 use self::connection::Connection;
@@ -57,7 +57,7 @@ static UPDATE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("red
 /// # Key layout
 ///
 /// One Redis hash per session, at `<prefix><id>` (the prefix defaults to
-/// `session:`, the id is the 43-character [`SessionId::as_str`]):
+/// `session:`, the id is the 43-character [`StoreKey::as_str`]):
 ///
 /// | hash field | value |
 /// | --- | --- |
@@ -231,7 +231,7 @@ impl RedisStore {
     }
 
     /// The Redis key that holds the session `id`.
-    pub fn key(&self, id: &SessionId) -> String {
+    pub fn key(&self, id: &StoreKey) -> String {
         let mut key = String::with_capacity(self.prefix.len() + id.as_str().len());
         key.push_str(&self.prefix);
         key.push_str(id.as_str());
@@ -341,7 +341,7 @@ fn decode(reply: Value) -> Result<Option<SessionRecord>, Corrupt> {
 
 #[sessionkit::async_trait]
 impl SessionStore for RedisStore {
-    async fn get(&self, id: &SessionId) -> Result<Option<SessionRecord>, StoreError> {
+    async fn get(&self, id: &StoreKey) -> Result<Option<SessionRecord>, StoreError> {
         let key = self.key(id);
         let reply = self
             .connection
@@ -364,7 +364,7 @@ impl SessionStore for RedisStore {
         }
     }
 
-    async fn set(&self, id: &SessionId, data: &SessionMap, expires_at: Option<SystemTime>) -> Result<(), StoreError> {
+    async fn set(&self, id: &StoreKey, data: &SessionMap, expires_at: Option<SystemTime>) -> Result<(), StoreError> {
         let key = self.key(id);
         if expires_at.is_some_and(|at| expiry::to_unix_ms(at) <= now_ms()) {
             // Already over: writing it would only give Redis something to expire.
@@ -388,7 +388,7 @@ impl SessionStore for RedisStore {
             .await
     }
 
-    async fn delete(&self, id: &SessionId) -> Result<(), StoreError> {
+    async fn delete(&self, id: &StoreKey) -> Result<(), StoreError> {
         let key = self.key(id);
         self.connection
             .run("redis store: deleting a session", |mut connection| {
@@ -399,7 +399,7 @@ impl SessionStore for RedisStore {
             .await
     }
 
-    async fn touch(&self, id: &SessionId, expires_at: Option<SystemTime>) -> Result<bool, StoreError> {
+    async fn touch(&self, id: &StoreKey, expires_at: Option<SystemTime>) -> Result<bool, StoreError> {
         let key = self.key(id);
         let expires_at = expiry_arg(expires_at);
         self.connection
@@ -413,7 +413,7 @@ impl SessionStore for RedisStore {
 
     async fn update(
         &self,
-        id: &SessionId,
+        id: &StoreKey,
         changes: &Changes,
         expires_at: Option<SystemTime>,
     ) -> Result<UpdateOutcome, StoreError> {
@@ -426,6 +426,9 @@ impl SessionStore for RedisStore {
             match change {
                 Change::Set(name, value) => sets.push((name, encode(value)?)),
                 Change::Remove(name) => removes.push(name),
+                Change::Modify(..) => {
+                    return Err(StoreError::unsupported("operations on session keys (increment, push)"));
+                }
             }
         }
         let cleared = if changes.is_cleared() { "1" } else { "0" };

@@ -44,7 +44,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use rusqlite::Connection;
-use sessionkit::{Changes, SessionId, SessionMap, SessionRecord, SessionStore, StoreError, UpdateOutcome, expiry};
+use sessionkit::{Changes, SessionMap, SessionRecord, SessionStore, StoreError, StoreKey, UpdateOutcome, expiry};
 
 use crate::group_commit::GroupCommit;
 use readers::Readers;
@@ -71,12 +71,12 @@ const SWEEP_CHUNK: u32 = 1_000;
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// use sessionkit::{SessionId, SessionMap, SessionStore};
+/// use sessionkit::{SessionId, StoreKey, SessionMap, SessionStore};
 /// use sessionkit_stores::SqliteStore;
 ///
 /// let dir = tempfile::tempdir()?;
 /// let store = SqliteStore::open(dir.path().join("sessions.db")).await?;
-/// let id = SessionId::generate();
+/// let id = StoreKey::hashed(&SessionId::generate());
 /// store.set(&id, &SessionMap::new(), None).await?;
 /// assert!(store.get(&id).await?.is_some());
 ///
@@ -224,7 +224,7 @@ fn unexpected(out: Out) -> StoreError {
     )
 }
 
-fn key(id: &SessionId) -> String {
+fn key(id: &StoreKey) -> String {
     id.as_str().to_owned()
 }
 
@@ -234,7 +234,7 @@ fn ms(instant: Option<SystemTime>) -> Option<i64> {
 
 #[sessionkit::async_trait]
 impl SessionStore for SqliteStore {
-    async fn get(&self, id: &SessionId) -> Result<Option<SessionRecord>, StoreError> {
+    async fn get(&self, id: &StoreKey) -> Result<Option<SessionRecord>, StoreError> {
         if let Some(readers) = &self.readers {
             return readers.get(key(id)).await;
         }
@@ -244,7 +244,7 @@ impl SessionStore for SqliteStore {
         }
     }
 
-    async fn set(&self, id: &SessionId, data: &SessionMap, expires_at: Option<SystemTime>) -> Result<(), StoreError> {
+    async fn set(&self, id: &StoreKey, data: &SessionMap, expires_at: Option<SystemTime>) -> Result<(), StoreError> {
         // Encoded here, so the writer thread spends its time on the database.
         let json = serde_json::to_string(data).map_err(StoreError::Encode)?;
         match self.submit(Op::Set { id: key(id), json, expires_at: ms(expires_at) }).await? {
@@ -253,7 +253,7 @@ impl SessionStore for SqliteStore {
         }
     }
 
-    async fn delete(&self, id: &SessionId) -> Result<(), StoreError> {
+    async fn delete(&self, id: &StoreKey) -> Result<(), StoreError> {
         match self.submit(Op::Delete { id: key(id) }).await? {
             Out::Done => Ok(()),
             other => Err(unexpected(other)),
@@ -263,7 +263,7 @@ impl SessionStore for SqliteStore {
     /// Moves the expiry in SQL without reading or rewriting the data. A row
     /// whose data is corrupt still has its expiry moved (and still reads as
     /// absent): checking would mean parsing the data on every touch.
-    async fn touch(&self, id: &SessionId, expires_at: Option<SystemTime>) -> Result<bool, StoreError> {
+    async fn touch(&self, id: &StoreKey, expires_at: Option<SystemTime>) -> Result<bool, StoreError> {
         match self.submit(Op::Touch { id: key(id), expires_at: ms(expires_at) }).await? {
             Out::Touched(existed) => Ok(existed),
             other => Err(unexpected(other)),
@@ -274,7 +274,7 @@ impl SessionStore for SqliteStore {
     /// writer thread. A corrupt row is `Missing` and is left untouched.
     async fn update(
         &self,
-        id: &SessionId,
+        id: &StoreKey,
         changes: &Changes,
         expires_at: Option<SystemTime>,
     ) -> Result<UpdateOutcome, StoreError> {

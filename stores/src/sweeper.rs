@@ -86,7 +86,7 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::time::SystemTime;
 
-    use sessionkit::{SessionId, SessionMap, SessionRecord, StoreError, expiry};
+    use sessionkit::{SessionMap, SessionRecord, StoreError, StoreKey, expiry};
 
     use super::*;
     use crate::MemoryStore;
@@ -96,9 +96,9 @@ mod tests {
         let store = Arc::new(MemoryStore::new());
         let past = expiry::now() - Duration::from_secs(1);
         for _ in 0..10 {
-            store.set(&SessionId::generate(), &SessionMap::new(), Some(past)).await.expect("set");
+            store.set(&sessionkit::testing::checks::key(), &SessionMap::new(), Some(past)).await.expect("set");
         }
-        store.set(&SessionId::generate(), &SessionMap::new(), None).await.expect("set");
+        store.set(&sessionkit::testing::checks::key(), &SessionMap::new(), None).await.expect("set");
         let sweeper = Sweeper::spawn(store.clone(), Duration::from_millis(20));
         for _ in 0..500 {
             if store.len() == 1 {
@@ -116,13 +116,13 @@ mod tests {
 
     #[sessionkit::async_trait]
     impl SessionStore for Broken {
-        async fn get(&self, _: &SessionId) -> Result<Option<SessionRecord>, StoreError> {
+        async fn get(&self, _: &StoreKey) -> Result<Option<SessionRecord>, StoreError> {
             Ok(None)
         }
-        async fn set(&self, _: &SessionId, _: &SessionMap, _: Option<SystemTime>) -> Result<(), StoreError> {
+        async fn set(&self, _: &StoreKey, _: &SessionMap, _: Option<SystemTime>) -> Result<(), StoreError> {
             Ok(())
         }
-        async fn delete(&self, _: &SessionId) -> Result<(), StoreError> {
+        async fn delete(&self, _: &StoreKey) -> Result<(), StoreError> {
             Ok(())
         }
         async fn delete_expired(&self) -> Result<u64, StoreError> {

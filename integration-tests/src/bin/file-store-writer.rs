@@ -10,7 +10,7 @@
 use std::process::ExitCode;
 
 use serde_json::json;
-use sessionkit::{Changes, SessionId, SessionStore, UpdateOutcome};
+use sessionkit::{Changes, SessionStore, StoreKey, UpdateOutcome};
 use sessionkit_stores::FileStore;
 
 #[tokio::main]
@@ -25,8 +25,8 @@ async fn main() -> ExitCode {
     }
 }
 
-fn parse_id(text: &str) -> Result<SessionId, String> {
-    SessionId::parse(text).ok_or_else(|| format!("not a session id: {text:?}"))
+fn parse_id(text: &str) -> Result<StoreKey, String> {
+    StoreKey::parse(text).ok_or_else(|| format!("not a session id: {text:?}"))
 }
 
 async fn run(args: &[String]) -> Result<(), String> {

@@ -34,7 +34,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use sessionkit::SessionId;
+use sessionkit::StoreKey;
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
 /// The number of stripes. Part of the on-disk scheme: every process using a
@@ -55,7 +55,7 @@ pub(super) struct Locks {
 /// Which stripe `id` belongs to: FNV-1a over its bytes. A fixed function,
 /// not a per-process keyed hash, because every process must pick the same
 /// stripe for the same id.
-pub(super) fn stripe_of(id: &SessionId) -> usize {
+pub(super) fn stripe_of(id: &StoreKey) -> usize {
     let mut hash: u32 = 0x811c_9dc5;
     for &byte in id.as_bytes() {
         hash = (hash ^ u32::from(byte)).wrapping_mul(0x0100_0193);
@@ -148,7 +148,7 @@ mod tests {
     fn stripes_spread_ids_evenly() {
         let mut counts = [0usize; STRIPES];
         for _ in 0..STRIPES * 100 {
-            counts[stripe_of(&SessionId::generate())] += 1;
+            counts[stripe_of(&sessionkit::testing::checks::key())] += 1;
         }
         let (min, max) = (counts.iter().min().copied(), counts.iter().max().copied());
         assert!(min > Some(40) && max < Some(180), "uneven stripes: min {min:?}, max {max:?}");
@@ -158,8 +158,8 @@ mod tests {
     fn the_stripe_of_an_id_never_changes() {
         // Part of the on-disk scheme: other processes, and other versions,
         // must compute the same stripe.
-        assert_eq!(stripe_of(&SessionId::from_bytes([0; 32])), 0x45);
-        assert_eq!(stripe_of(&SessionId::from_bytes([0xff; 32])), 0x25);
+        assert_eq!(stripe_of(&StoreKey::from_bytes([0; 32])), 0x45);
+        assert_eq!(stripe_of(&StoreKey::from_bytes([0xff; 32])), 0x25);
     }
 
     #[tokio::test]

@@ -197,10 +197,14 @@ pub(super) fn decode(text: &str) -> Result<SessionMap, Corrupt> {
 /// costs a copy of the record plus the encoding of what changed.
 pub(super) fn patch(old: &str, changes: &Changes) -> Result<Arc<str>, StoreError> {
     let corrupt = |err: Corrupt| StoreError::backend("memory store: reading a stored record", err);
-    if !maps_are_sorted() {
+    let needs_values =
+        changes.size_limit().is_some() || changes.iter().any(|change| matches!(change, Change::Modify(..)));
+    if !maps_are_sorted() || needs_values {
         // serde_json's `preserve_order` is on somewhere in this build: a map
-        // keeps insertion order, which only a real decode reproduces.
-        return encode(&changes.applied_to(decode(old).map_err(corrupt)?));
+        // keeps insertion order, which only a real decode reproduces. And
+        // operations and the size limit need the stored values themselves.
+        let data = changes.applied_to(decode(old).map_err(corrupt)?).map_err(StoreError::Refused)?;
+        return encode(&data);
     }
     let mut reader = Reader { text: old, at: 0 };
     let stored = reader.count().map_err(corrupt)?;
@@ -241,6 +245,8 @@ pub(super) fn patch(old: &str, changes: &Changes) -> Result<Arc<str>, StoreError
                     count += 1;
                 }
                 Some(Change::Remove(_)) => {}
+                // Ruled out above: operations take the decoding path.
+                Some(Change::Modify(..)) => return Err(corrupt(reader.corrupt())),
                 None => {
                     push_bytes(out, key);
                     out.push_str(value);
@@ -492,7 +498,7 @@ mod tests {
                 }
             }
             let old = encode(&data).expect("encode");
-            let expected = encode(&changes.applied_to(data.clone())).expect("encode");
+            let expected = encode(&changes.applied_to(data.clone()).expect("applies")).expect("encode");
             assert_eq!(patch(&old, &changes).expect("patch"), expected, "{data:?} with {changes:?}");
         }
     }

@@ -288,7 +288,7 @@ mod tests {
     use redb::StorageBackend;
     use redb::backends::FileBackend;
     use serde_json::json;
-    use sessionkit::{Changes, SessionId, SessionMap, SessionStore, UpdateOutcome};
+    use sessionkit::{Changes, SessionMap, SessionStore, StoreKey, UpdateOutcome};
 
     use super::*;
     use crate::redb::RedbStore;
@@ -441,9 +441,9 @@ mod tests {
     }
 
     /// Writes sessions until one fails; returns those written and the error.
-    async fn fill(store: &RedbStore, written: &mut Vec<SessionId>) -> StoreError {
+    async fn fill(store: &RedbStore, written: &mut Vec<StoreKey>) -> StoreError {
         loop {
-            let id = SessionId::generate();
+            let id = sessionkit::testing::checks::key();
             match store.set(&id, &record(written.len()), None).await {
                 Ok(()) => written.push(id),
                 Err(err) => return err,
@@ -453,14 +453,14 @@ mod tests {
     }
 
     /// Checks `written[from..]` read back as written.
-    async fn assert_intact_from(store: &RedbStore, written: &[SessionId], from: usize) {
+    async fn assert_intact_from(store: &RedbStore, written: &[StoreKey], from: usize) {
         for (i, id) in written.iter().enumerate().skip(from) {
             let got = store.get(id).await.unwrap_or_else(|err| panic!("read of session {i}: {}", chain(&err)));
             assert_eq!(got.map(|record| record.data), Some(record(i)), "session {i} was damaged");
         }
     }
 
-    async fn assert_intact(store: &RedbStore, written: &[SessionId]) {
+    async fn assert_intact(store: &RedbStore, written: &[StoreKey]) {
         assert_intact_from(store, written, 0).await;
     }
 
@@ -472,7 +472,7 @@ mod tests {
         let store = reopening_store(&path, &faults);
         let mut written = Vec::new();
         for _ in 0..20 {
-            let id = SessionId::generate();
+            let id = sessionkit::testing::checks::key();
             store.set(&id, &record(written.len()), None).await.expect("set");
             written.push(id);
         }
@@ -485,7 +485,7 @@ mod tests {
 
         // Still full: writes keep failing, on the disk and not on redb's
         // "previous I/O error", so the store did reopen the file.
-        let refused = SessionId::generate();
+        let refused = sessionkit::testing::checks::key();
         let again = store.set(&refused, &record(0), None).await.expect_err("the disk is still full");
         assert!(chain(&again).contains("no space left"), "{}", chain(&again));
         assert!(!chain(&again).contains("Previous I/O"), "the failed handle was not replaced: {}", chain(&again));
@@ -493,7 +493,7 @@ mod tests {
         assert_intact(&store, &written).await;
 
         faults.clear();
-        let id = SessionId::generate();
+        let id = sessionkit::testing::checks::key();
         store.set(&id, &record(written.len()), None).await.expect("writing works again once space is freed");
         written.push(id);
         let mut changes = Changes::new();
@@ -504,7 +504,10 @@ mod tests {
 
         // Everything acknowledged is on disk.
         let reopened = RedbStore::open(&path).expect("reopen");
-        assert_eq!(reopened.get(&written[0]).await.expect("get").map(|r| r.data), Some(changes.applied_to(record(0))));
+        assert_eq!(
+            reopened.get(&written[0]).await.expect("get").map(|r| r.data),
+            Some(changes.applied_to(record(0)).expect("applies"))
+        );
         assert_intact_from(&reopened, &written, 1).await;
     }
 
@@ -514,22 +517,23 @@ mod tests {
         let path = dir.path().join("s.redb");
         let faults = Faults::none();
         let store = reopening_store(&path, &faults);
-        let id = SessionId::generate();
+        let id = sessionkit::testing::checks::key();
         store.set(&id, &record(0), None).await.expect("set");
 
         faults.writes.store(true, Ordering::SeqCst);
-        let failure = store.set(&SessionId::generate(), &record(1), None).await.expect_err("writes fail");
+        let failure = store.set(&sessionkit::testing::checks::key(), &record(1), None).await.expect_err("writes fail");
         assert!(chain(&failure).contains("no space left"), "{}", chain(&failure));
         // Opening the file needs a write too, so the store has no handle now:
         // every operation tries to reopen and says why it cannot.
-        let refused = store.set(&SessionId::generate(), &record(1), None).await.expect_err("still failing");
+        let refused =
+            store.set(&sessionkit::testing::checks::key(), &record(1), None).await.expect_err("still failing");
         assert!(chain(&refused).contains("reopening the database"), "{}", chain(&refused));
         let unread = store.get(&id).await.expect_err("no handle to read from");
         assert!(chain(&unread).contains("no space left"), "{}", chain(&unread));
 
         faults.clear();
         assert_eq!(store.get(&id).await.expect("a read reopens").map(|r| r.data), Some(record(0)));
-        let later = SessionId::generate();
+        let later = sessionkit::testing::checks::key();
         store.set(&later, &record(2), None).await.expect("writes work again");
         assert_eq!(store.get(&later).await.expect("get").map(|r| r.data), Some(record(2)));
     }
@@ -543,7 +547,7 @@ mod tests {
         {
             let store = reopening_store(&path, &faults);
             for i in 0..20 {
-                let id = SessionId::generate();
+                let id = sessionkit::testing::checks::key();
                 store.set(&id, &record(i), None).await.expect("set");
                 written.push(id);
             }
@@ -555,7 +559,7 @@ mod tests {
 
         faults.clear();
         assert_intact(&store, &written).await;
-        let id = SessionId::generate();
+        let id = sessionkit::testing::checks::key();
         store.set(&id, &record(0), None).await.expect("writes work");
     }
 
@@ -572,7 +576,8 @@ mod tests {
         assert!(chain(&failure).contains("no space left"), "{}", chain(&failure));
 
         faults.clear();
-        let refused = store.set(&SessionId::generate(), &record(0), None).await.expect_err("the handle has failed");
+        let refused =
+            store.set(&sessionkit::testing::checks::key(), &record(0), None).await.expect_err("the handle has failed");
         let text = chain(&refused);
         assert!(text.contains("RedbStore::from_database") && text.contains("reopens the database"), "{text}");
         drop(store);
@@ -580,7 +585,7 @@ mod tests {
         // What the application does: reopen, build a new store.
         let store = RedbStore::from_database(open().expect("reopen")).expect("store");
         assert_intact(&store, &written).await;
-        store.set(&SessionId::generate(), &record(0), None).await.expect("writes work");
+        store.set(&sessionkit::testing::checks::key(), &record(0), None).await.expect("writes work");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -591,7 +596,7 @@ mod tests {
         let store = Arc::new(reopening_store(&path, &faults));
         let mut written = Vec::new();
         for i in 0..100 {
-            let id = SessionId::generate();
+            let id = sessionkit::testing::checks::key();
             store.set(&id, &record(i), None).await.expect("set");
             written.push(id);
         }
@@ -634,7 +639,7 @@ mod tests {
                     for _ in 0..32 {
                         let store = Arc::clone(&store);
                         wave.spawn(async move {
-                            let id = SessionId::generate();
+                            let id = sessionkit::testing::checks::key();
                             store.set(&id, &record(0), None).await.map(|()| id)
                         });
                     }
@@ -659,7 +664,7 @@ mod tests {
                 tokio::time::timeout(Duration::from_secs(10), reader).await.expect("a reader hung").expect("reader");
             assert!(ok > 0, "a reader never read ({failed} failures)");
         }
-        store.set(&SessionId::generate(), &record(0), None).await.expect("writes work after the churn");
+        store.set(&sessionkit::testing::checks::key(), &record(0), None).await.expect("writes work after the churn");
     }
 
     fn plain(path: &Path) -> Reopen {

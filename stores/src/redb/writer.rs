@@ -264,7 +264,8 @@ impl<'txn> WriteTables<'txn> {
                 return Ok(UpdateOutcome::Missing);
             }
         };
-        let value = codec::encode(&changes.applied_to(data), expires_at_ms).map_err(Failure::Rejected)?;
+        let data = changes.applied_to(data).map_err(|err| Failure::Rejected(StoreError::Refused(err)))?;
+        let value = codec::encode(&data, expires_at_ms).map_err(Failure::Rejected)?;
         self.put(key, &value, expires_at_ms)?;
         Ok(UpdateOutcome::Applied)
     }

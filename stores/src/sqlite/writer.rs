@@ -20,7 +20,7 @@ use super::table::Sql;
 use crate::group_commit::Committer;
 
 /// One queued operation. Ids are the 43-character text form of a
-/// [`sessionkit::SessionId`]; instants are Unix milliseconds.
+/// [`sessionkit::StoreKey`]; instants are Unix milliseconds.
 #[derive(Debug)]
 pub(super) enum Op {
     /// Insert or replace the whole record; `json` is already encoded.
@@ -189,7 +189,7 @@ fn update(
     let Some(record) = raw.decode(table) else {
         return Ok(Out::Updated(UpdateOutcome::Missing));
     };
-    let data: SessionMap = changes.applied_to(record.data);
+    let data: SessionMap = changes.applied_to(record.data).map_err(StoreError::Refused)?;
     let json = serde_json::to_string(&data).map_err(StoreError::Encode)?;
     let mut statement = conn.prepare_cached(&sql.rewrite).map_err(write_error)?;
     statement.execute(params![id, json, expires_at]).map_err(write_error)?;
