@@ -37,6 +37,20 @@ impl Harness {
         Self { server, observer, gates, config, under_test }
     }
 
+    /// A second server on the same store (unobserved), with `configure`
+    /// applied to a default config: another app server, or this one
+    /// restarted with another configuration.
+    pub async fn another_server(&self, configure: impl FnOnce(SessionConfig) -> SessionConfig) -> TestServer {
+        let config = configure(SessionConfig::with_shared_store(self.under_test.store.clone()).secure(false));
+        let layer = SessionLayer::try_new(config).expect("valid test configuration");
+        TestServer::start(app::router(layer, Arc::new(Gates::default()))).await
+    }
+
+    /// The configuration the server runs with.
+    pub fn config(&self) -> &SessionConfig {
+        &self.config
+    }
+
     /// A browser-like client with its own cookie jar.
     pub fn browser(&self) -> Client {
         Client::builder().cookie_store(true).build().expect("http client")

@@ -2,7 +2,7 @@
 //! fails every call on demand (a store outage).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
 use sessionkit::{
@@ -54,6 +54,7 @@ pub struct ObservedStore {
     inner: Arc<dyn SessionStore>,
     calls: Arc<Calls>,
     down: Arc<AtomicBool>,
+    write_delay_ms: Arc<AtomicU64>,
 }
 
 /// The test's handle on an [`ObservedStore`] it gave away to a layer.
@@ -61,12 +62,19 @@ pub struct ObservedStore {
 pub struct Observer {
     pub calls: Arc<Calls>,
     down: Arc<AtomicBool>,
+    write_delay_ms: Arc<AtomicU64>,
 }
 
 impl Observer {
     /// Makes every store call fail (`true`) or work again (`false`).
     pub fn set_down(&self, down: bool) {
         self.down.store(down, Ordering::SeqCst);
+    }
+
+    /// Makes every write (`set`, `update`, `rename`, `delete`) wait this
+    /// long before it reaches the store: a slow disk or network.
+    pub fn set_write_delay(&self, delay: Duration) {
+        self.write_delay_ms.store(u64::try_from(delay.as_millis()).unwrap_or(u64::MAX), Ordering::SeqCst);
     }
 }
 
@@ -75,8 +83,9 @@ impl ObservedStore {
     pub fn wrap(inner: Arc<dyn SessionStore>) -> (Self, Observer) {
         let calls = Arc::new(Calls::default());
         let down = Arc::new(AtomicBool::new(false));
-        let observer = Observer { calls: calls.clone(), down: down.clone() };
-        (Self { inner, calls, down }, observer)
+        let write_delay_ms = Arc::new(AtomicU64::new(0));
+        let observer = Observer { calls: calls.clone(), down: down.clone(), write_delay_ms: write_delay_ms.clone() };
+        (Self { inner, calls, down, write_delay_ms }, observer)
     }
 
     fn enter(&self, counter: &AtomicUsize) -> Result<(), StoreError> {
@@ -85,6 +94,13 @@ impl ObservedStore {
             return Err(StoreError::backend("observed store", std::io::Error::other("the store is down (test)")));
         }
         Ok(())
+    }
+
+    async fn before_write(&self) {
+        let delay = self.write_delay_ms.load(Ordering::SeqCst);
+        if delay > 0 {
+            tokio::time::sleep(Duration::from_millis(delay)).await;
+        }
     }
 }
 
@@ -96,10 +112,12 @@ impl SessionStore for ObservedStore {
     }
     async fn set(&self, key: &StoreKey, data: &SessionMap, expires_at: Option<SystemTime>) -> Result<(), StoreError> {
         self.enter(&self.calls.set)?;
+        self.before_write().await;
         self.inner.set(key, data, expires_at).await
     }
     async fn delete(&self, key: &StoreKey) -> Result<(), StoreError> {
         self.enter(&self.calls.delete)?;
+        self.before_write().await;
         self.inner.delete(key).await
     }
     async fn delete_expired(&self) -> Result<u64, StoreError> {
@@ -116,6 +134,7 @@ impl SessionStore for ObservedStore {
         expires_at: Option<SystemTime>,
     ) -> Result<UpdateOutcome, StoreError> {
         self.enter(&self.calls.update)?;
+        self.before_write().await;
         self.inner.update(key, changes, expires_at).await
     }
     async fn rename(
@@ -126,6 +145,7 @@ impl SessionStore for ObservedStore {
         expires_at: Option<SystemTime>,
     ) -> Result<UpdateOutcome, StoreError> {
         self.enter(&self.calls.rename)?;
+        self.before_write().await;
         self.inner.rename(from, to, changes, expires_at).await
     }
     async fn sessions_of(&self, user: &str) -> Result<Vec<(StoreKey, SessionRecord)>, StoreError> {

@@ -1,17 +1,17 @@
 //! The HTTP suite (`sessionkit_integration_tests::http_suite`) through a real
 //! server and client, run against every store in the repository.
 
-use sessionkit_integration_tests::http_suite as suite;
 use sessionkit_integration_tests::stores;
+use sessionkit_integration_tests::{http_suite, same_key_suite, user_sessions_suite};
 
 /// One `#[tokio::test]` running suite check `$check` on a fresh `$store`.
 macro_rules! check {
-    ($store:ident: $($check:ident),* $(,)?) => {$(
+    ($store:ident: $suite:ident: $($check:ident),* $(,)?) => {$(
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn $check() {
             // `None`: a Redis test on a machine without redis-server, said loudly (a failure under CI).
             let Some(store) = stores::$store().await else { return };
-            suite::$check(store).await;
+            $suite::$check(store).await;
         }
     )*};
 }
@@ -22,7 +22,7 @@ macro_rules! http_suite_for {
         mod $store {
             use super::*;
 
-            check!($store:
+            check!($store: http_suite:
                 untouched_sessions_cost_nothing,
                 written_values_are_read_back,
                 foreign_cookies_are_never_adopted,
@@ -40,6 +40,22 @@ macro_rules! http_suite_for {
                 server_errors_persist_nothing,
                 ids_at_rest_are_hashed,
             );
+            check!($store: user_sessions_suite:
+                a_users_sessions_are_listed_and_revoked_from_any_of_them,
+                expired_and_logged_out_sessions_leave_the_listing,
+                a_regenerate_racing_a_logout_never_brings_it_back,
+                a_storm_of_logins_and_revocations_leaves_exact_listings,
+                caps_reach_sessions_that_already_exist,
+                a_logout_survives_its_client_hanging_up,
+            );
+            check!($store: same_key_suite:
+                concurrent_increments_of_one_key_all_count,
+                concurrent_pushes_onto_one_key_all_land,
+                exclusive_read_modify_writes_lose_nothing,
+                a_crashed_lease_holder_blocks_only_until_its_lease_runs_out,
+                a_holder_whose_lease_ran_out_cannot_write,
+                max_size_holds_on_the_stored_result,
+            );
         }
     )*};
 }
@@ -50,7 +66,7 @@ http_suite_for!(memory, file, redb, redis, sqlite);
 mod layer {
     use super::*;
 
-    check!(memory: cookie_attributes_follow_the_config, handler_headers_are_kept, signed_cookies_reject_tampering);
+    check!(memory: http_suite: cookie_attributes_follow_the_config, handler_headers_are_kept, signed_cookies_reject_tampering);
 }
 
 /// A route that extracts `Session` without a `SessionLayer` in front of it

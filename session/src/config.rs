@@ -261,6 +261,13 @@ impl SessionConfig {
         }
     }
 
+    /// When a session created at `created` expires if it is written `now`:
+    /// rolling, `now + ttl`; fixed, `created + ttl`; never past
+    /// `created + absolute_lifetime`.
+    pub(crate) fn session_expiry(&self, created: SystemTime, now: SystemTime) -> Option<SystemTime> {
+        self.expiry(created, if self.rolling { now } else { created })
+    }
+
     /// Checks everything a browser or the store would reject later.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let fail = |message: String| Err(ConfigError(message));

@@ -97,7 +97,7 @@ impl Plan {
                     id: state.id.clone(),
                     key: state.store_key(&state.id, config),
                     data,
-                    expires_at: config.expiry(state.meta.created, now),
+                    expires_at: config.session_expiry(state.meta.created, now),
                     retire: state.retire.take(),
                 }
             }
@@ -109,11 +109,12 @@ impl Plan {
                     from,
                     to: state.store_key(&state.id, config),
                     changes,
-                    expires_at: config.expiry(state.meta.created, now),
+                    expires_at: config.session_expiry(state.meta.created, now),
                 }
             }
             Status::Loaded { expires_at } => {
-                let expires_at = if config.rolling { config.expiry(state.meta.created, now) } else { expires_at };
+                let expires_at =
+                    if config.rolling { config.session_expiry(state.meta.created, now) } else { expires_at };
                 let key = state.store_key(&state.id, config);
                 // The cookie follows the expiry whenever the expiry moves.
                 let cookie = (config.rolling || state.expiry_capped).then(|| state.id.clone());

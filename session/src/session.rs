@@ -370,8 +370,7 @@ impl State {
         // What this configuration allows, counted from the creation (or,
         // rolling, from now): a lowered ttl or a new absolute lifetime
         // reaches sessions that already exist.
-        let since = if config.rolling { now } else { meta.created };
-        let limit = config.expiry(meta.created, since);
+        let limit = config.session_expiry(meta.created, now);
         if expiry::is_expired(limit, now) {
             let mut state = Self::new(now, cookie_present);
             state.retire = Some(Retire { key, owner: None });
@@ -653,11 +652,16 @@ impl Session {
     /// reaches it. The binding is kept in the session under
     /// [`reserved::USER`], which handlers and typed structs never see.
     ///
+    /// A login starts the session's lifetime again: a fixed expiry, and an
+    /// absolute lifetime, count from the login, not from the anonymous visit
+    /// before it.
+    ///
     /// Returns the new id.
     pub fn login(&self, user: impl Into<String>) -> SessionId {
         let user = user.into();
         let id = self.regenerate();
         let mut state = self.lock();
+        state.meta.created = expiry::now();
         // The same user signing in again (a step-up) keeps the lineage; a
         // different one starts a new one.
         if state.meta.user.as_deref() != Some(user.as_str()) || state.meta.lineage.is_none() {

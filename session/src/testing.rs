@@ -900,52 +900,66 @@ pub mod checks {
         const TASKS: usize = 16;
         const STEPS: usize = 40;
         const USERS: [&str; 3] = ["ada", "bob", "cy"];
+        // The storm ends with every task logging in at the same moment, so
+        // that many sessions are live at the end, all written concurrently.
+        let finale = Arc::new(tokio::sync::Barrier::new(TASKS));
         let tasks: Vec<_> = (0..TASKS)
             .map(|task| {
-                let store = Arc::clone(&store);
+                let (store, finale) = (Arc::clone(&store), Arc::clone(&finale));
                 tokio::spawn(async move {
                     // Every key this task ever wrote, for the final tally.
                     let mut seen = Vec::new();
                     let mut mine: Vec<StoreKey> = Vec::new();
-                    for step in 0..STEPS {
-                        let user = USERS[(task + step) % USERS.len()];
-                        match (task * 7 + step * 3) % 6 {
-                            0 | 1 => {
-                                let id = key();
-                                store.set(&id, &owned(user, json!({ "task": task })), Some(in_secs(600))).await?;
-                                seen.push(id.clone());
-                                mine.push(id);
-                            }
-                            2 => {
-                                if let Some(from) = mine.pop() {
-                                    let to = key();
-                                    seen.push(to.clone());
-                                    if store.rename(&from, &to, &Changes::new(), Some(in_secs(600))).await?
-                                        == UpdateOutcome::Applied
-                                    {
-                                        mine.push(to);
+                    // Every task reaches the finale, even one whose steps failed.
+                    let steps = async {
+                        for step in 0..STEPS {
+                            let user = USERS[(task + step) % USERS.len()];
+                            match (task * 7 + step * 3) % 6 {
+                                0 | 1 => {
+                                    let id = key();
+                                    store.set(&id, &owned(user, json!({ "task": task })), Some(in_secs(600))).await?;
+                                    seen.push(id.clone());
+                                    mine.push(id);
+                                }
+                                2 => {
+                                    if let Some(from) = mine.pop() {
+                                        let to = key();
+                                        seen.push(to.clone());
+                                        if store.rename(&from, &to, &Changes::new(), Some(in_secs(600))).await?
+                                            == UpdateOutcome::Applied
+                                        {
+                                            mine.push(to);
+                                        }
+                                    }
+                                }
+                                3 => {
+                                    if let Some(gone) = mine.pop() {
+                                        store.delete(&gone).await?;
+                                    }
+                                }
+                                4 => {
+                                    let spare = mine.last();
+                                    store.revoke_all(user, spare).await?;
+                                }
+                                _ => {
+                                    if let Some(id) = mine.first() {
+                                        store.revoke(user, id).await?;
+                                        let mut changes = Changes::new();
+                                        changes.set("step", json!(step));
+                                        let _ = store.update(id, &changes, Some(in_secs(600))).await?;
                                     }
                                 }
                             }
-                            3 => {
-                                if let Some(gone) = mine.pop() {
-                                    store.delete(&gone).await?;
-                                }
-                            }
-                            4 => {
-                                let spare = mine.last();
-                                store.revoke_all(user, spare).await?;
-                            }
-                            _ => {
-                                if let Some(id) = mine.first() {
-                                    store.revoke(user, id).await?;
-                                    let mut changes = Changes::new();
-                                    changes.set("step", json!(step));
-                                    let _ = store.update(id, &changes, Some(in_secs(600))).await?;
-                                }
-                            }
                         }
+                        Ok::<_, StoreError>(())
                     }
+                    .await;
+                    finale.wait().await;
+                    steps?;
+                    let last = key();
+                    let user = USERS[task % USERS.len()];
+                    store.set(&last, &owned(user, json!({ "task": task })), Some(in_secs(600))).await?;
+                    seen.push(last);
                     Ok::<_, StoreError>(seen)
                 })
             })
