@@ -27,6 +27,52 @@ pub(crate) struct Container<'a> {
     pub(crate) fields: Vec<Field<'a>>,
 }
 
+/// What a field's type allows beyond get and set: the atomic operations of
+/// `sessionkit::Changes`. Recognised by how the type is spelled (the last
+/// path segment), as serde recognises `Option`.
+#[derive(Clone, Copy)]
+pub(crate) enum Shape<'a> {
+    /// A primitive integer: `increment_<field>`.
+    Integer,
+    /// `Vec<T>`: `push_<field>`, `push_<field>_keep_last`, `remove_first_<field>`.
+    List(&'a Type),
+    Other,
+}
+
+impl<'a> Shape<'a> {
+    pub(crate) fn of(ty: &'a Type) -> Self {
+        const INTEGERS: &[&str] = &["i8", "i16", "i32", "i64", "isize", "u8", "u16", "u32", "u64", "usize"];
+        let Type::Path(path) = ty else { return Shape::Other };
+        if path.qself.is_some() {
+            return Shape::Other;
+        }
+        let Some(last) = path.path.segments.last() else { return Shape::Other };
+        match &last.arguments {
+            syn::PathArguments::None if INTEGERS.contains(&last.ident.to_string().as_str()) => Shape::Integer,
+            syn::PathArguments::AngleBracketed(args) if last.ident == "Vec" && args.args.len() == 1 => {
+                match args.args.first() {
+                    Some(syn::GenericArgument::Type(element)) => Shape::List(element),
+                    _ => Shape::Other,
+                }
+            }
+            _ => Shape::Other,
+        }
+    }
+
+    /// The names of the accessors this shape adds for `field_name`.
+    fn accessors(self, field_name: &str) -> Vec<String> {
+        match self {
+            Shape::Integer => vec![format!("increment_{field_name}")],
+            Shape::List(_) => vec![
+                format!("push_{field_name}"),
+                format!("push_{field_name}_keep_last"),
+                format!("remove_first_{field_name}"),
+            ],
+            Shape::Other => Vec::new(),
+        }
+    }
+}
+
 /// One named field.
 pub(crate) struct Field<'a> {
     /// As written, raw (`r#type`) if it was.
@@ -124,7 +170,7 @@ impl<'a> Container<'a> {
                 keys.insert(key.clone(), field_name.clone());
             }
 
-            check_accessors(ident, &field_name, &mut methods, &mut errors);
+            check_accessors(ident, &field_name, Shape::of(&field.ty), &mut methods, &mut errors);
             fields.push(Field { ident, ty: &field.ty, storage: Storage::Stored { key, default: field_attrs.default } });
         }
 
@@ -146,10 +192,19 @@ impl<'a> Container<'a> {
     }
 }
 
-/// Each stored field gets `name`, `set_name` and `remove_name`; none may
-/// clash with another field's or with the struct-level methods.
-fn check_accessors(ident: &Ident, field_name: &str, methods: &mut HashMap<String, String>, errors: &mut Errors) {
-    for method in [field_name.to_owned(), format!("set_{field_name}"), format!("remove_{field_name}")] {
+/// Each stored field gets `name`, `set_name` and `remove_name`, and those
+/// its [`Shape`] adds; none may clash with another field's or with the
+/// struct-level methods.
+fn check_accessors(
+    ident: &Ident,
+    field_name: &str,
+    shape: Shape<'_>,
+    methods: &mut HashMap<String, String>,
+    errors: &mut Errors,
+) {
+    let mut names = vec![field_name.to_owned(), format!("set_{field_name}"), format!("remove_{field_name}")];
+    names.extend(shape.accessors(field_name));
+    for method in names {
         if RESERVED.contains(&method.as_str()) {
             errors.push(syn::Error::new(
                 ident.span(),

@@ -13,7 +13,7 @@ use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{GenericParam, Ident, Type, TypeParam};
 
-use crate::ast::{Container, Field, Storage};
+use crate::ast::{Container, Field, Shape, Storage};
 use crate::attr::DefaultAttr;
 
 pub(crate) fn expand(cont: &Container<'_>) -> TokenStream {
@@ -75,6 +75,7 @@ pub(crate) fn expand(cont: &Container<'_>) -> TokenStream {
             "Writes `{key}`, as [`save`](Self::save) writes it: a value the session already holds is not a change."
         );
         let remover_doc = format!("Removes `{key}` from the session.");
+        let operations = operations(krate, vis, field, key);
         quote! {
             #[doc = #getter_doc]
             #vis fn #getter(session: &#krate::Session) -> ::core::result::Result<#ty, #krate::SessionError> {
@@ -92,6 +93,8 @@ pub(crate) fn expand(cont: &Container<'_>) -> TokenStream {
             #vis fn #remover(session: &#krate::Session) {
                 #krate::__private::remove(session, #key);
             }
+
+            #operations
         }
     });
 
@@ -151,6 +154,75 @@ pub(crate) fn expand(cont: &Container<'_>) -> TokenStream {
         }
 
         #extractor
+    }
+}
+
+/// The accessors for the atomic operations a field's type allows (see
+/// [`Shape`]): they record an operation the store applies to whatever it
+/// holds, so concurrent requests all count.
+fn operations(krate: &syn::Path, vis: &syn::Visibility, field: &Field<'_>, key: &str) -> TokenStream {
+    let name = field.name();
+    let span = field.ident.span();
+    let ty = field.ty;
+    match Shape::of(ty) {
+        Shape::Integer => {
+            let increment = format_ident!("increment_{}", name, span = span);
+            let doc = format!(
+                "Adds `by` to `{key}` (a missing key counts from 0, not from the field's default) and returns                  the new value as this request sees it. The store adds `by` to whatever it holds when it saves                  the session, so concurrent increments all count. A sum outside the field's type is an error                  and changes nothing."
+            );
+            quote_spanned! {ty.span()=>
+                #[doc = #doc]
+                #vis fn #increment(session: &#krate::Session, by: i64) -> ::core::result::Result<#ty, #krate::SessionError> {
+                    #krate::__private::increment::<#ty>(session, #key, by)
+                }
+            }
+        }
+        Shape::List(element) => {
+            let push = format_ident!("push_{}", name, span = span);
+            let push_keep = format_ident!("push_{}_keep_last", name, span = span);
+            let remove_first = format_ident!("remove_first_{}", name, span = span);
+            let push_doc = format!(
+                "Appends `item` to `{key}` (a missing key starts an empty list). The store appends to whatever                  it holds when it saves the session, so concurrent pushes all land."
+            );
+            let keep_doc =
+                format!("Appends `item` to `{key}`, then keeps only its last `keep` elements (recent items).");
+            let remove_doc = format!(
+                "Removes the first element of `{key}` equal to `item`; returns whether this request saw one.                  The store removes the first equal element of whatever it holds when it saves the session."
+            );
+            quote_spanned! {element.span()=>
+                #[doc = #push_doc]
+                #vis fn #push(session: &#krate::Session, item: #element) -> ::core::result::Result<(), #krate::SessionError>
+                where
+                    #element: #krate::__private::serde::Serialize,
+                {
+                    #krate::__private::push(session, #key, &item, ::core::option::Option::None)
+                }
+
+                #[doc = #keep_doc]
+                #vis fn #push_keep(
+                    session: &#krate::Session,
+                    item: #element,
+                    keep: usize,
+                ) -> ::core::result::Result<(), #krate::SessionError>
+                where
+                    #element: #krate::__private::serde::Serialize,
+                {
+                    #krate::__private::push(session, #key, &item, ::core::option::Option::Some(keep))
+                }
+
+                #[doc = #remove_doc]
+                #vis fn #remove_first(
+                    session: &#krate::Session,
+                    item: &#element,
+                ) -> ::core::result::Result<bool, #krate::SessionError>
+                where
+                    #element: #krate::__private::serde::Serialize,
+                {
+                    #krate::__private::remove_first(session, #key, item)
+                }
+            }
+        }
+        Shape::Other => TokenStream::new(),
     }
 }
 

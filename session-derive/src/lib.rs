@@ -67,7 +67,13 @@ use syn::{DeriveInput, parse_macro_input};
 /// For every stored field `name` of type `T`, inherent associated functions:
 /// `name(&Session) -> Result<T, SessionError>` (reads the key as `load`
 /// does), `set_name(&Session, T) -> Result<(), SessionError>` (writes it as
-/// `save` does) and `remove_name(&Session)`.
+/// `save` does) and `remove_name(&Session)`. Fields whose type is a
+/// primitive integer also get `increment_name(&Session, by: i64) ->
+/// Result<T, SessionError>`, and fields of type `Vec<E>` get
+/// `push_name(&Session, E)`, `push_name_keep_last(&Session, E, usize)` and
+/// `remove_first_name(&Session, &E) -> Result<bool, SessionError>`: atomic
+/// operations the store applies to what it holds (see sessionkit's
+/// `typed` module, "Atomic operations").
 ///
 /// With sessionkit's `axum` feature, the struct is also an axum extractor
 /// (`FromRequestParts`, and `OptionalFromRequestParts` for `Option<Cart>`);

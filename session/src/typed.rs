@@ -28,19 +28,25 @@
 //!     coupon: Option<String>,
 //! }
 //!
-//! /// Reads and writes the whole struct. `Option<Cart>` is `None` while the
-//! /// session lacks a required key (here, before the first item).
-//! async fn add(session: Session, cart: Option<Cart>, Path(sku): Path<String>) -> Result<String, SessionError> {
-//!     let mut cart = cart.unwrap_or_default();
-//!     cart.items.push(Item { sku, quantity: 1 });
-//!     cart.save(&session)?; // writes `cart.items` only: nothing else changed
-//!     Ok(format!("{} item(s)", cart.items.len()))
+//! /// Appends one item, atomically: two tabs adding at the same moment both
+//! /// keep their item.
+//! async fn add(session: Session, Path(sku): Path<String>) -> Result<String, SessionError> {
+//!     Cart::push_items(&session, Item { sku, quantity: 1 })?;
+//!     Ok(format!("{} item(s)", Cart::items(&session)?.len()))
 //! }
 //!
-//! /// One key at a time, typed.
+//! /// One key at a time, typed; a counter incremented atomically.
 //! async fn apply_coupon(session: Session, Path(code): Path<String>) -> Result<(), SessionError> {
 //!     Cart::set_coupon(&session, Some(code))?;
-//!     Cart::set_visits(&session, Cart::visits(&session)? + 1)
+//!     Cart::increment_visits(&session, 1).map(drop)
+//! }
+//!
+//! /// Reads and writes the whole struct. `Option<Cart>` is `None` while the
+//! /// session lacks a required key (here, before the first item).
+//! async fn reset_visits(session: Session, cart: Option<Cart>) -> Result<(), SessionError> {
+//!     let mut cart = cart.unwrap_or_default();
+//!     cart.visits = 0;
+//!     cart.save(&session) // writes `cart.visits` only: nothing else changed
 //! }
 //!
 //! /// The struct as an extractor: a session without `cart.items` answers 400
@@ -61,6 +67,7 @@
 //!         .route("/cart", get(show).delete(empty))
 //!         .route("/cart/{sku}", post(add))
 //!         .route("/coupon/{code}", post(apply_coupon))
+//!         .route("/visits/reset", post(reset_visits))
 //!         .layer(SessionLayer::new(SessionConfig::new(MemoryStore::new())));
 //!
 //!     // Serve it with `axum::serve(listener, app)`; here, requests by hand.
@@ -108,6 +115,23 @@
 //!
 //! `clear` and the per-field `remove_*` functions remove this struct's keys
 //! and no others.
+//!
+//! # Atomic operations
+//!
+//! Writing a value a request computed from what it read loses writes when
+//! two requests do it at once (two tabs adding to the cart). Fields of some
+//! types get functions that record an operation instead, which the store
+//! performs on whatever it holds when it saves the session, so concurrent
+//! requests all count (see [`Changes`](crate::Changes)):
+//!
+//! | field type | functions |
+//! | --- | --- |
+//! | a primitive integer (`u32`, `i64`, ...) | `increment_<field>(&session, by)`: returns the new value; a missing key counts from 0; a sum the type cannot hold is an error and changes nothing |
+//! | `Vec<T>` | `push_<field>(&session, item)`, `push_<field>_keep_last(&session, item, n)`, `remove_first_<field>(&session, &item)` |
+//!
+//! Each reads its own writes within the request: `Cart::items(&session)`
+//! after a push sees the item. The type is recognised by how it is spelled
+//! (`u32`, `Vec<Item>`); a type alias for one gets none of these.
 //!
 //! # In axum handlers
 //!
@@ -275,6 +299,43 @@ pub mod __private {
         default: F,
     ) -> Result<(), SessionError> {
         write(session, key, value, || serde_json::to_value(default()).ok())
+    }
+
+    /// Adds `by` to an integer key, refusing (before recording anything) a
+    /// sum `T` cannot hold.
+    pub fn increment<T: TryFrom<i64>>(session: &Session, key: &'static str, by: i64) -> Result<T, SessionError> {
+        let overflow = || SessionError::Patch(crate::PatchError::Overflow { key: key.to_owned() });
+        let current = match session.get_value(key) {
+            None => Some(0),
+            Some(value) => value.as_i64(),
+        };
+        let Some(current) = current else {
+            // Not an `i64`: the handle says what the key holds, recording nothing.
+            return session.increment(key, by).and_then(|n| T::try_from(n).map_err(|_| overflow()));
+        };
+        let next = current.checked_add(by).ok_or_else(overflow)?;
+        let typed = T::try_from(next).map_err(|_| overflow())?;
+        session.increment(key, by)?;
+        Ok(typed)
+    }
+
+    /// Pushes one element onto a list key.
+    pub fn push<T: Serialize + ?Sized>(
+        session: &Session,
+        key: &'static str,
+        item: &T,
+        keep_last: Option<usize>,
+    ) -> Result<(), SessionError> {
+        session.push(key, item, keep_last)
+    }
+
+    /// Removes the first element equal to `item` from a list key.
+    pub fn remove_first<T: Serialize + ?Sized>(
+        session: &Session,
+        key: &'static str,
+        item: &T,
+    ) -> Result<bool, SessionError> {
+        session.remove_first(key, item)
     }
 
     /// Removes one key.

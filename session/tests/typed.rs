@@ -87,6 +87,16 @@ struct Unserializable {
 #[derive(SessionData, Debug, PartialEq, Default)]
 struct Empty {}
 
+/// An integer too small for much, and a list: their atomic operations.
+#[derive(SessionData, Debug, PartialEq)]
+#[session(prefix = "game.")]
+struct Game {
+    #[session(default)]
+    level: u8,
+    #[session(default)]
+    recent: Vec<String>,
+}
+
 // ---------------------------------------------------------------- harness --
 
 type Job = Box<dyn FnOnce(&Session) + Send>;
@@ -444,6 +454,59 @@ fn clear_removes_exactly_the_structs_keys() {
         data(session)
     });
     assert_eq!(stored, json!({ "cart.other": 1, "user": "ada" }));
+}
+
+// ------------------------------------------------------------ operations --
+
+#[test]
+fn integer_and_list_fields_get_atomic_operations_the_store_applies() {
+    block_on(async {
+        let mut client = Client::new();
+        client.run(|session| cart().save(session).expect("save")).await;
+        client.store.take_writes();
+        let (visits, removed, absent) = client
+            .run(|session| {
+                let visits = Cart::increment_visits(session, 2).expect("increment");
+                Cart::push_items(session, Item { sku: "jam".into(), quantity: 1 }).expect("push");
+                let tea = Item { sku: "tea".into(), quantity: 2 };
+                let removed = Cart::remove_first_items(session, &tea).expect("remove");
+                let absent = Cart::remove_first_items(session, &tea).expect("remove");
+                // Read-your-writes within the request.
+                assert_eq!(Cart::items(session).expect("items"), [Item { sku: "jam".into(), quantity: 1 }]);
+                (visits, removed, absent)
+            })
+            .await;
+        assert_eq!((visits, removed, absent), (5, true, false));
+        assert_eq!(client.store.take_writes(), [Write::Update(vec!["cart.items".into(), "cart.visits".into()])]);
+        let loaded = client.run(|session| Cart::load(session).expect("load")).await;
+        assert_eq!(loaded.visits, 5);
+        assert_eq!(loaded.items, [Item { sku: "jam".into(), quantity: 1 }]);
+    });
+}
+
+#[test]
+fn push_keep_last_keeps_the_newest_elements() {
+    let recent = with_session(|session| {
+        for game in ["a", "b", "c", "d"] {
+            Game::push_recent_keep_last(session, game.to_owned(), 2).expect("push");
+        }
+        Game::recent(session).expect("recent")
+    });
+    assert_eq!(recent, ["c", "d"]);
+}
+
+#[test]
+fn a_sum_the_field_cannot_hold_is_refused_and_changes_nothing() {
+    block_on(async {
+        let mut client = Client::new();
+        client.run(|session| Game::set_level(session, 250).expect("set")).await;
+        client.store.take_writes();
+        let err = client.run(|session| Game::increment_level(session, 10).expect_err("past u8")).await;
+        assert!(matches!(err, SessionError::Patch(sessionkit::PatchError::Overflow { .. })), "{err:?}");
+        assert_eq!(client.store.take_writes(), [], "a refused increment records nothing");
+        let level = client.run(|session| Game::increment_level(session, -50).expect("decrement")).await;
+        assert_eq!(level, 200);
+    });
 }
 
 // ------------------------------------------------------ several structs --
