@@ -9,6 +9,9 @@
 //! | [`RedisStore`] | `redis` | many app servers sharing one session space in Redis or Valkey |
 //! | [`SqliteStore`] | `sqlite` | one machine, sessions that survive restarts, in a file or in your app's SQLite database |
 //!
+//! [`open`] gives any of them from a URL (`memory:`, `file:DIR`,
+//! `sqlite:PATH`, `redb:PATH`, `redis://…`, `postgres://…`; see [`StoreUrl`]).
+//!
 //! Every store here passes sessionkit's conformance kit, including atomic
 //! key-level `update`. [`Sweeper`] removes expired sessions from any store in
 //! the background.
@@ -32,6 +35,7 @@ pub mod fuzz_hooks;
 mod group_commit;
 #[cfg(feature = "memory")]
 mod memory;
+mod open;
 #[cfg(feature = "redb")]
 mod redb;
 #[cfg(feature = "redis")]
@@ -48,6 +52,7 @@ pub use self::redis::{RedisStore, RedisStoreBuilder};
 pub use file::FileStore;
 #[cfg(feature = "memory")]
 pub use memory::MemoryStore;
+pub use open::{OpenError, StoreUrl, open, redact};
 /// The rusqlite this crate was built with, for [`SqliteStore::from_connection`].
 #[cfg(feature = "sqlite")]
 pub use rusqlite;
