@@ -18,13 +18,38 @@ use super::table::{Sql, Table};
 /// lock (a second process on the same file, a checkpoint) before failing.
 pub(super) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Whether `path` names a database private to one connection (`""` and
+/// `:memory:`): a second connection to it would see another, empty
+/// database, and there is no file.
+pub(super) fn is_private(path: &Path) -> bool {
+    path.as_os_str().is_empty() || path.as_os_str() == ":memory:"
+}
+
+/// Whether [`open_writer`] may create the database file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Create {
+    /// When the store is built.
+    IfMissing,
+    /// When the writer reopens its file: a file that vanished must not come
+    /// back empty, as if every session had been deleted.
+    Never,
+}
+
 /// The write connection for a database file, opened by the store, and
 /// whether it is in WAL mode (and so can be read by other connections while
 /// it writes).
-pub(super) fn open_writer(path: &Path, table: &Table, sql: &Sql) -> Result<(Connection, bool), StoreError> {
+pub(super) fn open_writer(
+    path: &Path,
+    table: &Table,
+    sql: &Sql,
+    create: Create,
+) -> Result<(Connection, bool), StoreError> {
     let shown = path.display();
     // No SQLITE_OPEN_URI: the path is a file name, even if it starts with `file:`.
-    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    if create == Create::IfMissing {
+        flags |= OpenFlags::SQLITE_OPEN_CREATE;
+    }
     let conn = Connection::open_with_flags(path, flags)
         .map_err(|err| setup_error(format!("cannot open the SQLite database {shown}"), err))?;
     conn.busy_timeout(BUSY_TIMEOUT).map_err(|err| setup_error(format!("cannot configure {shown}"), err))?;
