@@ -133,6 +133,10 @@ impl RedbStoreBuilder {
     /// Opens the database file at `path`, creating it (but not its directory)
     /// if it does not exist.
     ///
+    /// A file the store creates is readable and writable by its owner only
+    /// (`0600` on Unix). A file that already exists keeps its mode: the
+    /// store changes the mode of no existing file.
+    ///
     /// After an I/O error (a full disk) the store closes the file and opens
     /// it again by itself, so writes work again once the cause is gone; see
     /// [`RedbStore`]'s "Failures".
@@ -145,7 +149,10 @@ impl RedbStoreBuilder {
     /// of the same names with other types.
     pub fn open(self, path: impl AsRef<Path>) -> Result<RedbStore, StoreError> {
         let path = path.as_ref();
-        let db = Database::create(path).map_err(|err| open_error(path, err))?;
+        let db = open_private(path)
+            .map_err(DatabaseError::from)
+            .and_then(|file| Database::builder().create_with_backend(::redb::backends::FileBackend::new(file)?))
+            .map_err(|err| open_error(path, err))?;
         let path = path.to_owned();
         // `open`, not `create`: a file that vanished must not come back empty.
         self.assemble(Arc::new(db), Some(Box::new(move || Database::open(&path))))
@@ -203,6 +210,18 @@ fn create_tables(db: &Database, tables: &Tables, durability: RedbDurability) -> 
     txn.open_table(tables.expiry())
         .map_err(refused(format!("cannot use `{}` as the session expiry index", tables.expiry)))?;
     txn.commit().map_err(|err| StoreError::config_caused_by("cannot commit to the redb database", err))
+}
+
+/// Opens the file at `path` for redb, creating it empty and private to its
+/// owner (`0600`) if it does not exist; an existing file keeps its mode.
+/// Otherwise as `redb::Builder::create`, which would create it `0644` (less
+/// the umask).
+fn open_private(path: &Path) -> std::io::Result<std::fs::File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true).write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)
 }
 
 /// Says in words why a database file could not be opened.
@@ -657,6 +676,24 @@ mod tests {
         store.health().expect("a new store is healthy");
         assert_eq!(store.get(&kept).await.expect("get").map(|r| r.data), Some(numbered(0)));
         assert_eq!(store.get(&panicked).await.expect("get"), None, "the panicked write was rolled back");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_database_file_a_store_creates_is_private_and_an_existing_file_keeps_its_mode() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |path: &Path| std::fs::metadata(path).expect("metadata").permissions().mode() & 0o777;
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("sessions.redb");
+        drop(RedbStore::open(&path).expect("open"));
+        assert_eq!(mode(&path), 0o600, "a new database file must be private");
+
+        let shared = dir.path().join("shared.redb");
+        std::fs::write(&shared, b"").expect("create");
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o640)).expect("chmod");
+        drop(RedbStore::open(&shared).expect("open"));
+        assert_eq!(mode(&shared), 0o640, "the store changed the mode of an existing file");
     }
 
     #[test]

@@ -76,6 +76,18 @@ const SWEEP_CHUNK: u32 = 1_000;
 /// database, so the same file can be opened again as soon as the drop
 /// returns.
 ///
+/// # Files
+///
+/// A database file the store creates ([`open`](Self::open) on a path that
+/// does not exist yet) is readable and writable by its owner only (`0600`
+/// on Unix), and SQLite creates the `-wal` and `-shm` files beside it with
+/// the database file's mode, so they are private too. A database file that
+/// already exists keeps its mode (and new `-wal` and `-shm` files follow
+/// it), as do `-wal` and `-shm` files that already exist: the store changes
+/// the mode of no existing file. The directory must exist and is left as
+/// it is. A connection handed to [`from_connection`](Self::from_connection)
+/// was opened by the application, with the modes it chose.
+///
 /// # Writes, and callers that give up
 ///
 /// Writes go through one writer thread that commits each batch of queued

@@ -28,7 +28,7 @@ pub(super) fn is_private(path: &Path) -> bool {
 /// Whether [`open_writer`] may create the database file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Create {
-    /// When the store is built.
+    /// When the store is built: a new file is created, private.
     IfMissing,
     /// When the writer reopens its file: a file that vanished must not come
     /// back empty, as if every session had been deleted.
@@ -48,6 +48,9 @@ pub(super) fn open_writer(
     // No SQLITE_OPEN_URI: the path is a file name, even if it starts with `file:`.
     let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     if create == Create::IfMissing {
+        if !is_private(path) {
+            create_private(path);
+        }
         flags |= OpenFlags::SQLITE_OPEN_CREATE;
     }
     let conn = Connection::open_with_flags(path, flags)
@@ -66,6 +69,28 @@ pub(super) fn open_writer(
         .map_err(|err| setup_error(format!("cannot configure {shown}"), err))?;
     prepare_schema(&conn, table, sql)?;
     Ok((conn, mode.eq_ignore_ascii_case("wal")))
+}
+
+/// Creates the database file, empty and private to its owner (`0600`), if
+/// it does not exist. SQLite would create it `0644` (less the umask), and it
+/// creates the `-wal` and `-shm` files with the database file's mode, so a
+/// private database file keeps all three private. An empty file is an empty
+/// database to SQLite.
+///
+/// `create_new`, so an existing file is never opened here: closing a second
+/// descriptor of a file would drop the POSIX locks SQLite connections of
+/// this process hold on it. Any other failure is left for SQLite's own open
+/// to report, in the words the rest of setup uses.
+fn create_private(path: &Path) {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    if let Err(err) = options.open(path)
+        && err.kind() != std::io::ErrorKind::AlreadyExists
+    {
+        tracing::debug!(error = &err as &dyn std::error::Error, "could not create the SQLite database file");
+    }
 }
 
 /// A connection for reads only, beside a writer in WAL mode.

@@ -1,7 +1,8 @@
 //! The store around its writer: a commit that panics (in a store that can
-//! reopen its file and in ones that cannot) and a caller that gives up
-//! while the writer waits.
+//! reopen its file and in ones that cannot), a caller that gives up while
+//! the writer waits, and the modes of the files the store creates.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -125,4 +126,41 @@ async fn a_write_whose_caller_gave_up_before_the_writer_took_it_is_never_applied
     assert_eq!(store.get(&abandoned).await.expect("get"), None, "a write nobody waited for was applied");
     assert!(store.get(&first).await.expect("get").is_some());
     assert!(store.get(&later).await.expect("get").is_some());
+}
+
+#[cfg(unix)]
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap_or_else(|err| panic!("{}: {err}", path.display())).permissions().mode() & 0o777
+}
+
+#[cfg(unix)]
+fn with_suffix(path: &Path, suffix: &str) -> std::path::PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    name.into()
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn the_database_files_a_store_creates_are_private_and_an_existing_file_keeps_its_mode() {
+    use std::os::unix::fs::PermissionsExt;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("sessions.db");
+    let store = SqliteStore::open(&path).await.expect("open");
+    store.set(&SessionId::generate(), &numbered(0), None).await.expect("set");
+    // While the store is open: SQLite removes `-wal` and `-shm` on close.
+    for file in [path.clone(), with_suffix(&path, "-wal"), with_suffix(&path, "-shm")] {
+        assert_eq!(mode(&file), 0o600, "{} is not private", file.display());
+    }
+    drop(store);
+
+    let shared = dir.path().join("shared.db");
+    std::fs::write(&shared, b"").expect("create");
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o640)).expect("chmod");
+    let store = SqliteStore::open(&shared).await.expect("open");
+    store.set(&SessionId::generate(), &numbered(0), None).await.expect("set");
+    assert_eq!(mode(&shared), 0o640, "the store changed the mode of an existing file");
+    assert_eq!(mode(&with_suffix(&shared, "-wal")), 0o640, "the WAL follows its database file");
 }
