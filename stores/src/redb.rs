@@ -133,6 +133,10 @@ impl RedbStoreBuilder {
     /// Opens the database file at `path`, creating it (but not its directory)
     /// if it does not exist.
     ///
+    /// A file the store creates is readable and writable by its owner only
+    /// (`0600` on Unix). A file that already exists keeps its mode: the
+    /// store changes the mode of no existing file.
+    ///
     /// After an I/O error (a full disk) the store closes the file and opens
     /// it again by itself, so writes work again once the cause is gone; see
     /// [`RedbStore`]'s "Failures".
@@ -145,7 +149,10 @@ impl RedbStoreBuilder {
     /// of the same names with other types.
     pub fn open(self, path: impl AsRef<Path>) -> Result<RedbStore, StoreError> {
         let path = path.as_ref();
-        let db = Database::create(path).map_err(|err| open_error(path, err))?;
+        let db = open_private(path)
+            .map_err(DatabaseError::from)
+            .and_then(|file| Database::builder().create_with_backend(::redb::backends::FileBackend::new(file)?))
+            .map_err(|err| open_error(path, err))?;
         let path = path.to_owned();
         // `open`, not `create`: a file that vanished must not come back empty.
         self.assemble(Arc::new(db), Some(Box::new(move || Database::open(&path))))
@@ -177,7 +184,7 @@ impl RedbStoreBuilder {
         let tables = Arc::new(Tables::new(&self.table_prefix));
         create_tables(&db, &tables, self.durability)?;
         let handle = Arc::new(Handle::new(db, reopen));
-        let writer = Writer { handle: Arc::clone(&handle), tables: Arc::clone(&tables), durability: self.durability };
+        let writer = Writer::new(Arc::clone(&handle), Arc::clone(&tables), self.durability);
         let writer = GroupCommit::spawn("sessionkit-redb-writer", writer)?;
         Ok(RedbStore { writer, handle, tables, durability: self.durability })
     }
@@ -203,6 +210,18 @@ fn create_tables(db: &Database, tables: &Tables, durability: RedbDurability) -> 
     txn.open_table(tables.expiry())
         .map_err(refused(format!("cannot use `{}` as the session expiry index", tables.expiry)))?;
     txn.commit().map_err(|err| StoreError::config_caused_by("cannot commit to the redb database", err))
+}
+
+/// Opens the file at `path` for redb, creating it empty and private to its
+/// owner (`0600`) if it does not exist; an existing file keeps its mode.
+/// Otherwise as `redb::Builder::create`, which would create it `0644` (less
+/// the umask).
+fn open_private(path: &Path) -> std::io::Result<std::fs::File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true).write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)
 }
 
 /// Says in words why a database file could not be opened.
@@ -284,6 +303,30 @@ fn open_error(path: &Path, err: DatabaseError) -> StoreError {
 /// does not own: its writes fail, saying so, until the application reopens
 /// the database and builds a new store.
 ///
+/// # Writes, and callers that give up
+///
+/// At most 256 writes wait for the writer thread. When the disk is slow and
+/// that queue is full, a write waits (asynchronously) for room, so a slow
+/// disk slows callers down instead of growing the store's memory. A caller
+/// that stops waiting (drops the future, for example on a timeout) before
+/// the writer took its write into a batch can rely on the write never being
+/// applied. Once taken, the write runs to its end and may commit: a caller
+/// that gave up cannot tell which, and must treat the write as possibly
+/// done.
+///
+/// # A writer that panics
+///
+/// If a commit panics (a bug), every write of that batch fails and none of
+/// it is committed. A store that opened its file closes the database handle
+/// and opens the file again, as after an I/O error (which also reclaims the
+/// pages the abandoned transaction held), and goes on; while that fails,
+/// every operation fails at once with the cause and the store tries again
+/// (at least every 2 s). A store built
+/// [`from_database`](RedbStore::from_database) cannot reopen a database it
+/// does not own: from then on every operation fails at once with an error
+/// that says so, and [`health`](RedbStore::health) reports it, until the
+/// application reopens the database and builds a new store.
+///
 /// # Bad data
 ///
 /// A stored value that cannot be decoded reads as absent (logged with
@@ -350,6 +393,25 @@ impl RedbStore {
         RedbStoreBuilder::default()
     }
 
+    /// Whether the store can serve operations, for a health check: `Ok`
+    /// while its writer runs. Cheap and immediate: it touches neither the
+    /// writer's queue nor the disk.
+    ///
+    /// `Ok` does not promise that the next write succeeds: a full disk fails
+    /// the writes caught in it, with their own error (see "Failures" above).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Backend`], the same error every operation gets at once
+    /// meanwhile: for good after a commit panicked in a store built
+    /// [`from_database`](Self::from_database) (it says the application must
+    /// reopen the database and build a new store); for as long as a store
+    /// that opened its file cannot open it again after a panic (with the
+    /// cause). See "A writer that panics" above.
+    pub fn health(&self) -> Result<(), StoreError> {
+        self.writer.health()
+    }
+
     /// Makes every acknowledged write durable now. Only
     /// [`RedbDurability::None`] needs it; with the other settings every
     /// write is durable before it is acknowledged and this commits nothing
@@ -371,6 +433,9 @@ impl RedbStore {
         T: Send + 'static,
         F: Fn(&ReadTransaction, &Tables) -> Result<T, StoreError> + Send + 'static,
     {
+        // Reads fail with the writer, so the store is either in service or
+        // not.
+        self.writer.health()?;
         let (handle, tables) = (Arc::clone(&self.handle), Arc::clone(&self.tables));
         tokio::task::spawn_blocking(move || read_blocking(&handle, &tables, read))
             .await
@@ -551,6 +616,89 @@ pub(crate) fn fuzz_read(bytes: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::group_commit::test_hooks::{
+        assert_only_acknowledged_writes_stored, chain, numbered, panicking_data, race_a_panicking_write,
+    };
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_commit_that_panics_fails_its_batch_and_the_store_reopens_its_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("s.redb");
+        let store = Arc::new(RedbStore::open(&path).expect("open"));
+        let before = sessionkit::testing::checks::key();
+        store.set(&before, &numbered(0), None).await.expect("set");
+        let first_handle = Arc::downgrade(&store.handle.get().expect("handle"));
+
+        let race = race_a_panicking_write(&store).await;
+        store.health().expect("the writer restarted");
+        assert_eq!(first_handle.strong_count(), 0, "the handle the panic struck was not closed");
+        assert_only_acknowledged_writes_stored(&*store, &race).await;
+
+        let after = sessionkit::testing::checks::key();
+        store.set(&after, &numbered(1), Some(expiry::now() + std::time::Duration::from_secs(60))).await.expect("set");
+        let mut changes = Changes::new();
+        changes.set("updated", serde_json::json!(true));
+        assert_eq!(store.update(&before, &changes, None).await.expect("update"), UpdateOutcome::Applied);
+        assert!(store.touch(&after, None).await.expect("touch"));
+        store.delete(&after).await.expect("delete");
+        drop(store);
+
+        let reopened = RedbStore::open(&path).expect("reopen");
+        assert_eq!(
+            reopened.get(&before).await.expect("get").map(|r| r.data),
+            Some(changes.applied_to(numbered(0)).expect("applies"))
+        );
+        assert_eq!(reopened.get(&after).await.expect("get"), None);
+        assert_only_acknowledged_writes_stored(&reopened, &race).await;
+    }
+
+    #[tokio::test]
+    async fn a_store_on_the_applications_database_is_out_of_service_after_a_panic_and_says_so() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("s.redb");
+        let store = RedbStore::from_database(Database::create(&path).expect("create")).expect("store");
+        let kept = sessionkit::testing::checks::key();
+        store.set(&kept, &numbered(0), None).await.expect("set");
+        let panicked = sessionkit::testing::checks::key();
+        let err = store.set(&panicked, &panicking_data(), None).await.expect_err("the commit panics");
+        assert!(chain(&err).contains("panicked"), "{}", chain(&err));
+
+        for _ in 0..3 {
+            let health = chain(&store.health().expect_err("out of service for good"));
+            assert!(health.contains("from_database") && health.contains("builds a new store"), "{health}");
+            let read = store.get(&kept).await.expect_err("reads fail at once");
+            assert_eq!(chain(&read), health, "every operation reports the lasting error");
+            let write =
+                store.set(&sessionkit::testing::checks::key(), &numbered(1), None).await.expect_err("writes fail");
+            assert_eq!(chain(&write), health);
+            assert!(store.flush().await.is_err());
+        }
+        drop(store);
+
+        // What the application does: open the database again, a new store.
+        let store = RedbStore::open(&path).expect("reopen");
+        store.health().expect("a new store is healthy");
+        assert_eq!(store.get(&kept).await.expect("get").map(|r| r.data), Some(numbered(0)));
+        assert_eq!(store.get(&panicked).await.expect("get"), None, "the panicked write was rolled back");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_database_file_a_store_creates_is_private_and_an_existing_file_keeps_its_mode() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |path: &Path| std::fs::metadata(path).expect("metadata").permissions().mode() & 0o777;
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("sessions.redb");
+        drop(RedbStore::open(&path).expect("open"));
+        assert_eq!(mode(&path), 0o600, "a new database file must be private");
+
+        let shared = dir.path().join("shared.redb");
+        std::fs::write(&shared, b"").expect("create");
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o640)).expect("chmod");
+        drop(RedbStore::open(&shared).expect("open"));
+        assert_eq!(mode(&shared), 0o640, "the store changed the mode of an existing file");
+    }
 
     #[test]
     fn table_names_follow_the_prefix() {

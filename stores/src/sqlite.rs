@@ -26,6 +26,13 @@
 //! at any moment leaves each write either fully there or not at all. A
 //! connection handed to the store keeps the settings its owner chose.
 //!
+//! # A writer that panics
+//!
+//! A panic inside a commit fails that batch (see [`crate::group_commit`]);
+//! the writer then goes on with a fresh connection to the file, or, when it
+//! has no file to reopen, stops for good and [`SqliteStore::health`] says
+//! so. The choices are explained in `docs/store-writers.md`.
+//!
 //! # Expiry and corrupt rows
 //!
 //! Expiry is Unix milliseconds in an indexed `expires_at` column and is
@@ -49,7 +56,7 @@ use sessionkit::{Changes, SessionMap, SessionRecord, SessionStore, StoreError, S
 use crate::group_commit::GroupCommit;
 use readers::Readers;
 use table::{Sql, Table};
-use writer::{Op, Out, Writer};
+use writer::{Op, Out, Reopen, Writer};
 
 /// Records `delete_expired` removes per transaction, so that a large sweep
 /// lets other writes in between its steps.
@@ -68,6 +75,43 @@ const SWEEP_CHUNK: u32 = 1_000;
 /// Dropping the store finishes the writes already queued and closes the
 /// database, so the same file can be opened again as soon as the drop
 /// returns.
+///
+/// # Files
+///
+/// A database file the store creates ([`open`](Self::open) on a path that
+/// does not exist yet) is readable and writable by its owner only (`0600`
+/// on Unix), and SQLite creates the `-wal` and `-shm` files beside it with
+/// the database file's mode, so they are private too. A database file that
+/// already exists keeps its mode (and new `-wal` and `-shm` files follow
+/// it), as do `-wal` and `-shm` files that already exist: the store changes
+/// the mode of no existing file. The directory must exist and is left as
+/// it is. A connection handed to [`from_connection`](Self::from_connection)
+/// was opened by the application, with the modes it chose.
+///
+/// # Writes, and callers that give up
+///
+/// Writes go through one writer thread that commits each batch of queued
+/// writes in one transaction; at most 256 wait for it. When the disk is
+/// slow and that queue is full, a write waits (asynchronously) for room, so
+/// a slow disk slows callers down instead of growing the store's memory.
+///
+/// A caller that stops waiting (drops the future, for example on a
+/// timeout) before the writer took its write into a batch can rely on the
+/// write never being applied. Once taken, the write runs to its end and may
+/// commit: a caller that gave up cannot tell which, and must treat the
+/// write as possibly done.
+///
+/// # A writer that panics
+///
+/// If a commit panics (a bug), every write of that batch fails and none of
+/// it is acknowledged (the transaction is rolled back). A store that opened
+/// its file replaces its write connection by a new one and goes on; while
+/// it cannot open the file, every operation fails at once with the cause,
+/// and it tries again (at least every 2 s). A store built
+/// [`from_connection`](Self::from_connection), or on `:memory:`, cannot open
+/// its database again: from then on every operation fails at once with an
+/// error that says so, and [`health`](Self::health) reports it, until the
+/// application builds a new store.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -125,9 +169,7 @@ impl SqliteStore {
     pub async fn open_with_table(path: impl AsRef<Path>, table: &str) -> Result<Self, StoreError> {
         let table = Table::new(table)?;
         let path = path.as_ref().to_owned();
-        // `""` and `:memory:` are databases private to one connection:
-        // a second connection to them would see another, empty database.
-        let private = path.as_os_str().is_empty() || path.as_os_str() == ":memory:";
+        let private = setup::is_private(&path);
         let path = if private {
             path
         } else {
@@ -140,11 +182,13 @@ impl SqliteStore {
         let sql = Arc::new(Sql::new(&table));
         let (conn, wal) = {
             let (path, table, sql) = (path.clone(), table.clone(), Arc::clone(&sql));
-            blocking(move || setup::open_writer(&path, &table, &sql)).await?
+            blocking(move || setup::open_writer(&path, &table, &sql, setup::Create::IfMissing)).await?
         };
         let readers =
             (wal && !private).then(|| Arc::new(Readers::new(path.clone(), table.name().to_owned(), Arc::clone(&sql))));
-        Self::start(conn, table, sql, readers, Some(path))
+        let reopen =
+            if private { Reopen::NeverInMemory } else { Reopen::File { path: path.clone(), table: table.clone() } };
+        Self::start(conn, table, sql, readers, reopen, Some(path))
     }
 
     /// Uses `conn`'s `http_sessions` table. See
@@ -182,7 +226,7 @@ impl SqliteStore {
             let (table, sql) = (table.clone(), Arc::clone(&sql));
             blocking(move || setup::prepare_schema(&conn, &table, &sql).map(|()| conn)).await?
         };
-        Self::start(conn, table, sql, None, None)
+        Self::start(conn, table, sql, None, Reopen::Never, None)
     }
 
     fn start(
@@ -190,15 +234,35 @@ impl SqliteStore {
         table: Table,
         sql: Arc<Sql>,
         readers: Option<Arc<Readers>>,
+        reopen: Reopen,
         path: Option<PathBuf>,
     ) -> Result<Self, StoreError> {
-        let writer = GroupCommit::spawn("sessionkit-sqlite", Writer::new(conn, sql, table.name().to_owned()))?;
+        let writer = GroupCommit::spawn("sessionkit-sqlite", Writer::new(conn, sql, table.name().to_owned(), reopen))?;
         Ok(Self { writer, readers, table, path })
     }
 
     /// The name of the table holding the sessions.
     pub fn table(&self) -> &str {
         self.table.name()
+    }
+
+    /// Whether the store can serve operations, for a health check: `Ok`
+    /// while its writer runs. Cheap and immediate: it touches neither the
+    /// queue nor the disk.
+    ///
+    /// `Ok` does not promise that the next write succeeds (a full disk fails
+    /// that write alone, with its own error); see "A writer that panics"
+    /// above for when it is not `Ok`.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Backend`], the same error every operation gets at once
+    /// meanwhile: for good after a commit panicked in a store that cannot
+    /// open its database again (it says the application must build a new
+    /// store); for as long as a store that opened its file cannot open it
+    /// again after a panic (with the cause).
+    pub fn health(&self) -> Result<(), StoreError> {
+        self.writer.health()
     }
 
     async fn submit(&self, op: Op) -> Result<Out, StoreError> {
@@ -236,6 +300,9 @@ fn ms(instant: Option<SystemTime>) -> Option<i64> {
 impl SessionStore for SqliteStore {
     async fn get(&self, id: &StoreKey) -> Result<Option<SessionRecord>, StoreError> {
         if let Some(readers) = &self.readers {
+            // Reads beside the writer fail with it, so the store is either
+            // in service or not.
+            self.health()?;
             return readers.get(key(id)).await;
         }
         match self.submit(Op::Get { id: key(id) }).await? {
@@ -320,3 +387,6 @@ impl std::fmt::Debug for SqliteStore {
 pub(crate) fn fuzz_read(data: rusqlite::types::ValueRef<'_>, expires_at: rusqlite::types::ValueRef<'_>) {
     let _ = row::decode(data, expires_at);
 }
+
+#[cfg(test)]
+mod tests;

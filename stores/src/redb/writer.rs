@@ -18,8 +18,15 @@
 //! A batch the engine fails (an I/O error, a full disk) fails as a whole and
 //! commits nothing; before the next batch the database handle is replaced
 //! (see [`super::handle`]), so a failure does not outlive its cause.
+//!
+//! A batch that panics is handled the same way: redb keeps a handle whose
+//! write transaction was abandoned by a panic usable but leaks the pages
+//! that transaction took, until the file is opened again, which repairs it.
+//! So before the next batch the writer replaces the handle, as after an I/O
+//! error; a store on the application's `Database` cannot, and stops for
+//! good (see [`crate::group_commit`]).
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use redb::{Database, ReadableTable, StorageError, Table, WriteTransaction};
 use sessionkit::{Changes, StoreError, UpdateOutcome};
@@ -27,7 +34,7 @@ use sessionkit::{Changes, StoreError, UpdateOutcome};
 use super::codec::{self, Stored};
 use super::handle::Handle;
 use super::{Key, RedbDurability, Tables, now_ms};
-use crate::group_commit::Committer;
+use crate::group_commit::{Committer, Restart};
 
 /// One write, as submitted to the writer thread. Not `Debug`: it holds a
 /// session id, which must never reach a log.
@@ -63,9 +70,17 @@ pub(super) enum Out {
 
 /// Owns the write side of the database on the group-commit thread.
 pub(super) struct Writer {
-    pub(super) handle: Arc<Handle>,
-    pub(super) tables: Arc<Tables>,
-    pub(super) durability: RedbDurability,
+    handle: Arc<Handle>,
+    tables: Arc<Tables>,
+    durability: RedbDurability,
+    /// The handle the last batch ran on: the one to replace if it panicked.
+    used: Weak<Database>,
+}
+
+impl Writer {
+    pub(super) fn new(handle: Arc<Handle>, tables: Arc<Tables>, durability: RedbDurability) -> Self {
+        Self { handle, tables, durability, used: Weak::new() }
+    }
 }
 
 impl Committer for Writer {
@@ -77,11 +92,25 @@ impl Committer for Writer {
     /// is replaced before this returns, so the next batch can commit.
     fn commit(&mut self, ops: Vec<Op>) -> Result<Vec<Result<Out, StoreError>>, StoreError> {
         let db = self.handle.get()?;
+        self.used = Arc::downgrade(&db);
         let result = commit_batch(&db, &self.tables, self.durability, ops);
-        let failed = Arc::downgrade(&db);
         // Let go of the handle first: replacing it waits for every holder.
         drop(db);
-        result.map_err(|err| self.handle.after_error(&failed, err))
+        result.map_err(|err| self.handle.after_error(&self.used, err))
+    }
+
+    /// Replaces the handle the panicked batch ran on (a panic unwinding out
+    /// of `commit` has let go of it already), unless a reader replaced it
+    /// first.
+    fn restart(&mut self) -> Result<(), Restart> {
+        if !self.handle.can_reopen() {
+            return Err(Restart::Impossible(
+                "this RedbStore was built on a Database the application owns (RedbStore::from_database or \
+                 RedbStoreBuilder::build), which it cannot close and open again; every operation fails until the \
+                 application reopens the database and builds a new store",
+            ));
+        }
+        self.handle.recover(&self.used).map_err(Restart::Failed)
     }
 }
 
@@ -165,7 +194,14 @@ impl<'txn> WriteTables<'txn> {
 
     fn apply(&mut self, op: Op, now: i64) -> Result<Out, Failure> {
         match op {
-            Op::Set { key, value, expires_at_ms } => self.put(&key, &value, expires_at_ms).map(|()| Out::Done),
+            Op::Set { key, value, expires_at_ms } => {
+                self.put(&key, &value, expires_at_ms)?;
+                // After the write, so the panic strikes inside a transaction
+                // that has changed both tables.
+                #[cfg(test)]
+                crate::group_commit::test_hooks::panic_if_marked(&value);
+                Ok(Out::Done)
+            }
             Op::Delete { key } => self.delete(&key).map(|()| Out::Done),
             Op::Touch { key, expires_at_ms } => self.touch(&key, expires_at_ms, now).map(Out::Touched),
             Op::Update { key, changes, expires_at_ms } => {

@@ -18,13 +18,41 @@ use super::table::{Sql, Table};
 /// lock (a second process on the same file, a checkpoint) before failing.
 pub(super) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Whether `path` names a database private to one connection (`""` and
+/// `:memory:`): a second connection to it would see another, empty
+/// database, and there is no file.
+pub(super) fn is_private(path: &Path) -> bool {
+    path.as_os_str().is_empty() || path.as_os_str() == ":memory:"
+}
+
+/// Whether [`open_writer`] may create the database file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Create {
+    /// When the store is built: a new file is created, private.
+    IfMissing,
+    /// When the writer reopens its file: a file that vanished must not come
+    /// back empty, as if every session had been deleted.
+    Never,
+}
+
 /// The write connection for a database file, opened by the store, and
 /// whether it is in WAL mode (and so can be read by other connections while
 /// it writes).
-pub(super) fn open_writer(path: &Path, table: &Table, sql: &Sql) -> Result<(Connection, bool), StoreError> {
+pub(super) fn open_writer(
+    path: &Path,
+    table: &Table,
+    sql: &Sql,
+    create: Create,
+) -> Result<(Connection, bool), StoreError> {
     let shown = path.display();
     // No SQLITE_OPEN_URI: the path is a file name, even if it starts with `file:`.
-    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    if create == Create::IfMissing {
+        if !is_private(path) {
+            create_private(path);
+        }
+        flags |= OpenFlags::SQLITE_OPEN_CREATE;
+    }
     let conn = Connection::open_with_flags(path, flags)
         .map_err(|err| setup_error(format!("cannot open the SQLite database {shown}"), err))?;
     conn.busy_timeout(BUSY_TIMEOUT).map_err(|err| setup_error(format!("cannot configure {shown}"), err))?;
@@ -41,6 +69,28 @@ pub(super) fn open_writer(path: &Path, table: &Table, sql: &Sql) -> Result<(Conn
         .map_err(|err| setup_error(format!("cannot configure {shown}"), err))?;
     prepare_schema(&conn, table, sql)?;
     Ok((conn, mode.eq_ignore_ascii_case("wal")))
+}
+
+/// Creates the database file, empty and private to its owner (`0600`), if
+/// it does not exist. SQLite would create it `0644` (less the umask), and it
+/// creates the `-wal` and `-shm` files with the database file's mode, so a
+/// private database file keeps all three private. An empty file is an empty
+/// database to SQLite.
+///
+/// `create_new`, so an existing file is never opened here: closing a second
+/// descriptor of a file would drop the POSIX locks SQLite connections of
+/// this process hold on it. Any other failure is left for SQLite's own open
+/// to report, in the words the rest of setup uses.
+fn create_private(path: &Path) {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    if let Err(err) = options.open(path)
+        && err.kind() != std::io::ErrorKind::AlreadyExists
+    {
+        tracing::debug!(error = &err as &dyn std::error::Error, "could not create the SQLite database file");
+    }
 }
 
 /// A connection for reads only, beside a writer in WAL mode.

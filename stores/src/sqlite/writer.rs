@@ -9,15 +9,23 @@
 //! still commits. If SQLite aborts the whole transaction instead (a full
 //! disk, an I/O error), the writes before it in the batch are gone too, so
 //! the whole batch fails: nothing is acknowledged that was not committed.
+//!
+//! If a commit panics, the open transaction is rolled back as the panic
+//! unwinds, and before the next batch the writer replaces its connection by
+//! a fresh one to the same file ([`Reopen`]); a connection the application
+//! handed over, or a private in-memory database, cannot be replaced, and the
+//! store then stops for good (see [`crate::group_commit`]).
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use sessionkit::{Changes, SessionMap, StoreError, UpdateOutcome, expiry};
 
 use super::row::RawRow;
-use super::table::Sql;
-use crate::group_commit::Committer;
+use super::setup;
+use super::table::{Sql, Table};
+use crate::group_commit::{Committer, Restart};
 
 /// One queued operation. Ids are the 43-character text form of a
 /// [`sessionkit::StoreKey`]; instants are Unix milliseconds.
@@ -71,16 +79,31 @@ pub(super) enum Out {
     Row(Option<RawRow>),
 }
 
+/// Where the writer gets a new connection after a commit panicked.
+#[derive(Debug)]
+pub(super) enum Reopen {
+    /// The database file the store opened itself: a new connection to it,
+    /// set up as the first one was.
+    File { path: PathBuf, table: Table },
+    /// A connection the application handed over
+    /// (`SqliteStore::from_connection`).
+    Never,
+    /// A private in-memory database: it lives in its one connection, and a
+    /// new connection would start empty.
+    NeverInMemory,
+}
+
 /// The write side of a store: owns the connection.
 pub(super) struct Writer {
     conn: Connection,
     sql: Arc<Sql>,
     table: String,
+    reopen: Reopen,
 }
 
 impl Writer {
-    pub(super) fn new(conn: Connection, sql: Arc<Sql>, table: String) -> Self {
-        Self { conn, sql, table }
+    pub(super) fn new(conn: Connection, sql: Arc<Sql>, table: String, reopen: Reopen) -> Self {
+        Self { conn, sql, table, reopen }
     }
 }
 
@@ -89,7 +112,7 @@ impl Committer for Writer {
     type Out = Out;
 
     fn commit(&mut self, ops: Vec<Op>) -> Result<Vec<Result<Out, StoreError>>, StoreError> {
-        let Self { conn, sql, table } = self;
+        let Self { conn, sql, table, .. } = self;
         if !ops.iter().any(Op::writes) {
             // Reads alone need no transaction, and so no commit or sync.
             return Ok(ops.into_iter().map(|op| apply(conn, sql, table, op)).collect());
@@ -108,6 +131,31 @@ impl Committer for Writer {
         // Dropping a transaction whose COMMIT failed rolls it back.
         tx.commit().map_err(|err| StoreError::backend("committing session writes to SQLite", err))?;
         Ok(results)
+    }
+
+    /// A fresh connection to the file replaces the one that was committing
+    /// when the panic struck, so no statement, savepoint or cached state of
+    /// the interrupted batch survives. The old connection closes when it is
+    /// replaced (SQLite rolls back whatever it still had open; in WAL mode
+    /// the new one opens beside it without waiting for its lock).
+    fn restart(&mut self) -> Result<(), Restart> {
+        match &self.reopen {
+            Reopen::File { path, table } => {
+                let (conn, _wal) =
+                    setup::open_writer(path, table, &self.sql, setup::Create::Never).map_err(Restart::Failed)?;
+                self.conn = conn;
+                Ok(())
+            }
+            Reopen::Never => Err(Restart::Impossible(
+                "this SqliteStore was built on a connection the application handed over \
+                 (SqliteStore::from_connection), which it cannot open again; every operation fails until the \
+                 application opens a new connection and builds a new store",
+            )),
+            Reopen::NeverInMemory => Err(Restart::Impossible(
+                "this SqliteStore's database is in memory, private to the connection that panicked, and a new \
+                 connection would start empty; every operation fails until the application builds a new store",
+            )),
+        }
     }
 }
 
@@ -148,6 +196,10 @@ fn apply(conn: &Connection, sql: &Sql, table: &str, op: Op) -> Result<Out, Store
         Op::Set { id, json, expires_at } => {
             let mut statement = conn.prepare_cached(&sql.upsert).map_err(write_error)?;
             statement.execute(params![id, json, expires_at]).map_err(write_error)?;
+            // After the write, so the panic strikes inside a transaction
+            // that has changed the table.
+            #[cfg(test)]
+            crate::group_commit::test_hooks::panic_if_marked(json.as_bytes());
             Ok(Out::Done)
         }
         Op::Delete { id } => {
@@ -215,8 +267,6 @@ mod tests {
     use std::path::Path;
 
     use super::*;
-    use crate::sqlite::setup;
-    use crate::sqlite::table::Table;
 
     /// A writer on table `t` of a new file, whose `data` column refuses
     /// values of 100 bytes or more: a way to make one write fail on its own.
@@ -230,7 +280,7 @@ mod tests {
         let table = Table::new("t").expect("name");
         let sql = Arc::new(Sql::new(&table));
         setup::prepare_schema(&conn, &table, &sql).expect("schema");
-        Writer::new(conn, sql, "t".to_owned())
+        Writer::new(conn, sql, "t".to_owned(), Reopen::Never)
     }
 
     fn set(id: &str, json: &str) -> Op {
