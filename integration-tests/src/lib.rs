@@ -7,6 +7,7 @@
 
 pub mod app;
 pub mod crash_workload;
+pub mod failover_workload;
 pub mod http_suite;
 pub mod observed_store;
 pub mod raw_http;
@@ -14,6 +15,7 @@ pub mod redis_cluster;
 pub mod redis_node;
 pub mod redis_sentinel;
 pub mod redis_server;
+pub mod redis_suites;
 pub mod redis_tls;
 pub mod server;
 pub mod stores;
