@@ -60,7 +60,7 @@ impl RedisSentinel {
                     "port {port}\nbind 127.0.0.1\ndaemonize no\nloglevel notice\n\
                      sentinel monitor {SERVICE} 127.0.0.1 {primary} 2\n\
                      sentinel down-after-milliseconds {SERVICE} {down}\n\
-                     sentinel failover-timeout {SERVICE} 10000\n\
+                     sentinel failover-timeout {SERVICE} 3000\n\
                      sentinel parallel-syncs {SERVICE} 1\n",
                     primary = ports[0],
                     down = DOWN_AFTER.as_millis(),
@@ -126,12 +126,29 @@ impl RedisSentinel {
         })
     }
 
-    /// Restarts the data node on `port` (empty: no persistence); the
-    /// sentinels turn it into a replica of the current primary. Waits until
-    /// it is in sync and the sentinels see the deployment whole again.
+    /// Restarts the data node on `port` (empty: no persistence), and waits
+    /// until the sentinels have turned it into an in-sync replica of the
+    /// current primary. (Sentinel does that only once the node has been back
+    /// for about 8 s, its fixed `SENTINEL_PUBLISH_PERIOD * 4`.)
     pub fn restart(&mut self, port: u16) {
         self.node_mut(port).restart();
-        self.wait_settled();
+        wait_for("the restarted node becoming a replica", SETTLE_TIMEOUT, || {
+            let primary = self.reported_primary()?;
+            self.replicas_in_sync(primary)
+        });
+    }
+
+    fn replicas_in_sync(&self, primary: u16) -> Result<(), String> {
+        for node in self.data.iter().filter(|node| node.port() != primary) {
+            let info =
+                query::<String>(node.port(), redis::cmd("INFO").arg("replication")).map_err(|err| err.to_string())?;
+            if info_field(&info, "master_port") != Some(primary.to_string())
+                || info_field(&info, "master_link_status").as_deref() != Some("up")
+            {
+                return Err(format!("{} is not an in-sync replica of {primary}", node.port()));
+            }
+        }
+        Ok(())
     }
 
     /// Waits until the data nodes are one primary and one replica in sync,
@@ -160,16 +177,7 @@ impl RedisSentinel {
                     return Err(format!("sentinel {} does not see one healthy replica", sentinel.port()));
                 }
             }
-            for node in self.data.iter().filter(|node| node.port() != primary) {
-                let info =
-                    query::<String>(node.port(), redis::cmd("INFO").arg("replication")).map_err(|err| err.to_string())?;
-                if info_field(&info, "master_port") != Some(primary.to_string())
-                    || info_field(&info, "master_link_status").as_deref() != Some("up")
-                {
-                    return Err(format!("{} is not an in-sync replica of {primary}", node.port()));
-                }
-            }
-            Ok(())
+            self.replicas_in_sync(primary)
         });
     }
 

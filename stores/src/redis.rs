@@ -378,6 +378,7 @@ impl RedisStoreBuilder {
             )));
         }
         let connection = Connection::new(source, fixed, self.timeout, self.wait);
+        connection.first_contact("connecting to Redis").await?;
         let store = RedisStore { connection, prefix: self.prefix.into() };
         store.check_server().await?;
         Ok(store)

@@ -39,7 +39,7 @@ use std::time::{Duration, Instant};
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use ::redis::cluster::ClusterClient;
 use ::redis::sentinel::SentinelClient;
-use ::redis::{Client, ErrorKind, RedisError, RedisResult};
+use ::redis::{Client, ConnectionAddr, ErrorKind, RedisError, RedisResult};
 use sessionkit::StoreError;
 
 use super::link::{Inner, Link, Wait};
@@ -135,6 +135,39 @@ impl Connection {
     /// The replicas each write waits for, if any.
     pub(super) fn wait(&self) -> Option<Wait> {
         self.wait
+    }
+
+    /// A first, throwaway TLS connection to a standalone server, so that
+    /// what no retry can fix (a certificate the CA did not sign, a client
+    /// certificate the server wants, a server that does not speak TLS) is
+    /// reported with its cause at once. The manager would otherwise retry it in the background until
+    /// the timeout, which says only that Redis did not answer. A refusal or
+    /// an unreachable host is left to the ordinary path, which bounds and
+    /// reports it as a timeout.
+    ///
+    /// A server without TLS behind a `rediss://` URL accepts the TCP
+    /// connection and then waits for a line of text that the TLS handshake
+    /// never sends: when TCP connects but the handshake does not finish
+    /// within the timeout, that is the error, with the likely cause.
+    pub(super) async fn first_contact(&self, context: &'static str) -> Result<(), StoreError> {
+        let Source::Client(client) = &self.source else { return Ok(()) };
+        let ConnectionAddr::TcpTls { host, port, .. } = client.get_connection_info().addr() else { return Ok(()) };
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        match tokio::time::timeout_at(deadline, tokio::net::TcpStream::connect((host.as_str(), *port))).await {
+            Ok(Ok(_tcp)) => {}
+            // Refused, unresolvable or unreachable: the ordinary path says so.
+            _ => return Ok(()),
+        }
+        let config = ::redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(self.timeout))
+            .set_response_timeout(Some(self.timeout));
+        match tokio::time::timeout_at(deadline, client.get_multiplexed_async_connection_with_config(&config)).await {
+            Ok(Ok(_connection)) => Ok(()),
+            Ok(Err(err)) if err.is_connection_refusal() => Ok(()),
+            Ok(Err(err)) if err.is_timeout() => Err(no_handshake(context, self.timeout)),
+            Ok(Err(err)) => Err(StoreError::backend(context, err)),
+            Err(_elapsed) => Err(no_handshake(context, self.timeout)),
+        }
     }
 
     /// Runs `op`, which only reads, within the timeout; see the [module docs](self).
@@ -322,6 +355,19 @@ impl Connection {
             self.forget(current.generation);
         }
     }
+}
+
+fn no_handshake(context: &'static str, timeout: Duration) -> StoreError {
+    StoreError::backend(
+        context,
+        std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!(
+                "the server accepted the TCP connection but did not complete a TLS handshake within {timeout:?}; \
+                 is it a Redis without TLS behind a rediss:// URL?"
+            ),
+        ),
+    )
 }
 
 /// Whether a failure to open a connection may pass by itself: a node that
