@@ -163,7 +163,13 @@ impl std::fmt::Display for FailoverReport {
             f,
             "writes failed for {:?} (first failure to first success after the last one; service back {:?} after the kill), \
              {} failed attempts, {} acknowledged writes, {} acknowledged writes lost; before the kill a write took {:?} (median), {:?} (p99)",
-            self.outage, self.resumed_after_kill, self.failed, self.acknowledged, self.lost, self.median_write, self.p99_write
+            self.outage,
+            self.resumed_after_kill,
+            self.failed,
+            self.acknowledged,
+            self.lost,
+            self.median_write,
+            self.p99_write
         )
     }
 }

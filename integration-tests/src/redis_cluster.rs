@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
-use crate::redis_node::{self, RedisNode, Ready, info_field, query, wait_for};
+use crate::redis_node::{self, Ready, RedisNode, info_field, query, wait_for};
 
 /// Primaries, and replicas per primary.
 const PRIMARIES: usize = 3;
@@ -53,7 +53,13 @@ impl RedisCluster {
                     ]
                     .map(OsString::from),
                 );
-                RedisNode::start(format!("cluster node {i}"), dir.path().join(format!("node{i}")), port, args, Ready::Ping)
+                RedisNode::start(
+                    format!("cluster node {i}"),
+                    dir.path().join(format!("node{i}")),
+                    port,
+                    args,
+                    Ready::Ping,
+                )
             })
             .collect();
         let cluster = Self { nodes, _dir: dir };

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use tempfile::TempDir;
 
-use crate::redis_node::{self, RedisNode, Ready, info_field, query, wait_for};
+use crate::redis_node::{self, Ready, RedisNode, info_field, query, wait_for};
 
 /// The service name the sentinels monitor.
 pub const SERVICE: &str = "sessionkit";
@@ -95,11 +95,9 @@ impl RedisSentinel {
     }
 
     fn reported_primary(&self) -> Result<u16, String> {
-        let (_host, port): (String, u16) = query(
-            self.sentinels[0].port(),
-            redis::cmd("SENTINEL").arg("get-master-addr-by-name").arg(SERVICE),
-        )
-        .map_err(|err| err.to_string())?;
+        let (_host, port): (String, u16) =
+            query(self.sentinels[0].port(), redis::cmd("SENTINEL").arg("get-master-addr-by-name").arg(SERVICE))
+                .map_err(|err| err.to_string())?;
         Ok(port)
     }
 

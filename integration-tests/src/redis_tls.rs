@@ -13,7 +13,7 @@ use rcgen::{
 };
 use tempfile::TempDir;
 
-use crate::redis_node::{self, RedisNode, Ready};
+use crate::redis_node::{self, Ready, RedisNode};
 
 /// Whether the server asks clients for a certificate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -302,7 +302,10 @@ impl RedisStoreBuilder {
     /// Connects to the Cluster that these seed nodes (`redis://host:port`
     /// or `rediss://host:port`, all alike) belong to, with this builder's
     /// TLS certificates; the builder form of `redis+cluster://`.
-    pub async fn open_cluster(self, nodes: impl IntoIterator<Item = impl AsRef<str>>) -> Result<RedisStore, StoreError> {
+    pub async fn open_cluster(
+        self,
+        nodes: impl IntoIterator<Item = impl AsRef<str>>,
+    ) -> Result<RedisStore, StoreError> {
         let client = shapes::cluster(shapes::node_infos(nodes)?, &self.tls, self.timeout)?;
         self.connect(Source::Cluster(client), None).await
     }

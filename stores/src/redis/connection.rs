@@ -297,7 +297,9 @@ impl Connection {
             }
             Source::Cluster(client) => Ok(Inner::Cluster(client.get_async_connection().await?)),
             // `current` is set from the start and never cleared for these.
-            Source::Fixed => Err(RedisError::from((ErrorKind::Client, "the application's connection cannot be reopened"))),
+            Source::Fixed => {
+                Err(RedisError::from((ErrorKind::Client, "the application's connection cannot be reopened")))
+            }
         }
     }
 
@@ -322,7 +324,9 @@ impl Connection {
     /// replica may have been failed over: ask the sentinels again. The other
     /// shapes reconnect by themselves.
     fn replace_if_primary_moved(&self, generation: u64, err: &RedisError) {
-        if matches!(self.source, Source::Sentinel(_)) && (err.is_io_error() || err.is_connection_refusal() || turned_away(err)) {
+        if matches!(self.source, Source::Sentinel(_))
+            && (err.is_io_error() || err.is_connection_refusal() || turned_away(err))
+        {
             self.forget(generation);
         }
     }
@@ -387,5 +391,6 @@ fn turned_away(err: &RedisError) -> bool {
     }
     // A transaction whose commands were refused while queued fails as a
     // whole with EXECABORT, naming the refusal.
-    err.code() == Some("EXECABORT") && err.detail().is_some_and(|detail| TRANSIENT.iter().any(|code| detail.contains(code)))
+    err.code() == Some("EXECABORT")
+        && err.detail().is_some_and(|detail| TRANSIENT.iter().any(|code| detail.contains(code)))
 }

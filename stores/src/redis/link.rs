@@ -51,7 +51,13 @@ impl Link {
         cmd
     }
 
-    async fn with_wait(&mut self, pipeline: Pipeline, offset: usize, count: usize, wait: Wait) -> RedisResult<Vec<Value>> {
+    async fn with_wait(
+        &mut self,
+        pipeline: Pipeline,
+        offset: usize,
+        count: usize,
+        wait: Wait,
+    ) -> RedisResult<Vec<Value>> {
         let mut replies = self.inner.req_packed_commands(&pipeline, offset, count + 1).await?;
         let acknowledged = replies.pop();
         // An error in the write comes first: the write did not happen, and
@@ -97,7 +103,12 @@ impl Inner {
         }
     }
 
-    async fn req_packed_commands(&mut self, pipeline: &Pipeline, offset: usize, count: usize) -> RedisResult<Vec<Value>> {
+    async fn req_packed_commands(
+        &mut self,
+        pipeline: &Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisResult<Vec<Value>> {
         match self {
             Inner::Single(connection) => connection.req_packed_commands(pipeline, offset, count).await,
             Inner::Cluster(connection) => connection.req_packed_commands(pipeline, offset, count).await,

@@ -26,7 +26,9 @@ fn invalid(err: ::redis::RedisError) -> StoreError {
 /// Parses each of `urls` as the address of one node (`redis://` or `rediss://`).
 pub(super) fn node_infos(urls: impl IntoIterator<Item = impl AsRef<str>>) -> Result<Vec<ConnectionInfo>, StoreError> {
     urls.into_iter()
-        .map(|url| url.as_ref().into_connection_info().map_err(|err| StoreError::config_caused_by("invalid Redis URL", err)))
+        .map(|url| {
+            url.as_ref().into_connection_info().map_err(|err| StoreError::config_caused_by("invalid Redis URL", err))
+        })
         .collect()
 }
 
@@ -80,8 +82,7 @@ pub(super) fn sentinel(target: SentinelTarget, tls: &Tls) -> Result<SentinelClie
     }
     let sentinel_settings = first.redis_settings().clone();
     let addresses = sentinels.iter().map(|sentinel| sentinel.addr().clone()).collect::<Vec<_>>();
-    let mut builder =
-        SentinelClientBuilder::new(addresses, &service, SentinelServerType::Master).map_err(invalid)?;
+    let mut builder = SentinelClientBuilder::new(addresses, &service, SentinelServerType::Master).map_err(invalid)?;
     if let Some(username) = sentinel_settings.username() {
         builder = builder.set_client_to_sentinel_username(username);
     }

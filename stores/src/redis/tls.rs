@@ -63,10 +63,10 @@ impl Tls {
             return None;
         }
         Some(TlsCertificates {
-            client_tls: self.identity.as_ref().map(|(cert, key)| ClientTlsConfig {
-                client_cert: cert.clone(),
-                client_key: key.clone(),
-            }),
+            client_tls: self
+                .identity
+                .as_ref()
+                .map(|(cert, key)| ClientTlsConfig { client_cert: cert.clone(), client_key: key.clone() }),
             root_cert: self.ca.clone(),
         })
     }
@@ -80,6 +80,7 @@ pub(super) fn install_crypto_provider() {
 }
 
 fn read(path: &Path, what: &str) -> Result<Vec<u8>, StoreError> {
-    std::fs::read(path)
-        .map_err(|err| StoreError::config_caused_by(format!("cannot read the TLS file of {what} {}", path.display()), err))
+    std::fs::read(path).map_err(|err| {
+        StoreError::config_caused_by(format!("cannot read the TLS file of {what} {}", path.display()), err)
+    })
 }

@@ -75,7 +75,9 @@ impl TlsFiles {
 /// Parses a store URL. Errors never quote the URL: it may hold a password.
 pub(super) fn parse(url: &str) -> Result<StoreUrl, StoreError> {
     let Some((scheme, rest)) = url.split_once("://") else {
-        return Err(StoreError::config("invalid Redis URL: no scheme (expected redis://, rediss://, redis+cluster://, redis+sentinel://, unix://)"));
+        return Err(StoreError::config(
+            "invalid Redis URL: no scheme (expected redis://, rediss://, redis+cluster://, redis+sentinel://, unix://)",
+        ));
     };
     match scheme {
         "redis" | "rediss" | "valkey" | "valkeys" | "unix" | "redis+unix" | "valkey+unix" => standalone(url),
@@ -112,7 +114,8 @@ fn standalone(url: &str) -> Result<StoreUrl, StoreError> {
     } else {
         parsed.query_pairs_mut().clear().extend_pairs(kept);
     }
-    let info = parsed.as_str().into_connection_info().map_err(|err| StoreError::config_caused_by("invalid Redis URL", err))?;
+    let info =
+        parsed.as_str().into_connection_info().map_err(|err| StoreError::config_caused_by("invalid Redis URL", err))?;
     if !tls.is_empty() && !uses_tls(info.addr()) {
         return Err(invalid("ca=, cert= and key= need TLS: use rediss://"));
     }
@@ -181,7 +184,9 @@ fn node_info(
         url.push_str("?protocol=");
         url.extend(::url::form_urlencoded::byte_serialize(protocol.as_bytes()));
     }
-    url.as_str().into_connection_info().map_err(|err| StoreError::config_caused_by("invalid Redis URL: a bad host", err))
+    url.as_str()
+        .into_connection_info()
+        .map_err(|err| StoreError::config_caused_by("invalid Redis URL: a bad host", err))
 }
 
 fn cluster(rest: &str, tls: bool) -> Result<StoreUrl, StoreError> {
@@ -225,7 +230,9 @@ fn sentinel(rest: &str, tls: bool) -> Result<StoreUrl, StoreError> {
     let mut path = parts.path.trim_matches('/').split('/');
     let service = path.next().unwrap_or_default();
     if service.is_empty() {
-        return Err(invalid("redis+sentinel:// needs the service name as its path: redis+sentinel://host:26379/mymaster"));
+        return Err(invalid(
+            "redis+sentinel:// needs the service name as its path: redis+sentinel://host:26379/mymaster",
+        ));
     }
     let service = service.to_owned();
     let db = path.next().unwrap_or_default();
@@ -331,7 +338,11 @@ mod tests {
         let addrs: Vec<_> = nodes.iter().map(tcp).collect();
         assert_eq!(
             addrs,
-            vec![("10.0.0.1".to_owned(), 7000, true), ("10.0.0.2".to_owned(), 6379, true), ("::1".to_owned(), 7002, true)]
+            vec![
+                ("10.0.0.1".to_owned(), 7000, true),
+                ("10.0.0.2".to_owned(), 6379, true),
+                ("::1".to_owned(), 7002, true)
+            ]
         );
         assert!(nodes.iter().all(|node| node.redis_settings().password() == Some("s3cret")));
         assert_eq!(url.tls.ca, Some(PathBuf::from("ca.pem")));
