@@ -353,3 +353,29 @@ async fn with_wait_for_replicas_a_cluster_failover_loses_no_acknowledged_write()
     let report = failover_under_write_load(true).await;
     assert_eq!(report.lost, 0, "acknowledged writes were lost despite WAIT: {report}");
 }
+
+/// The builder form and the application's own cluster client or connection
+/// reach the same cluster as the URL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn builder_and_client_forms_reach_the_same_cluster() {
+    let Some(cluster) = RedisCluster::start_or_skip() else { return };
+    let nodes: Vec<String> = cluster.ports().iter().map(|port| format!("redis://127.0.0.1:{port}/")).collect();
+    let by_url = store_on(&cluster, "forms:").await;
+    let by_builder = RedisStore::builder().prefix("forms:").open_cluster(&nodes).await.expect("open_cluster");
+    let client = redis::cluster::ClusterClient::new(nodes.clone()).expect("a cluster client");
+    let connection = client.get_async_connection().await.expect("a cluster connection");
+    let by_client = RedisStore::builder().prefix("forms:").from_cluster_client(client).await.expect("client");
+    let by_connection =
+        RedisStore::builder().prefix("forms:").from_cluster_connection(connection).await.expect("connection");
+
+    let ids: Vec<SessionId> = (0..20).map(|_| SessionId::generate()).collect();
+    for (i, id) in ids.iter().enumerate() {
+        by_url.set(id, &map(json!({ "n": i })), Some(in_secs(60))).await.expect("set");
+    }
+    for store in [&by_builder, &by_client, &by_connection] {
+        for (i, id) in ids.iter().enumerate() {
+            let record = store.get(id).await.expect("get").expect("the same cluster holds it");
+            assert_eq!(record.data["n"], json!(i));
+        }
+    }
+}
