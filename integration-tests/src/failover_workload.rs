@@ -41,7 +41,14 @@ impl Writers {
     /// Creates one session per id and starts a writer on each.
     pub async fn start(store: Arc<RedisStore>, ids: Vec<SessionId>) -> Self {
         for id in &ids {
-            store.set(id, &SessionMap::new(), Some(in_an_hour())).await.expect("create a writer's session");
+            // A write that waits for a replica can time out on a machine
+            // busy with other tests; the setup tries again.
+            let mut attempts = 0;
+            while let Err(err) = store.set(id, &SessionMap::new(), Some(in_an_hour())).await {
+                attempts += 1;
+                assert!(attempts < 20, "cannot create a writer's session: {err:?}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
         }
         let stop = Arc::new(AtomicBool::new(false));
         let successes = Arc::new(ids.iter().map(|_| AtomicU64::new(0)).collect::<Vec<_>>());
@@ -161,10 +168,10 @@ impl std::fmt::Display for FailoverReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "writes failed for {:?} (first failure to first success after the last one; service back {:?} after the kill), \
+            "writes back {:?} after the kill (failures seen from the first to the first success after the last: {:?}), \
              {} failed attempts, {} acknowledged writes, {} acknowledged writes lost; before the kill a write took {:?} (median), {:?} (p99)",
-            self.outage,
             self.resumed_after_kill,
+            self.outage,
             self.failed,
             self.acknowledged,
             self.lost,

@@ -140,10 +140,10 @@ impl Connection {
     /// A first, throwaway TLS connection to a standalone server, so that
     /// what no retry can fix (a certificate the CA did not sign, a client
     /// certificate the server wants, a server that does not speak TLS) is
-    /// reported with its cause at once. The manager would otherwise retry it in the background until
-    /// the timeout, which says only that Redis did not answer. A refusal or
-    /// an unreachable host is left to the ordinary path, which bounds and
-    /// reports it as a timeout.
+    /// reported with its cause at once. The manager would otherwise retry
+    /// it in the background until the timeout, which says only that Redis
+    /// did not answer. A refusal or an unreachable host is left to the
+    /// ordinary path, which bounds and reports it as a timeout.
     ///
     /// A server without TLS behind a `rediss://` URL accepts the TCP
     /// connection and then waits for a line of text that the TLS handshake
@@ -200,7 +200,10 @@ impl Connection {
         let attempts = async {
             loop {
                 let current = match self.current().await {
-                    Ok(current) => current,
+                    Ok(current) => {
+                        *unopened.lock().unwrap_or_else(PoisonError::into_inner) = None;
+                        current
+                    }
                     Err(err) if opening_may_succeed_later(&err) => {
                         *unopened.lock().unwrap_or_else(PoisonError::into_inner) = Some(err);
                         tokio::time::sleep(RETRY_DELAY).await;
