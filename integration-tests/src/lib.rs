@@ -7,10 +7,16 @@
 
 pub mod app;
 pub mod crash_workload;
+pub mod failover_workload;
 pub mod http_suite;
 pub mod observed_store;
 pub mod raw_http;
+pub mod redis_cluster;
+pub mod redis_node;
+pub mod redis_sentinel;
 pub mod redis_server;
+pub mod redis_suites;
+pub mod redis_tls;
 pub mod same_key_suite;
 pub mod server;
 pub mod stores;

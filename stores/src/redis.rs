@@ -24,14 +24,24 @@ use std::sync::LazyLock;
 use std::time::{Duration, SystemTime};
 
 use ::redis::aio::ConnectionManager;
+use ::redis::cluster::ClusterClient;
+use ::redis::cluster_async::ClusterConnection;
+use ::redis::sentinel::SentinelClient;
 use ::redis::{Client, RedisError, Script, Value};
 use sessionkit::{
     Change, Changes, SessionMap, SessionRecord, SessionStore, StoreError, StoreKey, UpdateOutcome, expiry,
 };
 
-use self::connection::Connection;
+use self::connection::{Connection, Source};
+use self::link::{Inner, Wait};
+use self::tls::Tls;
+use self::url::Shape;
 
 mod connection;
+mod link;
+mod shapes;
+mod tls;
+mod url;
 
 /// The hash field that marks a session hash and holds its layout version.
 /// `0xFF` cannot start (or appear in) UTF-8 text, so no session key equals it.
@@ -45,7 +55,9 @@ static TOUCH: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("redi
 static UPDATE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("redis/update.lua")));
 
 /// A session store in Redis 7.0 or newer (or Valkey), for deployments where
-/// several app servers share one session space.
+/// several app servers share one session space: a standalone server, a
+/// Redis Cluster, or a primary with replicas behind Sentinel, over TCP or
+/// TLS.
 ///
 /// Redis expires sessions by itself; `update` is one server-side script, so
 /// it is atomic across every app server; a dropped connection is
@@ -53,6 +65,53 @@ static UPDATE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("red
 /// [timeout](RedisStoreBuilder::timeout) (2 s by default) with
 /// [`StoreError::Timeout`], which the session layer turns into an empty 500
 /// instead of a hung request.
+///
+/// # Store URLs
+///
+/// [`open`](RedisStoreBuilder::open) takes one URL for every shape:
+///
+/// | shape | URL |
+/// | --- | --- |
+/// | one server | `redis://[user:password@]host[:port][/db]` |
+/// | one server over TLS | `rediss://[user:password@]host[:port][/db]` |
+/// | a Unix socket | `unix:///path/redis.sock[?db=N&user=U&pass=P]` |
+/// | a Cluster | `redis+cluster://[user:password@]host1:port1,host2:port2/` |
+/// | a Cluster over TLS | `rediss+cluster://[user:password@]host1:port1,host2:port2/` |
+/// | Sentinel | `redis+sentinel://[user:password@]s1:26379,s2:26379/service[/db]` |
+/// | Sentinel over TLS | `rediss+sentinel://[user:password@]s1:26379,s2:26379/service[/db]` |
+///
+/// - A Cluster URL lists seed nodes (any one that answers will do; list
+///   several so that one being down does not stop a restart). The store
+///   learns the rest of the Cluster from them and follows slot moves and
+///   failovers by itself.
+/// - A Sentinel URL lists the sentinels (default port 26379) and names the
+///   service (`sentinel monitor <service> ...`). The credentials and the
+///   database are the data nodes'; sentinels with a password of their own
+///   take `sentinel_username=` and `sentinel_password=`. `rediss+sentinel`
+///   speaks TLS to both the sentinels and the data nodes; `sentinel_tls=false`
+///   or `node_tls=false` turns one off, and `redis+sentinel://…?node_tls=true`
+///   speaks TLS to the data nodes only.
+/// - TLS (every `rediss` form) verifies the server against the system's
+///   roots, or against `ca=PATH` (a PEM file: a private CA). A server that
+///   asks for client certificates (`tls-auth-clients yes`) gets the PEM
+///   files `cert=PATH&key=PATH`. A certificate the CA did not sign, a
+///   server that does not speak TLS, a missing or unreadable file: each is
+///   an error when the store opens ([`StoreError::Config`] or
+///   [`StoreError::Backend`] with the cause), within the timeout.
+/// - `protocol=resp3` speaks RESP3 (RESP2 by default).
+///
+/// Values in the query are percent-encoded (`ca=%2Fetc%2Fredis%20ca.pem`);
+/// so are user names and passwords. Error messages never quote the URL.
+///
+/// The same shapes have builder forms: [`open_cluster`](RedisStoreBuilder::open_cluster),
+/// [`open_sentinel`](RedisStoreBuilder::open_sentinel),
+/// [`tls_ca`](RedisStoreBuilder::tls_ca) and
+/// [`tls_client_certificate`](RedisStoreBuilder::tls_client_certificate); and
+/// a store can run on a client or connection the application already has
+/// ([`from_client`](RedisStoreBuilder::from_client),
+/// [`from_cluster_client`](RedisStoreBuilder::from_cluster_client),
+/// [`from_sentinel_client`](RedisStoreBuilder::from_sentinel_client), and
+/// the connection forms below them).
 ///
 /// # Key layout
 ///
@@ -72,7 +131,11 @@ static UPDATE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("red
 /// so [`delete_expired`](SessionStore::delete_expired) has nothing to do and
 /// returns 0.
 ///
-/// # Outages
+/// Every script and transaction touches the one key of one session, so on
+/// a Cluster each runs on the node that owns that key's slot: a `CROSSSLOT`
+/// error cannot arise.
+///
+/// # Outages and failover
 ///
 /// When Redis goes away, requests in flight fail at once, later ones wait
 /// for the background reconnection until the timeout, and each answers an
@@ -85,13 +148,25 @@ static UPDATE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("red
 /// timeout. Sessions survive the outage if Redis persists them (see the
 /// README's "Scaling out").
 ///
+/// When a primary dies, a Cluster promotes its replica once the other
+/// primaries agree it is gone (`cluster-node-timeout`), and Sentinel does
+/// the same once a quorum of sentinels does (`down-after-milliseconds`).
+/// Until then, writes (and reads) of the sessions on that primary fail
+/// within the timeout; afterwards the store finds the new primary by
+/// itself (the Cluster's slot map, or a new question to the sentinels)
+/// and serves again. Replication is asynchronous, so the last writes the
+/// old primary acknowledged may not have reached the replica: with
+/// [`wait_for_replicas`](RedisStoreBuilder::wait_for_replicas), a write
+/// is acknowledged only once replicas have it.
+///
 /// # Durability and clocks
 ///
-/// A write is acknowledged when Redis has applied it; whether it survives a
-/// Redis crash is Redis's persistence setting (`appendonly yes`, with
-/// `appendfsync always` for every write, `everysec` for at most a second's
-/// loss). Expiry instants come from the app servers' clocks: keep them in
-/// sync (NTP), as with any shared session store.
+/// A write is acknowledged when Redis has applied it (and, with
+/// `wait_for_replicas`, when that many replicas have it too); whether it
+/// survives a Redis crash is Redis's persistence setting (`appendonly yes`,
+/// with `appendfsync always` for every write, `everysec` for at most a
+/// second's loss). Expiry instants come from the app servers' clocks: keep
+/// them in sync (NTP), as with any shared session store.
 ///
 /// # Why the `redis` crate
 ///
@@ -99,8 +174,9 @@ static UPDATE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("red
 /// its [`ConnectionManager`] is what a session store needs: one multiplexed
 /// connection that pipelines every concurrent request (no pool to size),
 /// reconnects by itself after a failure, and bounds connection and response
-/// times. Its [`Script`] re-loads scripts after a server restart. It works
-/// with Valkey unchanged. `fred` has comparable features but a larger
+/// times. It speaks Cluster and Sentinel, and TLS through rustls (no system
+/// OpenSSL). Its [`Script`] re-loads scripts after a server restart. It
+/// works with Valkey unchanged. `fred` has comparable features but a larger
 /// footprint, and applications that already talk to Redis usually hold a
 /// `redis::Client`, which [`RedisStore::from_client`] accepts.
 ///
@@ -115,12 +191,19 @@ static UPDATE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("red
 /// // Defaults: prefix `session:`, 2 s timeout.
 /// let store = RedisStore::open("redis://127.0.0.1:6379").await?;
 ///
-/// // Or with options, several apps sharing one Redis:
+/// // A Cluster, writes acknowledged once a replica has them:
 /// let store = RedisStore::builder()
 ///     .prefix("shop:session:")
-///     .timeout(Duration::from_millis(500))
-///     .open("redis://127.0.0.1:6379")
+///     .timeout(Duration::from_millis(1000))
+///     .wait_for_replicas(1, Duration::from_millis(200))
+///     .open("redis+cluster://10.0.0.1:7000,10.0.0.2:7000,10.0.0.3:7000/")
 ///     .await?;
+///
+/// // Behind Sentinel, over TLS with a private CA:
+/// let store = RedisStore::open(
+///     "rediss+sentinel://:secret@10.0.0.1:26379,10.0.0.2:26379/sessions?ca=%2Fetc%2Fredis%2Fca.pem",
+/// )
+/// .await?;
 /// let layer = SessionLayer::new(SessionConfig::new(store));
 /// # let _ = layer;
 /// # Ok(()) }
@@ -130,12 +213,14 @@ pub struct RedisStore {
     prefix: Box<str>,
 }
 
-/// Options for a [`RedisStore`], then one of three ways to connect it.
+/// Options for a [`RedisStore`], then one of the ways to connect it.
 #[derive(Debug, Clone)]
 #[must_use]
 pub struct RedisStoreBuilder {
     prefix: String,
     timeout: Duration,
+    wait: Option<Wait>,
+    tls: Tls,
 }
 
 impl RedisStoreBuilder {
@@ -154,21 +239,102 @@ impl RedisStoreBuilder {
         self
     }
 
-    /// Connects to the Redis at `url` (`redis://[user:password@]host:port/db`,
-    /// `rediss://` needs a TLS feature of the `redis` crate, `unix:///path`).
+    /// Acknowledges a write only once `replicas` replicas have it: each
+    /// write is followed by `WAIT replicas timeout` on the same connection
+    /// (on a Cluster, the primary that took the write), and fails with
+    /// [`StoreError::Backend`] if fewer replicas confirm it within
+    /// `timeout` [default: off; `replicas` 0 turns it off].
+    ///
+    /// A write that fails this way was still applied on the primary: it is
+    /// only not known to survive a failover. The write's answer comes one
+    /// replication round trip later (a fraction of a millisecond on a LAN;
+    /// see the README's "Scaling out" for measurements). While fewer than
+    /// `replicas` replicas are connected (one of them is down, or a failover
+    /// has just promoted the only one), every write fails: run at least
+    /// `replicas + 1` replicas per primary to keep writing through a
+    /// failover. `timeout` must be shorter than the store's
+    /// [timeout](Self::timeout), which bounds the whole operation.
+    pub fn wait_for_replicas(mut self, replicas: u32, timeout: Duration) -> Self {
+        self.wait = (replicas > 0).then_some(Wait { replicas, timeout });
+        self
+    }
+
+    /// Trusts the CA certificates in `pem` (PEM) for TLS connections,
+    /// instead of the system's roots; the builder form of `?ca=PATH`.
+    pub fn tls_ca(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.tls.set_ca(pem.into());
+        self
+    }
+
+    /// Presents this client certificate (PEM, with its chain) and private
+    /// key (PEM) to TLS servers that ask for one; the builder form of
+    /// `?cert=PATH&key=PATH`.
+    pub fn tls_client_certificate(mut self, cert_pem: impl Into<Vec<u8>>, key_pem: impl Into<Vec<u8>>) -> Self {
+        self.tls.set_identity(cert_pem.into(), key_pem.into());
+        self
+    }
+
+    /// Connects to the deployment named by `url`, in any of the forms listed
+    /// under "Store URLs" on [`RedisStore`]. TLS files named in the URL
+    /// replace certificates given to the builder.
     ///
     /// Fails if the URL is invalid, if Redis does not answer within the
-    /// timeout, or if it is older than 7.0.
-    pub async fn open(self, url: &str) -> Result<RedisStore, StoreError> {
-        let client = Client::open(url).map_err(|err| StoreError::config_caused_by("invalid Redis URL", err))?;
-        self.from_client(client).await
+    /// timeout, if TLS fails, or if the server is older than 7.0.
+    pub async fn open(mut self, url: &str) -> Result<RedisStore, StoreError> {
+        let url = url::parse(url)?;
+        self.tls.read_files(&url.tls)?;
+        match url.shape {
+            Shape::Standalone(info) => {
+                let client = shapes::standalone(info, &self.tls)?;
+                self.connect(Source::Client(client), None).await
+            }
+            Shape::Cluster(nodes) => {
+                let client = shapes::cluster(nodes, &self.tls, self.timeout)?;
+                self.connect(Source::Cluster(client), None).await
+            }
+            Shape::Sentinel(target) => {
+                let client = shapes::sentinel(target, &self.tls)?;
+                self.connect(Source::Sentinel(tokio::sync::Mutex::new(client)), None).await
+            }
+        }
+    }
+
+    /// Connects to the Cluster that these seed nodes (`redis://host:port`
+    /// or `rediss://host:port`, all alike) belong to, with this builder's
+    /// TLS certificates; the builder form of `redis+cluster://`.
+    pub async fn open_cluster(
+        self,
+        nodes: impl IntoIterator<Item = impl AsRef<str>>,
+    ) -> Result<RedisStore, StoreError> {
+        let client = shapes::cluster(shapes::node_infos(nodes)?, &self.tls, self.timeout)?;
+        self.connect(Source::Cluster(client), None).await
+    }
+
+    /// Connects to the primary that these sentinels (`redis://host:26379`,
+    /// or `rediss://` for sentinels that speak TLS) name for `service_name`;
+    /// the builder form of `redis+sentinel://`. The data nodes are reached
+    /// the way the sentinels are (TLS or not), with this builder's TLS
+    /// certificates and no password; for other settings, build a
+    /// [`SentinelClient`] and use [`from_sentinel_client`](Self::from_sentinel_client).
+    pub async fn open_sentinel(
+        self,
+        sentinels: impl IntoIterator<Item = impl AsRef<str>>,
+        service_name: &str,
+    ) -> Result<RedisStore, StoreError> {
+        let sentinels = shapes::node_infos(sentinels)?;
+        let node_tls = sentinels.first().is_some_and(|sentinel| url::uses_tls(sentinel.addr()));
+        let target =
+            url::SentinelTarget { sentinels, service: service_name.to_owned(), node_tls, node: Default::default() };
+        let client = shapes::sentinel(target, &self.tls)?;
+        self.connect(Source::Sentinel(tokio::sync::Mutex::new(client)), None).await
     }
 
     /// Connects through an existing client (its address, credentials,
-    /// database and protocol), with this store's reconnection policy.
+    /// database, protocol and TLS settings), with this store's reconnection
+    /// policy. This builder's TLS certificates do not apply: the client has
+    /// its own.
     pub async fn from_client(self, client: Client) -> Result<RedisStore, StoreError> {
-        let connection = Connection::from_client(client, self.timeout)?;
-        self.finish(connection).await
+        self.connect(Source::Client(client), None).await
     }
 
     /// Uses an existing connection manager, shared with the rest of the
@@ -178,11 +344,44 @@ impl RedisStoreBuilder {
     /// [`RedisStore`]) is not replaced: prefer
     /// [`from_client`](Self::from_client) where you can.
     pub async fn from_connection_manager(self, manager: ConnectionManager) -> Result<RedisStore, StoreError> {
-        let connection = Connection::from_manager(manager, self.timeout);
-        self.finish(connection).await
+        self.connect(Source::Fixed, Some(Inner::Single(manager))).await
     }
 
-    async fn finish(self, connection: Connection) -> Result<RedisStore, StoreError> {
+    /// Connects to a Cluster through an existing client (its seed nodes,
+    /// credentials, TLS, retry and timeout settings, which apply beneath
+    /// this store's timeout).
+    pub async fn from_cluster_client(self, client: ClusterClient) -> Result<RedisStore, StoreError> {
+        self.connect(Source::Cluster(client), None).await
+    }
+
+    /// Uses an existing Cluster connection, shared with the rest of the
+    /// application. As with [`from_connection_manager`](Self::from_connection_manager),
+    /// the store cannot replace it if it goes silent: prefer
+    /// [`from_cluster_client`](Self::from_cluster_client) where you can.
+    pub async fn from_cluster_connection(self, connection: ClusterConnection) -> Result<RedisStore, StoreError> {
+        self.connect(Source::Fixed, Some(Inner::Cluster(connection))).await
+    }
+
+    /// Connects to the primary that an existing Sentinel client names. It
+    /// must have been built for the primary
+    /// ([`SentinelServerType::Master`](::redis::sentinel::SentinelServerType::Master)):
+    /// sessions are written. The store asks it again for the primary
+    /// whenever the one in use fails, which is how it follows a failover.
+    pub async fn from_sentinel_client(self, client: SentinelClient) -> Result<RedisStore, StoreError> {
+        self.connect(Source::Sentinel(tokio::sync::Mutex::new(client)), None).await
+    }
+
+    async fn connect(self, source: Source, fixed: Option<Inner>) -> Result<RedisStore, StoreError> {
+        if let Some(wait) = self.wait
+            && (wait.timeout.is_zero() || wait.timeout >= self.timeout)
+        {
+            return Err(StoreError::config(format!(
+                "wait_for_replicas: the timeout ({:?}) must be above zero and below the store's timeout ({:?})",
+                wait.timeout, self.timeout
+            )));
+        }
+        let connection = Connection::new(source, fixed, self.timeout, self.wait);
+        connection.first_contact("connecting to Redis").await?;
         let store = RedisStore { connection, prefix: self.prefix.into() };
         store.check_server().await?;
         Ok(store)
@@ -196,14 +395,20 @@ impl RedisStore {
     pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
 
     /// Options, then a way to connect: [`open`](RedisStoreBuilder::open) a
-    /// URL, [`from_client`](RedisStoreBuilder::from_client) or
-    /// [`from_connection_manager`](RedisStoreBuilder::from_connection_manager).
+    /// URL (any shape), [`open_cluster`](RedisStoreBuilder::open_cluster),
+    /// [`open_sentinel`](RedisStoreBuilder::open_sentinel), or one of the
+    /// `from_*` methods on an existing client or connection.
     pub fn builder() -> RedisStoreBuilder {
-        RedisStoreBuilder { prefix: Self::DEFAULT_PREFIX.to_owned(), timeout: Self::DEFAULT_TIMEOUT }
+        RedisStoreBuilder {
+            prefix: Self::DEFAULT_PREFIX.to_owned(),
+            timeout: Self::DEFAULT_TIMEOUT,
+            wait: None,
+            tls: Tls::default(),
+        }
     }
 
-    /// Connects to the Redis at `url` with the default options; see
-    /// [`RedisStoreBuilder::open`].
+    /// Connects to the Redis deployment at `url` with the default options;
+    /// see "Store URLs" above and [`RedisStoreBuilder::open`].
     pub async fn open(url: &str) -> Result<Self, StoreError> {
         Self::builder().open(url).await
     }
@@ -228,6 +433,12 @@ impl RedisStore {
     /// How long one operation may take before [`StoreError::Timeout`].
     pub fn timeout(&self) -> Duration {
         self.connection.timeout()
+    }
+
+    /// How many replicas each write waits for (see
+    /// [`RedisStoreBuilder::wait_for_replicas`]); 0 when writes do not wait.
+    pub fn waits_for_replicas(&self) -> u32 {
+        self.connection.wait().map_or(0, |wait| wait.replicas)
     }
 
     /// The Redis key that holds the session `id`.
@@ -381,7 +592,7 @@ impl SessionStore for RedisStore {
             replace.cmd("PEXPIREAT").arg(&key).arg(expiry::to_unix_ms(at)).ignore();
         }
         self.connection
-            .run("redis store: writing a session", |mut connection| {
+            .write("redis store: writing a session", |mut connection| {
                 let replace = &replace;
                 async move { replace.query_async::<()>(&mut connection).await }
             })
@@ -391,7 +602,7 @@ impl SessionStore for RedisStore {
     async fn delete(&self, id: &StoreKey) -> Result<(), StoreError> {
         let key = self.key(id);
         self.connection
-            .run("redis store: deleting a session", |mut connection| {
+            .write("redis store: deleting a session", |mut connection| {
                 let key = &key;
                 // UNLINK frees a large session off Redis's main thread.
                 async move { ::redis::cmd("UNLINK").arg(key).query_async::<()>(&mut connection).await }
@@ -403,7 +614,7 @@ impl SessionStore for RedisStore {
         let key = self.key(id);
         let expires_at = expiry_arg(expires_at);
         self.connection
-            .run("redis store: moving a session's expiry", |mut connection| {
+            .write("redis store: moving a session's expiry", |mut connection| {
                 let mut call = TOUCH.key(&key);
                 call.arg(MARKER_FIELD).arg(now_ms()).arg(&expires_at);
                 async move { call.invoke_async::<bool>(&mut connection).await }
@@ -434,7 +645,7 @@ impl SessionStore for RedisStore {
         let cleared = if changes.is_cleared() { "1" } else { "0" };
         let applied = self
             .connection
-            .run("redis store: updating a session", |mut connection| {
+            .write("redis store: updating a session", |mut connection| {
                 let mut call = UPDATE.key(&key);
                 call.arg(MARKER_FIELD).arg(now_ms()).arg(&expires_at).arg(cleared).arg(sets.len());
                 for (name, value) in &sets {
