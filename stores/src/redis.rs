@@ -326,7 +326,6 @@ impl std::fmt::Debug for RedisStore {
     }
 }
 
-
 fn now_ms() -> i64 {
     expiry::to_unix_ms(SystemTime::now())
 }
@@ -423,7 +422,8 @@ impl SessionStore for RedisStore {
         match reply.tag.as_slice() {
             b"deleted" => self.follow_up(&reply, id, now).await,
             b"moved" => {
-                let target = StoreKey::parse(reply.text(0).map_err(corrupt)?).ok_or_else(|| corrupt(reply::Corrupt::Shape))?;
+                let target =
+                    StoreKey::parse(reply.text(0).map_err(corrupt)?).ok_or_else(|| corrupt(reply::Corrupt::Shape))?;
                 self.bury(&target).await?;
                 match reply.optional(1).map_err(corrupt)? {
                     Some(user) => self.unindex(user, id, now).await,

@@ -140,10 +140,7 @@ pub(super) fn delete(prefix: &str, key: &StoreKey) -> Call {
 }
 
 pub(super) fn revoke(prefix: &str, key: &StoreKey, now: i64, user_json: &str) -> Call {
-    Call::new(&REVOKE, vec![keys::session(prefix, key)])
-        .arg(num(now))
-        .arg(user_json)
-        .arg(sessionkit::reserved::USER)
+    Call::new(&REVOKE, vec![keys::session(prefix, key)]).arg(num(now)).arg(user_json).arg(sessionkit::reserved::USER)
 }
 
 pub(super) fn bury(prefix: &str, key: &StoreKey, ttl_ms: i64) -> Call {
@@ -214,11 +211,7 @@ mod tests {
 
     fn one_slot(what: &str, call: &Call) {
         let slots: Vec<u16> = call.keys.iter().map(|key| slot(key.as_bytes())).collect();
-        assert!(
-            slots.windows(2).all(|pair| pair[0] == pair[1]),
-            "{what}: keys {:?} span slots {slots:?}",
-            call.keys
-        );
+        assert!(slots.windows(2).all(|pair| pair[0] == pair[1]), "{what}: keys {:?} span slots {slots:?}", call.keys);
     }
 
     /// Every call the store makes touches keys of one slot only: each

@@ -92,8 +92,7 @@ impl RedisStore {
     ) -> Result<String, StoreError> {
         let now = now_ms();
         let bound = bound(expires_at_ms, now);
-        let call =
-            calls::index_add(&self.prefix, user, now, CLOCK_MARGIN_MS, key, &bound, now + 2 * self.grace_ms());
+        let call = calls::index_add(&self.prefix, user, now, CLOCK_MARGIN_MS, key, &bound, now + 2 * self.grace_ms());
         self.invoke("redis store: adding a session to its user's index", &call).await?;
         let user_json = serde_json::to_string(user).map_err(StoreError::Encode)?;
         Ok(format!("{bound} {user_json}"))
@@ -130,9 +129,7 @@ impl RedisStore {
         let call = calls::index_read(&self.prefix, user, now_ms(), CLOCK_MARGIN_MS);
         let reply = self.invoke("redis store: reading a user's index", &call).await?;
         match reply {
-            ::redis::Value::Array(items) => {
-                Ok(items.iter().filter_map(reply::bytes).map(<[u8]>::to_vec).collect())
-            }
+            ::redis::Value::Array(items) => Ok(items.iter().filter_map(reply::bytes).map(<[u8]>::to_vec).collect()),
             _ => Err(reply::Corrupt::Shape.into_store_error("redis store: reading a user's index")),
         }
     }

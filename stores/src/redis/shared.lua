@@ -200,23 +200,6 @@ local function trim(text)
   return string.sub(text, first, last)
 end
 
--- What a (trimmed) JSON text is, in the words of PatchError.
-local function kind_of(text)
-  local c = string.sub(text, 1, 1)
-  if c == '[' then
-    return 'an array'
-  elseif c == '{' then
-    return 'an object'
-  elseif c == '"' then
-    return 'a string'
-  elseif c == 't' or c == 'f' then
-    return 'a boolean'
-  elseif c == 'n' then
-    return 'null'
-  end
-  return 'a float'
-end
-
 -- The index just past the string literal that opens at `at`.
 local function string_end(text, at)
   local j = at + 1
@@ -324,6 +307,28 @@ local function in_range(negative, digits)
   return digits_le(digits, U64_MAX)
 end
 
+-- What a (trimmed) JSON text is, in the words of PatchError (serde_json
+-- reads integers outside i64/u64 as floats).
+local function kind_of(text)
+  local c = string.sub(text, 1, 1)
+  if c == '[' then
+    return 'an array'
+  elseif c == '{' then
+    return 'an object'
+  elseif c == '"' then
+    return 'a string'
+  elseif c == 't' or c == 'f' then
+    return 'a boolean'
+  elseif c == 'n' then
+    return 'null'
+  end
+  local negative, digits = parse_integer(text)
+  if digits ~= nil and in_range(negative, digits) then
+    return 'an integer'
+  end
+  return 'a float'
+end
+
 local function reversed_digits(list)
   local n = #list
   while n > 1 and list[n] == 0 do
@@ -404,12 +409,8 @@ local function increment(key, current, by)
   end
   local text = trim(current)
   local negative, digits = parse_integer(text)
-  if digits == nil then
+  if digits == nil or not in_range(negative, digits) then
     return nil, refused('not_an_integer', key, kind_of(text))
-  end
-  if not in_range(negative, digits) then
-    -- serde_json reads an integer outside i64/u64 as a float.
-    return nil, refused('not_an_integer', key, 'a float')
   end
   local sum_neg, sum = add_signed(negative, digits, by_neg, by_digits)
   if not in_range(sum_neg, sum) then
