@@ -500,7 +500,8 @@ impl SessionStore for RedisStore {
     }
 
     /// Two scripts, one per slot, with the user index following; see
-    /// [`rename`] for the protocol and what a crash between them leaves.
+    /// "Key layout" above, and `docs/redis-layout.md` for the protocol and
+    /// what a crash between them leaves.
     async fn rename(
         &self,
         from: &StoreKey,
@@ -512,7 +513,7 @@ impl SessionStore for RedisStore {
     }
 
     /// Reads the user's index, then each listed session; entries whose
-    /// session is gone, expired or someone else's are removed (see [`index`]).
+    /// session is gone, expired or someone else's are removed.
     async fn sessions_of(&self, user: &str) -> Result<Vec<(StoreKey, SessionRecord)>, StoreError> {
         self.listing(user).await
     }
@@ -525,8 +526,13 @@ impl SessionStore for RedisStore {
         self.revoke_sessions(user, except).await
     }
 
-    /// `SCAN` through the session keys; see [`scan`] for the cursor and its
-    /// guarantees.
+    /// `SCAN MATCH <prefix>{*` through the session keys. The cursor may
+    /// carry a few store keys that did not fit the page. `SCAN` itself may
+    /// return a key twice when Redis shrinks its keyspace table during the
+    /// scan (a mass deletion): a consumer that must not see duplicates
+    /// should write idempotently. On a Redis Cluster, where `SCAN` must walk
+    /// each primary on its own, scans are not offered yet: they fail with
+    /// [`StoreError::Unsupported`] (see `docs/redis-layout.md`).
     async fn scan(&self, cursor: &ScanCursor, limit: usize) -> Result<ScanPage, StoreError> {
         self.scan_page(cursor, limit).await
     }

@@ -19,8 +19,9 @@
 //!    patched record under the new key, unless a *tombstone* is there.
 //!
 //! Between the two, the user index learns the new key (before step 2, as
-//! every index addition precedes its session write), and the old key's
-//! entry is removed after step 2.
+//! every index addition precedes its session write; while step 1 runs
+//! when the patch names the user, as a login's does), and the old key's
+//! entry is removed (after step 1, while step 2 runs).
 //!
 //! A `delete` (or `revoke`) of the old key between the steps finds the
 //! moved marker, removes it, and *buries* the new key (`bury.lua`): if
@@ -114,7 +115,17 @@ impl RedisStore {
             (Some(user), _) => self.index_add(&user, to, expires_ms).await?,
         };
         let write = calls::set(&self.prefix, to, &expires, &size, &index, true, fields);
-        let written = Tagged::parse(self.invoke(CONTEXT, &write).await?).map_err(corrupt)?;
+        // The old key is gone since step 1: its index entry can go while
+        // step 2 runs.
+        let unindex_from = async {
+            match &old_user {
+                Some(old_user) => self.unindex(old_user, from, now).await,
+                None => Ok(()),
+            }
+        };
+        let (written, unindexed) = tokio::join!(self.invoke(CONTEXT, &write), unindex_from);
+        let written = Tagged::parse(written?).map_err(corrupt)?;
+        unindexed?;
         match written.tag.as_slice() {
             // Deleted between the steps: it stays deleted.
             b"gone" => return Ok(UpdateOutcome::Missing),
@@ -124,9 +135,6 @@ impl RedisStore {
                 }
             }
             _ => return Err(corrupt(reply::Corrupt::Shape)),
-        }
-        if let Some(old_user) = old_user {
-            self.unindex(&old_user, from, now).await?;
         }
         Ok(UpdateOutcome::Applied)
     }

@@ -29,12 +29,18 @@
 //! not see duplicates (a migration) should upsert, which is idempotent.
 //! Keys written or deleted during the scan may or may not appear.
 //!
-//! On a Redis Cluster, `SCAN` walks one node: the cursor's `<node>` is
-//! meant to number the primaries in the order of the slots they serve, so
-//! that a scan walks each in turn, and a Redis cursor is only valid on the
-//! node that issued it. That per-node walk needs the connection to address
-//! one primary at a time, which the standalone connection has no need
-//! for; until it does, a scan covers the one server (see the store docs).
+//! # On a Redis Cluster
+//!
+//! `SCAN` walks one node, and its cursor is only valid on the node that
+//! issued it. The cursor's `<node>` numbers the primaries in the order of
+//! the slots they serve (an order a failover keeps), so that a scan walks
+//! each in turn: `SCAN` on node 0 to its end, then node 1 from cursor 0,
+//! and so on. That walk needs a connection that can address one primary
+//! at a time; until the store's connection offers it, a scan on a server
+//! in cluster mode fails with [`StoreError::Unsupported`] rather than send
+//! `SCAN` to whichever node the client picks, which would skip sessions
+//! silently. A resharding during a scan can skip or repeat the keys it
+//! moves.
 
 use std::collections::{HashSet, VecDeque};
 
@@ -98,6 +104,7 @@ impl RedisStore {
     pub(super) async fn scan_page(&self, cursor: &ScanCursor, limit: usize) -> Result<ScanPage, StoreError> {
         let limit = limit.max(1);
         let mut position = Position::parse(cursor)?;
+        self.refuse_cluster_scans().await?;
         let pattern = keys::session_pattern(&self.prefix);
         let mut records = Vec::new();
         let mut seen: HashSet<StoreKey> = position.carried.iter().cloned().collect();
@@ -139,6 +146,22 @@ impl RedisStore {
         }
         let next = (!position.is_done()).then(|| position.to_cursor());
         Ok(ScanPage { records, next })
+    }
+}
+
+impl RedisStore {
+    /// Fails on a server in cluster mode (see the [module docs](self)).
+    async fn refuse_cluster_scans(&self) -> Result<(), StoreError> {
+        let info = self
+            .connection
+            .run("redis store: checking for cluster mode", |mut connection| async move {
+                ::redis::cmd("INFO").arg("cluster").query_async::<String>(&mut connection).await
+            })
+            .await?;
+        if info.lines().any(|line| line.trim() == "cluster_enabled:1") {
+            return Err(StoreError::unsupported("scanning a Redis Cluster node by node"));
+        }
+        Ok(())
     }
 }
 
