@@ -63,8 +63,9 @@ const INDEX_ATTEMPTS: usize = 4;
 /// several app servers share one session space.
 ///
 /// Redis expires sessions by itself; `update` is one server-side script, so
-/// it is atomic across every app server (increments and pushes included); a dropped connection is
-/// re-established in the background, and every operation gives up after a
+/// it is atomic across every app server, increments and pushes included; a
+/// dropped connection is re-established in the background, and every
+/// operation gives up after a
 /// [timeout](RedisStoreBuilder::timeout) (2 s by default) with
 /// [`StoreError::Timeout`], which the session layer turns into an empty 500
 /// instead of a hung request.
