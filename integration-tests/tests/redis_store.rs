@@ -27,6 +27,8 @@ use sessionkit_stores::RedisStore;
 
 /// The marker field every session hash carries (see the store's docs).
 const MARKER: &[u8] = b"\xffsessionkit";
+/// The field that keeps the session's serialized size.
+const SIZE: &[u8] = b"\xffsize";
 
 async fn store_on(server: &RedisServer) -> RedisStore {
     match RedisStore::open(&server.url()).await {
@@ -80,8 +82,8 @@ async fn each_session_is_one_hash_under_the_prefix_with_an_absolute_expiry() {
     let store = store_on(&server).await;
     let mut redis = raw(&server).await;
     let id = sessionkit_integration_tests::support::key();
-    let key = format!("session:{}", id.as_str());
-    assert_eq!(store.key(&id), key);
+    let key = format!("session:{{{}}}", id.as_str());
+    assert_eq!(store.key(&id), key, "the store key is the hash tag: one slot for a session and its lease");
 
     let expires_at = in_secs(3600);
     store.set(&id, &map(json!({ "user": "ana", "cart": [1, 2] })), Some(expires_at)).await.expect("set");
@@ -94,9 +96,15 @@ async fn each_session_is_one_hash_under_the_prefix_with_an_absolute_expiry() {
         vec![
             (b"cart".to_vec(), b"[1,2]".to_vec()),
             (b"user".to_vec(), b"\"ana\"".to_vec()),
-            (MARKER.to_vec(), b"1".to_vec()),
+            (MARKER.to_vec(), b"2".to_vec()),
+            (SIZE.to_vec(), b"26 2".to_vec()),
         ],
-        "one field per session key, holding its JSON, plus the marker"
+        "one field per session key, holding its JSON, plus the marker and the size bookkeeping"
+    );
+    assert_eq!(
+        sessionkit::limits::serialized_len(&map(json!({ "user": "ana", "cart": [1, 2] }))),
+        26 + 1,
+        "the size field sums the serialized JSON, one comma too many"
     );
     let at: i64 = redis::cmd("PEXPIRETIME").arg(&key).query_async(&mut redis).await.expect("PEXPIRETIME");
     assert_eq!(at, expiry::to_unix_ms(expires_at), "the key's own expiry is the session's, to the millisecond");
@@ -104,8 +112,13 @@ async fn each_session_is_one_hash_under_the_prefix_with_an_absolute_expiry() {
     store.set(&id, &SessionMap::new(), None).await.expect("set");
     let at: i64 = redis::cmd("PEXPIRETIME").arg(&key).query_async(&mut redis).await.expect("PEXPIRETIME");
     assert_eq!(at, -1, "a session without expiry is a key without expiry");
-    let fields: Vec<(Vec<u8>, Vec<u8>)> = redis.hgetall(&key).await.expect("HGETALL");
-    assert_eq!(fields, vec![(MARKER.to_vec(), b"1".to_vec())], "an empty session is the marker alone");
+    let mut fields: Vec<(Vec<u8>, Vec<u8>)> = redis.hgetall(&key).await.expect("HGETALL");
+    fields.sort();
+    assert_eq!(
+        fields,
+        vec![(MARKER.to_vec(), b"2".to_vec()), (SIZE.to_vec(), b"0 0".to_vec())],
+        "an empty session is the internal fields alone"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -184,7 +197,7 @@ async fn stores_with_different_prefixes_share_a_redis_without_meeting() {
 
     let mut redis = raw(&server).await;
     let keys: Vec<String> = redis.keys("*").await.expect("KEYS");
-    assert_eq!(keys, vec![format!("shop:{}", id.as_str())]);
+    assert_eq!(keys, vec![format!("shop:{{{}}}", id.as_str())]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -207,7 +220,7 @@ async fn foreign_and_corrupt_values_read_as_absent_and_are_never_patched() {
     let () = redis.hset(store.key(&broken), "a", "{not json").await.expect("HSET");
     let future = sessionkit_integration_tests::support::key();
     store.set(&future, &SessionMap::new(), None).await.expect("set");
-    let () = redis.hset(store.key(&future), MARKER, "2").await.expect("HSET");
+    let () = redis.hset(store.key(&future), MARKER, "3").await.expect("HSET");
 
     for id in [&string, &foreign, &broken, &future] {
         assert_eq!(store.get(id).await.expect("a corrupt session must read as absent, not fail"), None);
@@ -416,8 +429,18 @@ async fn send(request: reqwest::RequestBuilder) -> (StatusCode, String) {
     (status, response.text().await.expect("body"))
 }
 
+/// The live session hashes in Redis (a rename leaves a short-lived marker
+/// under the old key, and a login an index entry: neither is a session).
 async fn session_keys(server: &RedisServer) -> Vec<String> {
-    raw(server).await.keys("session:*").await.expect("KEYS")
+    let mut redis = raw(server).await;
+    let mut live = Vec::new();
+    for key in redis.keys::<_, Vec<String>>("session:{*").await.expect("KEYS") {
+        let marker: Option<Vec<u8>> = redis.hget(&key, MARKER).await.unwrap_or(None);
+        if marker.as_deref() == Some(b"2".as_slice()) {
+            live.push(key);
+        }
+    }
+    live
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,55 +4,70 @@
 //!
 //! # Why these operations
 //!
-//! - `get` is a read-only script: the expiry and the fields come from one
+//! Every operation is one or more server-side scripts, each touching the
+//! keys of one hash slot only (see [`keys`] for the layout and
+//! [`calls`], where every call is built and its slots tested), so the same
+//! code runs on a standalone server and on a Cluster.
+//!
+//! - `get` is one read-only script: the expiry and the fields come from one
 //!   atomic read.
-//! - `set` is `MULTI`/`UNLINK`/`HSET`/`PEXPIREAT`/`EXEC`: a whole-record
-//!   replace that no reader sees half done.
-//! - `touch` is a script that moves the expiry of a live session only.
-//! - `update` is a script: it checks the session is live, then writes only
-//!   the fields the patch names (`HSET`/`HDEL`), so two requests changing
-//!   different keys of one session both keep their writes, and a session
-//!   deleted meanwhile is not recreated.
-//! - Every script also checks expiry against the app server's clock, so a
+//! - `update` is one script: it checks the session is live and the fencing
+//!   lease (in the same slot) is held, applies sets, removes and the atomic
+//!   operations (`increment`, `push`, `remove_first`) to the stored JSON
+//!   text, checks the size limit on the result, and writes only the fields
+//!   the patch names, so concurrent requests keep each other's writes and
+//!   a session deleted meanwhile is not recreated. It refuses a patch
+//!   whole, before its first write.
+//! - `touch` is one script that moves the expiry of a live session only.
+//! - `set` and `rename` write a whole record; `rename` is two scripts, one
+//!   per slot (see [`rename`]).
+//! - The user index is kept in its own slot, ordered around the session
+//!   writes (see [`index`]). For a session with a user, a write that moves
+//!   its expiry past what the index covers costs one more round trip
+//!   first (about once per session lifetime).
+//! - Every script checks expiry against the app server's clock, so a
 //!   record is expired *at* its expiry instant as the store contract says,
 //!   even if Redis's clock lags by a few milliseconds.
 //!
 //! Scripts are sent with `EVALSHA`; after a Redis restart empties the script
 //! cache, the client loads them again by itself.
 
-use std::sync::LazyLock;
 use std::time::{Duration, SystemTime};
 
 use ::redis::aio::ConnectionManager;
 use ::redis::cluster::ClusterClient;
 use ::redis::cluster_async::ClusterConnection;
 use ::redis::sentinel::SentinelClient;
-use ::redis::{Client, RedisError, Script, Value};
+use ::redis::{Client, RedisError, Value};
 use sessionkit::{
-    Change, Changes, SessionMap, SessionRecord, SessionStore, StoreError, StoreKey, UpdateOutcome, expiry,
+    Changes, Lease, LeaseToken, ScanCursor, ScanPage, SessionMap, SessionRecord, SessionStore, StoreError, StoreKey,
+    UpdateOutcome, expiry, reserved,
 };
 
+use self::calls::{Call, PatchArgs};
 use self::connection::{Connection, Source};
-use self::link::{Inner, Wait};
+use self::link::{Inner, Link, Wait};
+use self::reply::Tagged;
 use self::tls::Tls;
 use self::url::Shape;
 
+mod calls;
 mod connection;
+mod index;
+mod keys;
 mod link;
+mod patch;
+mod rename;
+mod reply;
+mod scan;
 mod shapes;
 mod tls;
 mod url;
 
-/// The hash field that marks a session hash and holds its layout version.
-/// `0xFF` cannot start (or appear in) UTF-8 text, so no session key equals it.
-const MARKER_FIELD: &[u8] = b"\xffsessionkit";
-const _: () = assert!(MARKER_FIELD[0] == 0xFF, "the marker must not be valid UTF-8");
-/// The layout this code writes and reads.
-const LAYOUT_VERSION: &[u8] = b"1";
-
-static GET: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("redis/get.lua")));
-static TOUCH: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("redis/touch.lua")));
-static UPDATE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("redis/update.lua")));
+/// How often a write is retried when the user index had to be raised
+/// first (each retry follows one index write; more than two means the
+/// session's user or expiry keeps changing under it).
+const INDEX_ATTEMPTS: usize = 4;
 
 /// A session store in Redis 7.0 or newer (or Valkey), for deployments where
 /// several app servers share one session space: a standalone server, a
@@ -60,8 +75,9 @@ static UPDATE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("red
 /// TLS.
 ///
 /// Redis expires sessions by itself; `update` is one server-side script, so
-/// it is atomic across every app server; a dropped connection is
-/// re-established in the background, and every operation gives up after a
+/// it is atomic across every app server, increments and pushes included; a
+/// dropped connection is re-established in the background, and every
+/// operation gives up after a
 /// [timeout](RedisStoreBuilder::timeout) (2 s by default) with
 /// [`StoreError::Timeout`], which the session layer turns into an empty 500
 /// instead of a hung request.
@@ -115,21 +131,59 @@ static UPDATE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("red
 ///
 /// # Key layout
 ///
-/// One Redis hash per session, at `<prefix><id>` (the prefix defaults to
-/// `session:`, the id is the 43-character [`StoreKey::as_str`]):
+/// Every key starts with the prefix (default `session:`). A session and
+/// everything that belongs to it share one hash tag, its store key (the
+/// 43-character [`StoreKey::as_str`]), so that on a Redis Cluster they sit
+/// in one slot and every script touches one slot only (a `CROSSSLOT` error
+/// cannot happen):
 ///
-/// | hash field | value |
+/// | key | type | holds |
+/// | --- | --- | --- |
+/// | `<prefix>{<store key>}` | hash | the session (below); the key's own absolute expiry (`PEXPIREAT`, ms) is the session's |
+/// | `<prefix>{<store key>}:lease` | string | the token of the session's [exclusive lease](SessionStore::try_lease), expiring with it (`PX`) |
+/// | `<prefix>user:{<user>}` | sorted set | the user's index: store keys scored by a bound on each session's expiry (Unix ms, or `inf`), and `+<store key>` members marking recent additions |
+///
+/// | session hash field | value |
 /// | --- | --- |
 /// | each session key | that key's value as JSON |
-/// | `"\xffsessionkit"` | the layout version, `1` |
+/// | `"\xffsessionkit"` | the layout version, `2` |
+/// | `"\xffsize"` | `<sum> <count>`: the session's serialized JSON size, kept up to date by every write, for the size limit |
+/// | `"\xffindex"` | `<bound> <user as JSON>`: what the user's index is known to hold for this session |
 ///
-/// The marker field keeps an empty session alive (Redis drops empty hashes)
-/// and tells our hashes from anything else under the prefix. Its name starts
-/// with the byte `0xFF`, which never occurs in UTF-8, so no session key can
-/// collide with it. The expiry is the key's own absolute expiry
-/// (`PEXPIREAT`, milliseconds): Redis removes expired sessions by itself,
-/// so [`delete_expired`](SessionStore::delete_expired) has nothing to do and
-/// returns 0.
+/// Internal fields start with the byte `0xFF`, which never occurs in
+/// UTF-8, so no session key can collide with them. The marker field keeps
+/// an empty session alive (Redis drops empty hashes) and tells our hashes
+/// from anything else under the prefix. While a rename moves a session,
+/// its old key holds a short-lived hash whose marker is `moved` (with the
+/// new key in `"\xffto"`), and a rename stopped by a concurrent logout
+/// leaves a tombstone with the marker `gone` under the new key; neither
+/// reads as a session. Redis removes expired sessions by itself, so
+/// [`delete_expired`](SessionStore::delete_expired) has nothing to do and
+/// returns 0; user indexes are trimmed whenever they are used, and expire
+/// with their last entry.
+///
+/// A user index is in another slot than the user's sessions, so it is
+/// updated in order around each session write rather than atomically:
+/// it may briefly (and after a crash, until the next listing) hold
+/// sessions that are gone, never miss a live one, and listings repair it.
+/// A rename's two keys are in two slots too: it moves the session in two
+/// steps that a concurrent delete can stop, and an app server dying
+/// between them loses that session (the user logs in again) but never
+/// duplicates or revives one. The module sources (`index.rs`,
+/// `rename.rs`) and `docs/redis-layout.md` spell out every window.
+///
+/// A prefix may hold a hash tag of its own (`app{shop}:`): every key then
+/// lands in that one slot, which is correct but does not spread the
+/// sessions over a Cluster. A prefix with an empty tag (`{}`) is refused.
+///
+/// **Upgrading from layout 1** (`<prefix><store key>`, no hash tag, before
+/// the user index): this version neither reads nor writes those keys, so a
+/// deploy logs every user out once. Reading both layouts would cost a
+/// second lookup on every miss, for sessions that a day's `ttl` retires
+/// anyway. The old keys expire on their own; those of sessions without
+/// expiry stay until deleted, e.g. with
+/// `redis-cli --scan --pattern '<prefix>*' | grep -v '[{]' | xargs redis-cli unlink`
+/// (with the prefix's own glob characters escaped).
 ///
 /// Every script and transaction touches the one key of one session, so on
 /// a Cluster each runs on the node that owns that key's slot: a `CROSSSLOT`
@@ -441,17 +495,17 @@ impl RedisStore {
         self.connection.wait().map_or(0, |wait| wait.replicas)
     }
 
-    /// The Redis key that holds the session `id`.
+    /// The Redis key that holds the session under `id`:
+    /// `<prefix>{<store key>}` (see "Key layout" above).
     pub fn key(&self, id: &StoreKey) -> String {
-        let mut key = String::with_capacity(self.prefix.len() + id.as_str().len());
-        key.push_str(&self.prefix);
-        key.push_str(id.as_str());
-        key
+        keys::session(&self.prefix, id)
     }
 
-    /// Fails unless the server answers and has `PEXPIRETIME` (Redis 7.0,
-    /// Valkey 7.2), which the scripts need to read a session's expiry.
+    /// Fails unless the prefix keeps each session in one slot, and the
+    /// server answers and has `PEXPIRETIME` (Redis 7.0, Valkey 7.2), which
+    /// the scripts need to read a session's expiry.
     async fn check_server(&self) -> Result<(), StoreError> {
+        keys::check_prefix(&self.prefix)?;
         let probe = self.prefix.to_string();
         let result = self
             .connection
@@ -488,81 +542,55 @@ fn now_ms() -> i64 {
     expiry::to_unix_ms(SystemTime::now())
 }
 
-/// The expiry as a script argument: Unix ms, or empty for none.
-fn expiry_arg(expires_at: Option<SystemTime>) -> String {
-    expires_at.map(|at| expiry::to_unix_ms(at).to_string()).unwrap_or_default()
+/// An expiry as Unix ms.
+fn expiry_ms(expires_at: Option<SystemTime>) -> Option<i64> {
+    expires_at.map(expiry::to_unix_ms)
 }
 
-fn encode(value: &serde_json::Value) -> Result<Vec<u8>, StoreError> {
-    serde_json::to_vec(value).map_err(StoreError::Encode)
+/// An expiry as a script argument: Unix ms, or empty for none.
+fn expiry_arg(expires_at: Option<i64>) -> String {
+    expires_at.map(|at| at.to_string()).unwrap_or_default()
 }
 
-/// Why a stored hash could not be read as a session.
-#[derive(Debug, thiserror::Error)]
-enum Corrupt {
-    #[error("the reply has an unexpected shape")]
-    Shape,
-    #[error("the hash has no sessionkit marker field")]
-    NoMarker,
-    #[error("the hash was written in an unknown layout version")]
-    UnknownLayout,
-    #[error("a field name is not UTF-8")]
-    FieldName,
-    #[error("a field value is not JSON")]
-    FieldValue(#[source] serde_json::Error),
-}
-
-/// Reads the `get` script's reply: nil, or `[expiry ms | -1, [field, value, ...]]`.
-fn decode(reply: Value) -> Result<Option<SessionRecord>, Corrupt> {
-    let items = match reply {
-        // The script's `false` is nil over RESP2 and a boolean over RESP3.
-        Value::Nil | Value::Boolean(false) => return Ok(None),
-        Value::Array(items) => items,
-        _ => return Err(Corrupt::Shape),
-    };
-    let [Value::Int(expires_at_ms), Value::Array(fields)] =
-        <[Value; 2]>::try_from(items).map_err(|_| Corrupt::Shape)?
-    else {
-        return Err(Corrupt::Shape);
-    };
-    let mut data = SessionMap::new();
-    let mut layout = None;
-    let mut fields = fields.into_iter();
-    while let (Some(name), Some(value)) = (fields.next(), fields.next()) {
-        let (Value::BulkString(name), Value::BulkString(value)) = (name, value) else {
-            return Err(Corrupt::Shape);
+impl RedisStore {
+    /// Runs one script call within the timeout.
+    async fn invoke(&self, context: &'static str, call: &Call) -> Result<Value, StoreError> {
+        let op = |mut connection: Link| {
+            let invocation = call.invocation();
+            async move { invocation.invoke_async::<Value>(&mut connection).await }
         };
-        if name == MARKER_FIELD {
-            layout = Some(value);
-            continue;
-        }
-        let name = String::from_utf8(name).map_err(|_| Corrupt::FieldName)?;
-        let value = serde_json::from_slice(&value).map_err(Corrupt::FieldValue)?;
-        data.insert(name, value);
+        if call.writes { self.connection.write(context, op).await } else { self.connection.run(context, op).await }
     }
-    match layout {
-        None => Err(Corrupt::NoMarker),
-        Some(version) if version != LAYOUT_VERSION => Err(Corrupt::UnknownLayout),
-        // PEXPIRETIME answers -1 for a key without expiry.
-        Some(_) => {
-            Ok(Some(SessionRecord::new(data, (expires_at_ms >= 0).then(|| expiry::from_unix_ms(expires_at_ms)))))
+
+    /// Runs one script call whose reply is tagged.
+    async fn tagged(&self, context: &'static str, call: &Call) -> Result<Tagged, StoreError> {
+        Tagged::parse(self.invoke(context, call).await?).map_err(|err| err.into_store_error(context))
+    }
+
+    /// What a writing script left to do on success: remove the session's
+    /// entry from the index of a user it no longer belongs to.
+    async fn follow_up(&self, reply: &Tagged, key: &StoreKey, observed: i64) -> Result<(), StoreError> {
+        let stale = reply.optional(0).map_err(|err| err.into_store_error("redis store: reading a reply"))?;
+        match stale {
+            Some(user) => self.unindex(user, key, observed).await,
+            None => Ok(()),
         }
+    }
+
+    /// Adds `key` to the index of the user named in a `reindex` reply;
+    /// returns the INDEX field to offer the retried write.
+    async fn reindex(&self, reply: &Tagged, key: &StoreKey, expires_at: Option<i64>) -> Result<String, StoreError> {
+        const CONTEXT: &str = "redis store: reading a reply";
+        let user = reply.bytes(0).and_then(reply::user).map_err(|err| err.into_store_error(CONTEXT))?;
+        self.index_add(&user, key, expires_at).await
     }
 }
 
 #[sessionkit::async_trait]
 impl SessionStore for RedisStore {
     async fn get(&self, id: &StoreKey) -> Result<Option<SessionRecord>, StoreError> {
-        let key = self.key(id);
-        let reply = self
-            .connection
-            .run("redis store: reading a session", |mut connection| {
-                let mut call = GET.key(&key);
-                call.arg(now_ms());
-                async move { call.invoke_async::<Value>(&mut connection).await }
-            })
-            .await?;
-        match decode(reply) {
+        let reply = self.invoke("redis store: reading a session", &calls::get(&self.prefix, id, now_ms())).await?;
+        match reply::decode(reply) {
             Ok(record) => Ok(record),
             Err(err) => {
                 // Never the id: ids are credentials.
@@ -575,51 +603,66 @@ impl SessionStore for RedisStore {
         }
     }
 
+    /// Indexes the session under its user first (if it has one), then
+    /// replaces whatever was under the key, in one script.
     async fn set(&self, id: &StoreKey, data: &SessionMap, expires_at: Option<SystemTime>) -> Result<(), StoreError> {
-        let key = self.key(id);
-        if expires_at.is_some_and(|at| expiry::to_unix_ms(at) <= now_ms()) {
+        const CONTEXT: &str = "redis store: writing a session";
+        let now = now_ms();
+        let expires_ms = expiry_ms(expires_at);
+        if expires_ms.is_some_and(|at| at <= now) {
             // Already over: writing it would only give Redis something to expire.
             return self.delete(id).await;
         }
-        let mut hset = ::redis::cmd("HSET");
-        hset.arg(&key).arg(MARKER_FIELD).arg(LAYOUT_VERSION);
-        for (name, value) in data {
-            hset.arg(name).arg(encode(value)?);
-        }
-        let mut replace = ::redis::pipe();
-        replace.atomic().cmd("UNLINK").arg(&key).ignore().add_command(hset).ignore();
-        if let Some(at) = expires_at {
-            replace.cmd("PEXPIREAT").arg(&key).arg(expiry::to_unix_ms(at)).ignore();
-        }
-        self.connection
-            .write("redis store: writing a session", |mut connection| {
-                let replace = &replace;
-                async move { replace.query_async::<()>(&mut connection).await }
-            })
-            .await
+        let (size, fields) = patch::record(data)?;
+        let index = match reserved::user_of(data) {
+            Some(user) => self.index_add(user, id, expires_ms).await?,
+            None => String::new(),
+        };
+        let call = calls::set(&self.prefix, id, &expiry_arg(expires_ms), &size, &index, false, fields);
+        let reply = self.tagged(CONTEXT, &call).await?;
+        self.follow_up(&reply, id, now).await
     }
 
+    /// One script; for a session with a user, one more to clean its index
+    /// entry; for one caught mid-rename, the new key is buried too.
     async fn delete(&self, id: &StoreKey) -> Result<(), StoreError> {
-        let key = self.key(id);
-        self.connection
-            .write("redis store: deleting a session", |mut connection| {
-                let key = &key;
-                // UNLINK frees a large session off Redis's main thread.
-                async move { ::redis::cmd("UNLINK").arg(key).query_async::<()>(&mut connection).await }
-            })
-            .await
+        const CONTEXT: &str = "redis store: deleting a session";
+        let now = now_ms();
+        let reply = self.tagged(CONTEXT, &calls::delete(&self.prefix, id)).await?;
+        let corrupt = |err: reply::Corrupt| err.into_store_error(CONTEXT);
+        match reply.tag.as_slice() {
+            b"deleted" => self.follow_up(&reply, id, now).await,
+            b"moved" => {
+                let target =
+                    StoreKey::parse(reply.text(0).map_err(corrupt)?).ok_or_else(|| corrupt(reply::Corrupt::Shape))?;
+                self.bury(&target).await?;
+                match reply.optional(1).map_err(corrupt)? {
+                    Some(user) => self.unindex(user, id, now).await,
+                    None => Ok(()),
+                }
+            }
+            _ => Ok(()),
+        }
     }
 
     async fn touch(&self, id: &StoreKey, expires_at: Option<SystemTime>) -> Result<bool, StoreError> {
-        let key = self.key(id);
-        let expires_at = expiry_arg(expires_at);
-        self.connection
-            .write("redis store: moving a session's expiry", |mut connection| {
-                let mut call = TOUCH.key(&key);
-                call.arg(MARKER_FIELD).arg(now_ms()).arg(&expires_at);
-                async move { call.invoke_async::<bool>(&mut connection).await }
-            })
-            .await
+        const CONTEXT: &str = "redis store: moving a session's expiry";
+        let expires_ms = expiry_ms(expires_at);
+        let expires = expiry_arg(expires_ms);
+        let mut offered = String::new();
+        for _ in 0..INDEX_ATTEMPTS {
+            let now = now_ms();
+            let reply = self.tagged(CONTEXT, &calls::touch(&self.prefix, id, now, &expires, &offered)).await?;
+            match reply.tag.as_slice() {
+                b"missing" => return Ok(false),
+                b"reindex" => offered = self.reindex(&reply, id, expires_ms).await?,
+                _ => {
+                    self.follow_up(&reply, id, now).await?;
+                    return Ok(true);
+                }
+            }
+        }
+        Err(StoreError::backend(CONTEXT, "the session's user index kept changing under the write"))
     }
 
     async fn update(
@@ -628,42 +671,117 @@ impl SessionStore for RedisStore {
         changes: &Changes,
         expires_at: Option<SystemTime>,
     ) -> Result<UpdateOutcome, StoreError> {
-        let key = self.key(id);
-        let expires_at = expiry_arg(expires_at);
-        // Encode once; the script call is rebuilt per attempt from these.
-        let mut sets = Vec::new();
-        let mut removes = Vec::new();
-        for change in changes {
-            match change {
-                Change::Set(name, value) => sets.push((name, encode(value)?)),
-                Change::Remove(name) => removes.push(name),
-                Change::Modify(..) => {
-                    return Err(StoreError::unsupported("operations on session keys (increment, push)"));
+        const CONTEXT: &str = "redis store: updating a session";
+        let expires_ms = expiry_ms(expires_at);
+        let expires = expiry_arg(expires_ms);
+        let encoded = patch::encode(changes)?;
+        let size_limit = changes.size_limit().map(|limit| limit.to_string()).unwrap_or_default();
+        let fence = changes.lease().map(|token| token.to_string()).unwrap_or_default();
+        // A patch that names its user (a login without a new id) is
+        // indexed up front, rather than after the script asks for it.
+        let mut offered = match patch::user_set(changes) {
+            Some(user) if expires_ms.is_none_or(|at| at > now_ms()) => self.index_add(user, id, expires_ms).await?,
+            _ => String::new(),
+        };
+        for _ in 0..INDEX_ATTEMPTS {
+            let now = now_ms();
+            let args = PatchArgs {
+                now,
+                expires_at: &expires,
+                cleared: changes.is_cleared(),
+                size_limit: &size_limit,
+                fence: &fence,
+                changes: &encoded,
+            };
+            let reply = self.tagged(CONTEXT, &calls::update(&self.prefix, id, &args, &offered)).await?;
+            match reply.tag.as_slice() {
+                b"missing" => return Ok(UpdateOutcome::Missing),
+                b"refused" => {
+                    let refusal = patch::refused(&reply).map_err(|err| err.into_store_error(CONTEXT))?;
+                    return Err(StoreError::Refused(refusal));
+                }
+                b"reindex" => offered = self.reindex(&reply, id, expires_ms).await?,
+                _ => {
+                    self.follow_up(&reply, id, now).await?;
+                    return Ok(UpdateOutcome::Applied);
                 }
             }
         }
-        let cleared = if changes.is_cleared() { "1" } else { "0" };
-        let applied = self
+        Err(StoreError::backend(CONTEXT, "the session's user index kept changing under the write"))
+    }
+
+    /// Two scripts, one per slot, with the user index following; see
+    /// "Key layout" above, and `docs/redis-layout.md` for the protocol and
+    /// what a crash between them leaves.
+    async fn rename(
+        &self,
+        from: &StoreKey,
+        to: &StoreKey,
+        changes: &Changes,
+        expires_at: Option<SystemTime>,
+    ) -> Result<UpdateOutcome, StoreError> {
+        self.rename_session(from, to, changes, expires_at).await
+    }
+
+    /// Reads the user's index, then each listed session; entries whose
+    /// session is gone, expired or someone else's are removed.
+    async fn sessions_of(&self, user: &str) -> Result<Vec<(StoreKey, SessionRecord)>, StoreError> {
+        self.listing(user).await
+    }
+
+    async fn revoke(&self, user: &str, key: &StoreKey) -> Result<bool, StoreError> {
+        self.revoke_session(user, key).await
+    }
+
+    async fn revoke_all(&self, user: &str, except: Option<&StoreKey>) -> Result<u64, StoreError> {
+        self.revoke_sessions(user, except).await
+    }
+
+    /// `SCAN MATCH <prefix>{*` through the session keys. The cursor may
+    /// carry a few store keys that did not fit the page. `SCAN` itself may
+    /// return a key twice when Redis shrinks its keyspace table during the
+    /// scan (a mass deletion): a consumer that must not see duplicates
+    /// should write idempotently. On a Redis Cluster, where `SCAN` must walk
+    /// each primary on its own, scans are not offered yet: they fail with
+    /// [`StoreError::Unsupported`] (see `docs/redis-layout.md`).
+    async fn scan(&self, cursor: &ScanCursor, limit: usize) -> Result<ScanPage, StoreError> {
+        self.scan_page(cursor, limit).await
+    }
+
+    /// `SET <prefix>{<store key>}:lease <token> NX PX <ttl>`: one command,
+    /// in the session's slot, so fenced writes check it in their script.
+    async fn try_lease(&self, key: &StoreKey, ttl: Duration) -> Result<Option<Lease>, StoreError> {
+        let token = LeaseToken::generate();
+        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let granted_at = SystemTime::now();
+        let lease_key = keys::lease(&self.prefix, key);
+        let token_text = token.to_string();
+        let reply = self
             .connection
-            .write("redis store: updating a session", |mut connection| {
-                let mut call = UPDATE.key(&key);
-                call.arg(MARKER_FIELD).arg(now_ms()).arg(&expires_at).arg(cleared).arg(sets.len());
-                for (name, value) in &sets {
-                    call.arg(*name).arg(value);
-                }
-                for name in &removes {
-                    call.arg(*name);
-                }
-                async move { call.invoke_async::<bool>(&mut connection).await }
+            .write("redis store: taking a lease", |mut connection| {
+                let mut set = ::redis::cmd("SET");
+                set.arg(&lease_key).arg(&token_text).arg("NX").arg("PX").arg(ttl_ms);
+                async move { set.query_async::<Value>(&mut connection).await }
             })
             .await?;
-        Ok(if applied { UpdateOutcome::Applied } else { UpdateOutcome::Missing })
+        Ok(match reply {
+            Value::Nil => None,
+            _ => Some(Lease { token, expires_at: granted_at + Duration::from_millis(ttl_ms) }),
+        })
+    }
+
+    async fn release_lease(&self, key: &StoreKey, token: LeaseToken) -> Result<(), StoreError> {
+        let call = calls::release_lease(&self.prefix, key, &token.to_string());
+        self.invoke("redis store: releasing a lease", &call).await.map(drop)
     }
 
     /// Returns 0 at once: Redis removes each session when its expiry passes
     /// (the key's own `PEXPIREAT`), and never returns an expired one, so
-    /// there is nothing left to sweep. A [`Sweeper`](crate::Sweeper) on this
-    /// store is harmless and pointless.
+    /// there is nothing left to sweep. User indexes are not visited either:
+    /// finding them would scan the whole keyspace, and they are trimmed
+    /// whenever a login or a listing uses them, and expire with their last
+    /// entry. A [`Sweeper`](crate::Sweeper) on this store is harmless and
+    /// pointless.
     async fn delete_expired(&self) -> Result<u64, StoreError> {
         Ok(0)
     }
@@ -673,47 +791,5 @@ impl SessionStore for RedisStore {
 /// with `--cfg fuzzing` only).
 #[cfg(fuzzing)]
 pub(crate) fn fuzz_read(reply: Value) {
-    let _ = decode(reply);
-}
-
-#[cfg(test)]
-mod tests {
-    use serde_json::json;
-
-    use super::*;
-
-    fn bulk(bytes: &[u8]) -> Value {
-        Value::BulkString(bytes.to_vec())
-    }
-
-    fn reply(expires_at_ms: i64, fields: &[(&[u8], &[u8])]) -> Value {
-        let fields = fields.iter().flat_map(|(name, value)| [bulk(name), bulk(value)]).collect();
-        Value::Array(vec![Value::Int(expires_at_ms), Value::Array(fields)])
-    }
-
-    #[test]
-    fn a_well_formed_reply_decodes() {
-        let record = decode(reply(1_700_000_000_123, &[(MARKER_FIELD, b"1"), (b"user", b"\"ana\""), (b"n", b"[1,2]")]));
-        let record = record.expect("decodes").expect("present");
-        assert_eq!(serde_json::Value::Object(record.data), json!({ "user": "ana", "n": [1, 2] }));
-        assert_eq!(record.expires_at, Some(expiry::from_unix_ms(1_700_000_000_123)));
-    }
-
-    #[test]
-    fn no_expiry_and_nil_decode() {
-        let record = decode(reply(-1, &[(MARKER_FIELD, b"1")])).expect("decodes").expect("present");
-        assert_eq!(record, SessionRecord::new(SessionMap::new(), None));
-        assert_eq!(decode(Value::Nil).expect("decodes"), None);
-        assert_eq!(decode(Value::Boolean(false)).expect("decodes over RESP3"), None);
-    }
-
-    #[test]
-    fn foreign_or_damaged_hashes_are_corrupt() {
-        assert!(matches!(decode(reply(-1, &[(b"user", b"1")])), Err(Corrupt::NoMarker)));
-        assert!(matches!(decode(reply(-1, &[(MARKER_FIELD, b"2")])), Err(Corrupt::UnknownLayout)));
-        assert!(matches!(decode(reply(-1, &[(MARKER_FIELD, b"1"), (b"\xfe", b"1")])), Err(Corrupt::FieldName)));
-        assert!(matches!(decode(reply(-1, &[(MARKER_FIELD, b"1"), (b"a", b"{")])), Err(Corrupt::FieldValue(_))));
-        assert!(matches!(decode(Value::Int(3)), Err(Corrupt::Shape)));
-        assert!(matches!(decode(Value::Array(vec![Value::Int(1)])), Err(Corrupt::Shape)));
-    }
+    let _ = reply::decode(reply);
 }

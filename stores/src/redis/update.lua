@@ -1,56 +1,144 @@
--- Applies a key-level patch to a live session and sets its expiry, in one
--- atomic step. Only the fields the patch names are written; a session that
--- is absent or expired is left absent (a logout is never undone).
+-- Applies a patch to a live session and sets its expiry, in one atomic
+-- step. Only the fields the patch names are read and written; a session
+-- that is absent or expired is left absent (a logout is never undone).
+-- Every check (fence, operations, size limit, index) comes before the
+-- first write, so a refused patch writes nothing.
 --
--- KEYS[1]  the session's key
--- ARGV[1]  the layout marker field
--- ARGV[2]  the caller's clock, Unix milliseconds
--- ARGV[3]  the new expiry in Unix milliseconds, or '' for none
--- ARGV[4]  '1' if the patch starts by clearing every field, else '0'
--- ARGV[5]  n, the number of fields set
--- ARGV[6 .. 5 + 2n]     field, value pairs to set
--- ARGV[6 + 2n .. #ARGV] fields to remove
+-- KEYS[1]  the session's key, <prefix>{<store key>}
+-- KEYS[2]  its lease key, <prefix>{<store key>}:lease (same slot)
+-- ARGV[1]  the caller's clock, Unix milliseconds
+-- ARGV[2]  the new expiry in Unix milliseconds, or '' for none
+-- ARGV[3]  '1' if the patch starts by clearing every field, else '0'
+-- ARGV[4]  the size limit in bytes of serialized JSON, or '' for none
+-- ARGV[5]  the lease token fencing the patch, or '' for none
+-- ARGV[6]  the name of the field holding the session's user
+-- ARGV[7]  an INDEX field the caller has just made true, or ''
+-- ARGV[8 ..] the changes (see read_changes)
 --
--- Returns 1 if the patch was applied, 0 (and writes nothing) otherwise.
+-- Returns 'missing'; { 'refused', kind, key, a, b }; { 'reindex', user
+-- JSON, expiry } when the user's index must first be raised (nothing
+-- written); or { 'ok', user JSON whose index entry is now stale, or '' }.
 
-local key, marker, now, expires_at = KEYS[1], ARGV[1], tonumber(ARGV[2]), ARGV[3]
+local key, lease = KEYS[1], KEYS[2]
+local now, expires_at, cleared, limit, fence, user_field, offered =
+  tonumber(ARGV[1]), ARGV[2], ARGV[3] == '1', ARGV[4], ARGV[5], ARGV[6], ARGV[7]
 
-if redis.call('TYPE', key).ok ~= 'hash' or redis.call('HEXISTS', key, marker) == 0 then
-  return 0
+local head = fields_of(key, MARKER, SIZE, INDEX, user_field)
+local current_expiry = live_expiry(redis.call('PEXPIRETIME', key), head[1], now)
+if current_expiry == nil then
+  return 'missing'
 end
-local current = redis.call('PEXPIRETIME', key)
-if current >= 0 and current <= now then
-  return 0
+if fence ~= '' and not is(redis.call('GET', lease), fence) then
+  return refused('lease_lost')
 end
 
-if expires_at ~= '' and tonumber(expires_at) <= now then
+-- What the hash holds now, as far as read: text, or false for absent.
+local known = {}
+known[user_field] = head[4]
+local function stored(name)
+  local value = known[name]
+  if value == nil then
+    value = redis.call('HGET', key, name)
+    known[name] = value
+  end
+  return value or nil
+end
+
+local writes, err = apply(read_changes(ARGV, 8), function(name)
+  if cleared then
+    return nil
+  end
+  return stored(name)
+end)
+if err then
+  return err
+end
+
+-- The size after the patch, from the running total.
+local sum, count = 0, 0
+if not cleared then
+  local s, c = string.match(head[2] or '', '^(%d+) (%d+)$')
+  if s then
+    sum, count = tonumber(s), tonumber(c)
+  else
+    sum, count = recount(key)
+  end
+end
+local user, user_touched = nil, false
+for _, write in ipairs(writes) do
+  local name, text = write[1], write[2]
+  if not cleared then
+    local old = known[name]
+    local old_len
+    if old == nil then
+      old_len = redis.call('HSTRLEN', key, name)
+    elseif old then
+      old_len = #old
+    else
+      old_len = 0
+    end
+    if old_len > 0 then
+      sum, count = sum - part(name, old_len), count - 1
+    end
+  end
+  if text then
+    sum, count = sum + part(name, #text), count + 1
+  end
+  if name == user_field then
+    user, user_touched = user_text(text), true
+  end
+end
+local size = serialized(sum, count)
+if limit ~= '' and size > tonumber(limit) then
+  return refused('too_large', '', string.format('%d', size), limit)
+end
+if not user_touched and not cleared then
+  user = user_text(head[4])
+end
+
+local new_expiry = nil
+if expires_at ~= '' then
+  new_expiry = tonumber(expires_at)
+end
+if new_expiry ~= nil and new_expiry <= now then
   -- The patched session would already be over: it simply ends.
+  local _, indexed_user = parse_index(head[3])
   redis.call('UNLINK', key)
-  return 1
+  return { 'ok', indexed_user or '' }
+end
+local ok, index, stale = index_plan(head[3], user, new_expiry, offered)
+if not ok then
+  return { 'reindex', user, expires_at }
 end
 
-if ARGV[4] == '1' then
-  -- Clearing drops every field but the marker; deleting the key and writing
-  -- the marker back is the one-step way to do that.
-  local marker_value = redis.call('HGET', key, marker)
+-- Nothing can fail any more: write.
+local sets, removes = { SIZE, size_text(sum, count) }, {}
+if cleared then
+  -- Deleting the key and writing the internal fields back is the
+  -- one-step way to drop every field.
   redis.call('UNLINK', key)
-  redis.call('HSET', key, marker, marker_value)
+  current_expiry = -1
+  pair(sets, MARKER, LAYOUT)
+  if index then
+    pair(sets, INDEX, index)
+  end
+elseif index ~= head[3] then
+  if index then
+    pair(sets, INDEX, index)
+  else
+    removes[#removes + 1] = INDEX
+  end
 end
-
-local sets = tonumber(ARGV[5])
-local i = 6
-for _ = 1, sets do
-  redis.call('HSET', key, ARGV[i], ARGV[i + 1])
-  i = i + 2
+for _, write in ipairs(writes) do
+  if write[2] then
+    pair(sets, write[1], write[2])
+  elseif not cleared and known[write[1]] ~= false then
+    removes[#removes + 1] = write[1]
+  end
 end
-while i <= #ARGV do
-  redis.call('HDEL', key, ARGV[i])
-  i = i + 1
+batched('HSET', key, sets, BATCH)
+if #removes > 0 then
+  batched('HDEL', key, removes, BATCH)
 end
-
-if expires_at == '' then
-  redis.call('PERSIST', key)
-else
-  redis.call('PEXPIREAT', key, expires_at)
-end
-return 1
+expire_at(key, expires_at, current_expiry)
+return { 'ok', stale }
