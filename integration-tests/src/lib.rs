@@ -9,6 +9,7 @@ pub mod app;
 pub mod crash_workload;
 pub mod http_suite;
 pub mod observed_store;
+pub mod postgres_server;
 pub mod raw_http;
 pub mod redis_server;
 pub mod server;
