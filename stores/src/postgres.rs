@@ -87,10 +87,15 @@ const SWEEP_BATCH: i64 = 1_000;
 /// Requests that reach the store while PostgreSQL is down or restarting
 /// fail with a [`StoreError`], which the session layer turns into an empty
 /// 500, within the [timeout](PostgresStoreBuilder::timeout) (2 s by
-/// default) at most; nothing panics. The pool checks each connection before
-/// using it and opens new ones as needed, so once the server is back the
-/// next request works, with the same sessions, and the app needs no
-/// restart.
+/// default) at most; nothing panics. Requests in flight when the server
+/// shuts down fail at once; later ones wait for a connection until the
+/// timeout. The pool checks each idle connection before handing it out
+/// (sqlx's default, which a pool given to [`from_pool`](Self::from_pool)
+/// keeps unless its owner turned it off) and opens new ones as needed, so
+/// once the server is back the next request works, with the same sessions,
+/// and the app needs no restart. A request that was already waiting for a
+/// connection notices within a fifth of the timeout (sqlx retries
+/// connecting with a backoff capped there).
 ///
 /// # Clocks
 ///
