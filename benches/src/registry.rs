@@ -7,6 +7,11 @@
 //! `SESSIONKIT_BENCH_REDIS_URL` if set, else a private `redis-server`
 //! started on a free loopback port (no persistence) if that program is
 //! installed; otherwise the Redis store is skipped, and says so.
+//!
+//! PostgreSQL likewise: the database at `SESSIONKIT_BENCH_POSTGRES_URL` if
+//! set (the store's table there, `sessionkit_bench.http_sessions`, is
+//! emptied at each open), else a private server (fsync on) started with the
+//! integration tests' harness if PostgreSQL is installed; otherwise skipped.
 
 use std::future::Future;
 use std::net::TcpStream;
@@ -17,11 +22,20 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sessionkit::{SessionStore, StoreError};
-use sessionkit_stores::{FileStore, MemoryStore, RedbStore, RedisStore, SqliteStore};
+use sessionkit_stores::{FileStore, MemoryStore, PostgresStore, RedbStore, RedisStore, SqliteStore};
 use tempfile::TempDir;
 
 /// An opened store, and whatever must live as long as it (a server).
-pub type Opened = (Arc<dyn SessionStore>, Option<Server>);
+pub type Opened = (Arc<dyn SessionStore>, Option<Guard>);
+
+/// Something a store needs alive beside it: a server process.
+pub type Guard = Box<dyn std::any::Any + Send + Sync>;
+
+// The tests' PostgreSQL harness (initdb, an unprivileged user under root,
+// stop on drop), shared rather than copied. Benchmarks use only part of it.
+#[allow(dead_code)]
+#[path = "../../integration-tests/src/postgres_server.rs"]
+mod postgres_server;
 
 /// A store being opened: `Ok(None)` when it cannot run on this machine (a
 /// server that is not reachable), which skips it.
@@ -51,6 +65,7 @@ pub const STORES: &[StoreSpec] = &[
     spec("sqlite", ON_DISK, |dir| Box::pin(async move { own(SqliteStore::open(dir.join("sessions.db")).await?) })),
     spec("redb", ON_DISK, |dir| Box::pin(async move { own(RedbStore::open(dir.join("sessions.redb"))?) })),
     spec("redis", ON_SERVER, |dir| Box::pin(redis(dir))),
+    spec("postgres", ON_DATABASE, |_| Box::pin(postgres())),
 ];
 
 /// What kind of store a spec is: `(durable, waits, expires_itself)`.
@@ -61,6 +76,8 @@ const IN_PROCESS: Kind = (false, false, false);
 const ON_DISK: Kind = (true, true, false);
 /// On a server that expires records itself (durability is its setting).
 const ON_SERVER: Kind = (false, true, true);
+/// On a database server, every write committed (WAL fsynced) before it is acknowledged.
+const ON_DATABASE: Kind = (true, true, false);
 
 const fn spec(name: &'static str, (durable, waits, expires_itself): Kind, open: fn(PathBuf) -> Opening) -> StoreSpec {
     StoreSpec { name, durable, waits, expires_itself, open }
@@ -81,7 +98,31 @@ async fn redis(dir: PathBuf) -> Result<Option<Opened>, StoreError> {
         return Ok(None);
     };
     let url = format!("redis://127.0.0.1:{}/", server.port);
-    Ok(Some((Arc::new(RedisStore::open(&url).await?), Some(server))))
+    Ok(Some((Arc::new(RedisStore::open(&url).await?), Some(Box::new(server)))))
+}
+
+async fn postgres() -> Result<Option<Opened>, StoreError> {
+    const TABLE: &str = "sessionkit_bench.http_sessions";
+    let (url, server) = match std::env::var("SESSIONKIT_BENCH_POSTGRES_URL") {
+        Ok(url) => (url, None),
+        Err(_) if !postgres_server::postgres_installed() => {
+            eprintln!(
+                "sessionkit-benches: no PostgreSQL: set SESSIONKIT_BENCH_POSTGRES_URL or install postgresql (scripts/install-test-deps)"
+            );
+            return Ok(None);
+        }
+        Err(_) => match postgres_server::PostgresServer::start_or_skip() {
+            Some(server) => (server.url(), Some(server)),
+            None => return Ok(None),
+        },
+    };
+    let store = PostgresStore::builder().table(TABLE).open(&url).await?;
+    // A fresh, empty store, also on a database that outlives the run.
+    sessionkit_stores::sqlx::raw_sql(&format!("TRUNCATE {TABLE}"))
+        .execute(store.pool())
+        .await
+        .map_err(|err| StoreError::backend("emptying the benchmark's PostgreSQL table", err))?;
+    Ok(Some((Arc::new(store), server.map(|server| Box::new(server) as Guard))))
 }
 
 /// A private `redis-server` on a free loopback port, without persistence,
@@ -129,7 +170,7 @@ pub struct OpenStore {
     /// The store. Declared first so that it closes before its server stops
     /// and its files go.
     pub store: Arc<dyn SessionStore>,
-    _server: Option<Server>,
+    _server: Option<Guard>,
     /// Removed when the store is dropped.
     _dir: TempDir,
 }

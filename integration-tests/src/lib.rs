@@ -10,6 +10,7 @@ pub mod crash_workload;
 pub mod failover_workload;
 pub mod http_suite;
 pub mod observed_store;
+pub mod postgres_server;
 pub mod raw_http;
 pub mod redis_cluster;
 pub mod redis_node;

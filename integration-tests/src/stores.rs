@@ -1,6 +1,6 @@
 //! Factories for every store in the repository, each fresh and empty, for the
 //! HTTP suite. A factory returns `None` only when its store needs a server
-//! this machine lacks (Redis), after saying so loudly; under `CI=true` that
+//! this machine lacks (Redis, PostgreSQL), after saying so loudly; under `CI=true` that
 //! is a failure instead.
 
 use std::any::Any;
@@ -59,4 +59,18 @@ pub async fn redis() -> Option<StoreUnderTest> {
     let server = crate::redis_server::RedisServer::start_or_skip()?;
     let store = sessionkit_stores::RedisStore::open(&server.url()).await.expect("open the redis store");
     Some(StoreUnderTest::guarded("redis", store, server))
+}
+
+/// A `PostgresStore` in a schema of its own on the test binary's shared
+/// PostgreSQL server (see `postgres_server`), created by the store itself.
+pub async fn postgres() -> Option<StoreUnderTest> {
+    use crate::postgres_server::{PostgresServer, unique_name};
+    let server = PostgresServer::shared_or_skip()?;
+    let table = format!("{}.http_sessions", unique_name("http"));
+    let store = sessionkit_stores::PostgresStore::builder()
+        .table(table)
+        .open(&server.url())
+        .await
+        .expect("open the postgres store");
+    Some(StoreUnderTest::guarded("postgres", store, server))
 }

@@ -9,7 +9,7 @@ macro_rules! check {
     ($store:ident: $suite:ident: $($check:ident),* $(,)?) => {$(
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn $check() {
-            // `None`: a Redis test on a machine without redis-server, said loudly (a failure under CI).
+            // `None`: a Redis or PostgreSQL test on a machine without that server, said loudly (a failure under CI).
             let Some(store) = stores::$store().await else { return };
             $suite::$check(store).await;
         }
@@ -60,7 +60,7 @@ macro_rules! http_suite_for {
     )*};
 }
 
-http_suite_for!(memory, file, redb, redis, sqlite);
+http_suite_for!(memory, file, postgres, redb, redis, sqlite);
 
 /// Behaviour that does not depend on the store, checked once on memory.
 mod layer {

@@ -7,6 +7,7 @@
 //! | [`FileStore`] | `file` | one machine, no database: one JSON file per session, durable, shareable between processes |
 //! | [`RedbStore`] | `redb` | one process, sessions that survive restarts, no server to run |
 //! | [`RedisStore`] | `redis` | many app servers sharing one session space in Redis or Valkey |
+//! | [`PostgresStore`] | `postgres` | many app servers sharing one session space in the PostgreSQL they already run |
 //! | [`SqliteStore`] | `sqlite` | one machine, sessions that survive restarts, in a file or in your app's SQLite database |
 //!
 //! [`open`] gives any of them from a URL (`memory:`, `file:DIR`,
@@ -21,7 +22,14 @@
 // The table above links every store; with some features off, some links
 // have no target, which is expected rather than a documentation bug.
 #![cfg_attr(
-    not(all(feature = "memory", feature = "file", feature = "redb", feature = "redis", feature = "sqlite")),
+    not(all(
+        feature = "memory",
+        feature = "file",
+        feature = "postgres",
+        feature = "redb",
+        feature = "redis",
+        feature = "sqlite"
+    )),
     allow(rustdoc::broken_intra_doc_links)
 )]
 
@@ -36,6 +44,8 @@ mod group_commit;
 #[cfg(feature = "memory")]
 mod memory;
 mod open;
+#[cfg(feature = "postgres")]
+mod postgres;
 #[cfg(feature = "redb")]
 mod redb;
 #[cfg(feature = "redis")]
@@ -44,6 +54,8 @@ mod redis;
 mod sqlite;
 mod sweeper;
 
+#[cfg(feature = "postgres")]
+pub use self::postgres::{PostgresStore, PostgresStoreBuilder};
 #[cfg(feature = "redb")]
 pub use self::redb::{RedbDurability, RedbStore, RedbStoreBuilder};
 #[cfg(feature = "redis")]
@@ -58,4 +70,7 @@ pub use open::{OpenError, StoreUrl, open, redact};
 pub use rusqlite;
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
+/// The sqlx this crate was built with, for [`PostgresStore::from_pool`].
+#[cfg(feature = "postgres")]
+pub use sqlx;
 pub use sweeper::Sweeper;

@@ -8,7 +8,7 @@
 //! | `sqlite:PATH` | a [`SqliteStore`](crate::SqliteStore) on the database file `PATH` | `sqlite` |
 //! | `redb:PATH` | a [`RedbStore`](crate::RedbStore) on the database file `PATH` | `redb` |
 //! | `redis://…`, `rediss://…`, `redis+cluster://…`, `redis+sentinel://…` | a [`RedisStore`](crate::RedisStore); see its docs for every form | `redis` |
-//! | `postgres://…`, `postgresql://…` | a `PostgresStore` | `postgres` |
+//! | `postgres://…`, `postgresql://…` | a [`PostgresStore`](crate::PostgresStore) | `postgres` |
 //!
 //! Paths are taken as written after the colon (`file:sessions`,
 //! `sqlite:/var/lib/app/sessions.db`); `file://`, `sqlite://` and `redb://`
@@ -160,6 +160,8 @@ impl StoreUrl {
             }
             #[cfg(feature = "redis")]
             StoreUrl::Redis(url) => Ok(Arc::new(crate::RedisStore::open(url).await.map_err(failed)?)),
+            #[cfg(feature = "postgres")]
+            StoreUrl::Postgres(url) => Ok(Arc::new(crate::PostgresStore::open(url).await.map_err(failed)?)),
             #[allow(unreachable_patterns)]
             _ => {
                 let _ = failed;

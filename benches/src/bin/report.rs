@@ -289,6 +289,7 @@ fn write_glance(out: &mut String, results: &Results, middleware: Option<&Middlew
             "redb" => "one process; sessions survive restarts, no server to run",
             "file" => "one machine; sessions survive restarts as one file each, inspectable with any tool",
             "redis" => "many application servers sharing one session space",
+            "postgres" => "many application servers sharing one session space in the PostgreSQL they already run",
             _ => "",
         };
         let _ = write!(
