@@ -1,0 +1,109 @@
+//! Durability against power loss: the file, SQLite and redb stores on the
+//! power-loss filesystem (`sessionkit-powerloss-fs`, in torn mode), where a
+//! cut keeps only what was synced (and a random prefix of unsynced writes).
+//! A child process writes through the store with concurrent tasks; at a
+//! random moment it is killed and the power cut; the store is reopened and
+//! every acknowledged write must be there, untorn, and the store must keep
+//! working. See `integration_tests::power_cut` for the rules.
+//!
+//! Each test also proves the check has teeth: the same rounds on a store
+//! made to skip its syncs must be caught losing acknowledged writes.
+//!
+//! Needs FUSE (`/dev/fuse`, `fusermount3`: `scripts/install-test-deps`);
+//! without it a test is skipped loudly, or fails under `CI=true`.
+
+use sessionkit_integration_tests::power_cut::{Children, PowerCutRun, Rng, Tally};
+use sessionkit_powerloss_fs::PowerLossFs;
+
+/// Power cuts per store.
+const CUTS: u64 = 100;
+
+/// A broken store must be caught within this many cuts.
+const TEETH_CUTS: u64 = 30;
+
+fn children() -> Children {
+    Children {
+        writer: env!("CARGO_BIN_EXE_crash-writer").into(),
+        checker: env!("CARGO_BIN_EXE_power-cut-checker").into(),
+    }
+}
+
+/// How the broken setup of a teeth run skips its syncs.
+#[derive(Clone, Copy)]
+enum Breakage {
+    /// The store's own setting (redb `Durability::None`).
+    StoreSetting,
+    /// The filesystem ignores directory syncs.
+    DirSyncsIgnored,
+    /// The filesystem ignores file syncs.
+    FileSyncsIgnored,
+}
+
+/// Runs up to `cuts` rounds, stopping early at the first damage if
+/// `stop_when_caught`. `None` when FUSE is missing (a loud skip).
+fn run(
+    what: &str,
+    writer_kind: &str,
+    checker_kind: &str,
+    file: &str,
+    breakage: Option<Breakage>,
+    cuts: u64,
+) -> Option<Tally> {
+    let mut rng = Rng::from_env_or_clock(what);
+    let fs = PowerLossFs::new().torn(true).seed(rng.fs_seed()).mount_or_skip()?;
+    let mut run = PowerCutRun::start(&children(), writer_kind, checker_kind, fs, file, rng);
+    match breakage {
+        Some(Breakage::DirSyncsIgnored) => run.fs().set_faults(false, true),
+        Some(Breakage::FileSyncsIgnored) => run.fs().set_faults(true, false),
+        Some(Breakage::StoreSetting) | None => {}
+    }
+    for _ in 0..cuts {
+        run.round();
+        if breakage.is_some() && run.tally().caught() {
+            break;
+        }
+    }
+    println!("{what}: {} in {:.1?} ({:?})", run.tally().summary(), run.elapsed(), run.fs().sync_counts());
+    Some(run.tally().clone())
+}
+
+/// The store survives [`CUTS`] cuts, and the broken variant is caught.
+fn survives_and_has_teeth(kind: &str, file: &str, broken_kind: &str, breakage: Breakage, broken_what: &str) {
+    let Some(good) = run(kind, kind, kind, file, None, CUTS) else { return };
+    let teeth_what = format!("{kind} ({broken_what})");
+    let Some(broken) = run(&teeth_what, broken_kind, kind, file, Some(breakage), TEETH_CUTS) else { return };
+    let teeth = if broken.caught() {
+        format!("caught after {} cuts (lost {}, torn {})", broken.cuts, broken.lost, broken.torn)
+    } else {
+        format!("NOT caught in {} cuts", broken.cuts)
+    };
+    println!(
+        "power cuts, {kind}: {} cuts, {} acknowledged writes, lost {}, torn {}; teeth ({broken_what}): {teeth}",
+        good.cuts, good.acked, good.lost, good.torn
+    );
+    assert!(
+        !good.caught(),
+        "{kind} lost or damaged acknowledged writes across power cuts: {}\n{}",
+        good.summary(),
+        good.failures.join("\n")
+    );
+    assert_eq!(good.cuts, CUTS);
+    assert!(good.acked > CUTS * 10, "too few acknowledged writes to prove anything: {}", good.summary());
+    assert!(broken.caught(), "the check missed a {kind} store that skips its syncs: {}", broken.summary());
+    assert!(broken.lost > 0, "a store that skips its syncs loses acknowledged writes: {}", broken.summary());
+}
+
+#[test]
+fn file_store_survives_power_cuts() {
+    survives_and_has_teeth("file", "sessions", "file", Breakage::DirSyncsIgnored, "directory fsyncs ignored");
+}
+
+#[test]
+fn sqlite_survives_power_cuts() {
+    survives_and_has_teeth("sqlite", "sessions.db", "sqlite", Breakage::FileSyncsIgnored, "file fsyncs ignored");
+}
+
+#[test]
+fn redb_survives_power_cuts() {
+    survives_and_has_teeth("redb", "sessions.redb", "redb-volatile", Breakage::StoreSetting, "Durability::None");
+}
