@@ -11,6 +11,7 @@ pub mod crash_workload;
 pub mod http_suite;
 pub mod observed_store;
 pub mod power_cut;
+pub mod power_cut_http;
 pub mod raw_http;
 pub mod redis_server;
 pub mod server;

@@ -13,10 +13,14 @@
 //! without it a test is skipped loudly, or fails under `CI=true`.
 
 use sessionkit_integration_tests::power_cut::{Children, PowerCutRun, Rng, Tally};
+use sessionkit_integration_tests::power_cut_http::HttpPowerCutRun;
 use sessionkit_powerloss_fs::PowerLossFs;
 
 /// Power cuts per store.
 const CUTS: u64 = 100;
+
+/// Power cuts through the HTTP layer.
+const HTTP_CUTS: u64 = 100;
 
 /// A broken store must be caught within this many cuts.
 const TEETH_CUTS: u64 = 30;
@@ -106,4 +110,58 @@ fn sqlite_survives_power_cuts() {
 #[test]
 fn redb_survives_power_cuts() {
     survives_and_has_teeth("redb", "sessions.redb", "redb-volatile", Breakage::StoreSetting, "Durability::None");
+}
+
+/// Runs up to `cuts` rounds through HTTP; as [`run`].
+async fn run_http(what: &str, kind: &str, file: &str, breakage: Option<Breakage>, cuts: u64) -> Option<Tally> {
+    let mut rng = Rng::from_env_or_clock(what);
+    let fs = PowerLossFs::new().torn(true).seed(rng.fs_seed()).mount_or_skip()?;
+    let server = env!("CARGO_BIN_EXE_power-cut-server");
+    let mut run = HttpPowerCutRun::start(server.as_ref(), kind, fs, file, rng);
+    if let Some(Breakage::DirSyncsIgnored) = breakage {
+        run.fs().set_faults(false, true);
+    }
+    for _ in 0..cuts {
+        run.round().await;
+        if breakage.is_some() && run.tally().caught() {
+            break;
+        }
+    }
+    run.finish().await;
+    println!("{what}: {} in {:.1?} ({:?})", run.tally().summary(), run.elapsed(), run.fs().sync_counts());
+    Some(run.tally().clone())
+}
+
+/// A server child serves the session layer on the FileStore; the test
+/// drives concurrent clients over loopback, counting only the responses
+/// it received; cut, restart, check. The teeth: the same with directory
+/// fsyncs ignored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn file_store_through_http_survives_power_cuts() {
+    let Some(good) = run_http("file over HTTP", "file", "sessions", None, HTTP_CUTS).await else { return };
+    let what = "file over HTTP (directory fsyncs ignored)";
+    let Some(broken) = run_http(what, "file", "sessions", Some(Breakage::DirSyncsIgnored), TEETH_CUTS).await else {
+        return;
+    };
+    println!(
+        "power cuts, file over HTTP: {} cuts, {} acknowledged responses, lost {}, torn {}; \
+         teeth (directory fsyncs ignored): {} after {} cuts (lost {}, torn {})",
+        good.cuts,
+        good.acked,
+        good.lost,
+        good.torn,
+        if broken.caught() { "caught" } else { "NOT caught" },
+        broken.cuts,
+        broken.lost,
+        broken.torn
+    );
+    assert!(
+        !good.caught(),
+        "acknowledged HTTP writes lost or damaged across power cuts: {}\n{}",
+        good.summary(),
+        good.failures.join("\n")
+    );
+    assert_eq!(good.cuts, HTTP_CUTS);
+    assert!(good.acked > HTTP_CUTS * 10, "too few acknowledged writes to prove anything: {}", good.summary());
+    assert!(broken.lost > 0, "the check missed a FileStore whose directory syncs are ignored: {}", broken.summary());
 }

@@ -95,6 +95,15 @@
 //! cannot go stale); SQLite's WAL mode needs it for its `-shm` index, and
 //! the index needs no durability (SQLite rebuilds it after a crash).
 //!
+//! **Never map a file of the mount in the process that serves it.** An
+//! `munmap` of a dirty shared mapping waits, holding the process's memory
+//! map lock, for the page writeback that the serving threads must answer,
+//! and they need that lock to fault in or allocate memory: the process
+//! hangs in uninterruptible sleep. SQLite maps its `-shm` file, so open
+//! such stores only in child processes (the power-cut tests open every
+//! store in children), and let the serving process touch the mount with
+//! plain reads, writes and syncs only.
+//!
 //! # Cuts and mounts
 //!
 //! [`PowerLossFs::mount`] mounts on a fresh temporary directory, served by
@@ -102,10 +111,13 @@
 //! `fusermount3` otherwise; no libfuse). [`Mounted::cut`] marks the old
 //! state dead (requests still arriving fail with `EIO`), unmounts it,
 //! and mounts the durable state on the same path, so a store can be
-//! reopened there. Kill writers before cutting. Dropping a [`Mounted`]
-//! unmounts it and removes the directory, also during a panic; mounts left
-//! by a test process that was killed outright are unmounted by the next
-//! [`PowerLossFs::mount`].
+//! reopened there. Kill writers before cutting, and wait for them. A file
+//! still open at a cut (or at the drop) is waited for up to a second, then
+//! the old mount is detached: that file keeps failing with `EIO`, and
+//! where the fusectl filesystem is mounted its connection is aborted.
+//! Dropping a [`Mounted`] unmounts it and removes the directory, also
+//! during a panic; mounts left by a test process that was killed outright
+//! are unmounted by the next [`PowerLossFs::mount`].
 //!
 //! Faults for proving that a test has teeth:
 //! [`PowerLossFs::ignore_dir_fsync`] and [`PowerLossFs::ignore_file_fsync`]

@@ -4,11 +4,12 @@
 
 use std::fmt;
 use std::io;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use fuser::{BackgroundSession, Config, MountOption};
 use nix::errno::Errno;
@@ -28,6 +29,10 @@ const DIR_PREFIX: &str = "sessionkit-powerloss-";
 
 /// Request-serving threads per mount.
 const THREADS: usize = 2;
+
+/// How long an unmount waits for files still open on the mount (a store
+/// closing on a background thread) before detaching it.
+const BUSY_WAIT: Duration = Duration::from_secs(1);
 
 /// How to mount a power-loss filesystem. Start from [`PowerLossFs::new`].
 #[derive(Debug, Clone, Default)]
@@ -125,8 +130,17 @@ impl PowerLossFs {
         let counters = Arc::new(Counters::default());
         let (uid, gid) = (nix::unistd::geteuid().as_raw(), nix::unistd::getegid().as_raw());
         let model = Arc::new(Mutex::new(Model::new(uid, gid, self.torn, self.faults, Arc::clone(&counters))));
-        let mut mounted =
-            Mounted { session: None, model, path, rng: Rng::new(seed), seed, counters, cuts: 0, dir: Some(dir) };
+        let mut mounted = Mounted {
+            session: None,
+            model,
+            path,
+            rng: Rng::new(seed),
+            seed,
+            counters,
+            cuts: 0,
+            connection: None,
+            dir: Some(dir),
+        };
         mounted.serve()?;
         Ok(mounted)
     }
@@ -145,7 +159,7 @@ impl PowerLossFs {
                 panic!("CI=true and the power-loss filesystem cannot be mounted: {err}")
             }
             Err(err) => {
-                eprintln!("SKIPPED: the power-loss filesystem cannot be mounted ({err}); install fuse3");
+                eprintln!("SKIPPED: the power-loss filesystem cannot be mounted: {err}");
                 None
             }
         }
@@ -177,7 +191,7 @@ pub struct Cut {
     /// Directories that lost unsynced entry changes.
     pub dirs_rolled_back: usize,
     /// Something still had a file open at the cut: the old mount was
-    /// detached lazily, and that handle now fails with `EIO`.
+    /// detached lazily, and that file now fails with `EIO` (or `ENOTCONN`).
     pub was_busy: bool,
 }
 
@@ -191,6 +205,8 @@ pub struct Mounted {
     seed: u64,
     counters: Arc<Counters>,
     cuts: u64,
+    /// The kernel's name for the current FUSE connection (fusectl's).
+    connection: Option<u64>,
     /// Removed (empty) after the last unmount.
     dir: Option<TempDir>,
 }
@@ -269,6 +285,7 @@ impl Mounted {
         let session = fuser::spawn_mount(fs, &self.path, &config)
             .map_err(|err| io::Error::new(err.kind(), format!("mounting {}: {err}", self.path.display())))?;
         self.session = Some(session);
+        self.connection = std::fs::metadata(&self.path).ok().map(|meta| connection_of(meta.dev()));
         Ok(())
     }
 
@@ -279,6 +296,14 @@ impl Mounted {
         let Some(session) = self.session.take() else { return Ok(false) };
         let busy = unmount_path(&self.path)?;
         if busy {
+            // A file still open keeps the detached mount's connection
+            // alive. Abort it where the kernel lets us (the fusectl
+            // filesystem): a thread of this process blocked on it could
+            // otherwise hang this process's exit, once the serving threads
+            // are gone. The open file then fails with `ENOTCONN`.
+            if let Some(connection) = self.connection.take() {
+                let _ = std::fs::write(format!("/sys/fs/fuse/connections/{connection}/abort"), "1");
+            }
             // Dropping the session detaches its threads; they end when the
             // kernel lets go of the connection.
             drop(session);
@@ -314,14 +339,30 @@ impl Drop for Mounted {
     }
 }
 
-/// Unmounts `path`; lazily if it is busy. Returns whether it was busy.
+/// The fusectl name of the connection of a mount whose `st_dev` is `dev`:
+/// FUSE mounts have anonymous devices (major 0), named by their minor.
+fn connection_of(dev: u64) -> u64 {
+    (dev & 0xff) | ((dev >> 12) & 0xfff00)
+}
+
+/// Unmounts `path`, after waiting up to [`BUSY_WAIT`] for files still open
+/// on it; lazily if they stay open. Returns whether it was busy.
 fn unmount_path(path: &Path) -> io::Result<bool> {
-    match umount2(path, MntFlags::empty()) {
-        Ok(()) => Ok(false),
-        Err(Errno::EBUSY) => umount2(path, MntFlags::MNT_DETACH).map(|()| true).map_err(io::Error::from),
-        // Not root: the setuid helper may unmount what this user mounted.
-        Err(Errno::EPERM) => fusermount_unmount(path),
-        Err(err) => Err(io::Error::new(io::Error::from(err).kind(), format!("unmounting {}: {err}", path.display()))),
+    let deadline = Instant::now() + BUSY_WAIT;
+    loop {
+        match umount2(path, MntFlags::empty()) {
+            Ok(()) => return Ok(false),
+            Err(Errno::EBUSY) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
+            Err(Errno::EBUSY) => {
+                return umount2(path, MntFlags::MNT_DETACH).map(|()| true).map_err(io::Error::from);
+            }
+            // Not root: the setuid helper may unmount what this user mounted.
+            Err(Errno::EPERM) => return fusermount_unmount(path),
+            Err(err) => {
+                let kind = io::Error::from(err).kind();
+                return Err(io::Error::new(kind, format!("unmounting {}: {err}", path.display())));
+            }
+        }
     }
 }
 

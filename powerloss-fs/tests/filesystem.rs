@@ -232,7 +232,9 @@ fn a_cut_with_a_file_still_open_detaches_it() {
     assert!(cut.was_busy);
     let mut buf = Vec::new();
     let err = held.read_to_end(&mut buf).expect_err("the old mount is powered off");
-    assert_eq!(err.raw_os_error(), Some(libc::EIO));
+    // EIO from the dead model, or ENOTCONN once the connection is aborted
+    // (where fusectl is mounted).
+    assert!(matches!(err.raw_os_error(), Some(libc::EIO | libc::ENOTCONN)), "{err}");
     assert_eq!(read(&path).as_deref(), Some(&b"durable"[..]), "the new mount serves the durable state");
 }
 
