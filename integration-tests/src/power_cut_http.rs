@@ -202,7 +202,8 @@ impl HttpPowerCutRun {
     ///
     /// # Panics
     ///
-    /// If the filesystem cannot be cut and remounted.
+    /// If the filesystem cannot be cut and remounted, or a client does not
+    /// stop once the server is dead.
     pub async fn round(&mut self) {
         self.round += 1;
         let round = self.round;

@@ -35,6 +35,10 @@ pub(crate) type Result<T> = std::result::Result<T, Errno>;
 const TORN_LOG_CHANGES: usize = 4096;
 const TORN_LOG_BYTES: usize = 32 << 20;
 
+/// The largest file: everything lives in memory, and a write far past the
+/// end must fail (`EFBIG`) rather than abort the serving process.
+const MAX_FILE_SIZE: usize = 1 << 30;
+
 /// A torn write keeps a prefix of whole sectors of this size.
 pub(crate) const SECTOR: usize = 512;
 
@@ -357,7 +361,9 @@ impl Model {
             return Err(libc::EISDIR);
         };
         let start = usize::try_from(offset).map_err(|_| libc::EFBIG)?;
-        start.checked_add(bytes.len()).ok_or(libc::EFBIG)?;
+        if start.checked_add(bytes.len()).is_none_or(|end| end > MAX_FILE_SIZE) {
+            return Err(libc::EFBIG);
+        }
         apply_write(data, start, bytes);
         if torn {
             log_change(unsynced, unsynced_bytes, overflowed, || Change::Write { offset, bytes: bytes.to_vec() });
@@ -376,7 +382,7 @@ impl Model {
             let Content::File { data, unsynced, unsynced_bytes, overflowed, .. } = &mut node.content else {
                 return Err(libc::EISDIR);
             };
-            let len = usize::try_from(size).map_err(|_| libc::EFBIG)?;
+            let len = usize::try_from(size).ok().filter(|&len| len <= MAX_FILE_SIZE).ok_or(libc::EFBIG)?;
             data.resize(len, 0);
             if torn {
                 log_change(unsynced, unsynced_bytes, overflowed, || Change::Resize(size));
@@ -601,6 +607,11 @@ impl Model {
         }
     }
 
+    /// The power fails for good: from now on this model answers only `EIO`.
+    pub(crate) fn power_off(&mut self) {
+        self.dead = true;
+    }
+
     /// The power fails: from now on this model answers only `EIO`. Returns
     /// the model a remount starts from, built from the durable layer alone
     /// (in torn mode, each file also keeps a random prefix of its unsynced
@@ -790,6 +801,16 @@ mod tests {
         }
         // Root, the directory and the one file that is named.
         assert_eq!(m.usage().0, 3);
+    }
+
+    #[test]
+    fn writes_far_past_the_end_fail_instead_of_exhausting_memory() {
+        let mut m = model(false);
+        let ino = file_with(&mut m, ROOT, "f", b"x");
+        assert_eq!(m.write(ino, 1 << 40, b"y"), Err(libc::EFBIG));
+        let huge = SetAttr { size: Some(1 << 40), ..SetAttr::default() };
+        assert_eq!(m.setattr(ino, &huge).map(|_| ()), Err(libc::EFBIG));
+        assert_eq!(m.getattr(ino).map(|attr| attr.size), Ok(1));
     }
 
     #[test]

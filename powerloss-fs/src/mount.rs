@@ -327,7 +327,7 @@ fn cut_report(summary: &CutSummary, was_busy: bool) -> Cut {
 
 impl Drop for Mounted {
     fn drop(&mut self) {
-        lock(&self.model).cut(&mut self.rng);
+        lock(&self.model).power_off();
         if let Err(err) = self.unmount() {
             eprintln!("power-loss filesystem: cannot unmount {}: {err}", self.path.display());
         }
