@@ -43,8 +43,8 @@ enum Breakage {
     FileSyncsIgnored,
 }
 
-/// Runs up to `cuts` rounds, stopping early at the first damage if
-/// `stop_when_caught`. `None` when FUSE is missing (a loud skip).
+/// Runs `cuts` rounds (a broken setup stops at the first damage found).
+/// `None` when FUSE is missing (a loud skip).
 fn run(
     what: &str,
     writer_kind: &str,
@@ -93,8 +93,9 @@ fn survives_and_has_teeth(kind: &str, file: &str, broken_kind: &str, breakage: B
     );
     assert_eq!(good.cuts, CUTS);
     assert!(good.acked > CUTS * 10, "too few acknowledged writes to prove anything: {}", good.summary());
+    // Lost, or unreadable (SQLite without its syncs can also corrupt its
+    // file): either way acknowledged writes are gone, and the check says so.
     assert!(broken.caught(), "the check missed a {kind} store that skips its syncs: {}", broken.summary());
-    assert!(broken.lost > 0, "a store that skips its syncs loses acknowledged writes: {}", broken.summary());
 }
 
 #[test]
@@ -163,5 +164,5 @@ async fn file_store_through_http_survives_power_cuts() {
     );
     assert_eq!(good.cuts, HTTP_CUTS);
     assert!(good.acked > HTTP_CUTS * 10, "too few acknowledged writes to prove anything: {}", good.summary());
-    assert!(broken.lost > 0, "the check missed a FileStore whose directory syncs are ignored: {}", broken.summary());
+    assert!(broken.caught(), "the check missed a FileStore whose directory syncs are ignored: {}", broken.summary());
 }
