@@ -6,16 +6,21 @@
 //! The rules are the crate's documented model (see the crate docs):
 //! `fsync`/`fdatasync` of a file copies its data, size and attributes into
 //! the durable layer; `fsync` of a directory copies its entries. Nothing
-//! else ever becomes durable. This module knows nothing of FUSE: errors are
-//! plain `errno` values.
+//! else ever becomes durable. The cut itself is in `cut`, torn mode's log of
+//! unsynced changes in `torn`. This module knows nothing of FUSE: errors
+//! are plain `errno` values.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::ffi::{OsStr, OsString};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
-use crate::rng::Rng;
+mod cut;
+mod torn;
+
+pub(crate) use self::cut::CutSummary;
+use self::torn::{Change, apply_write, log_change};
 
 /// An inode number.
 pub(crate) type Ino = u64;
@@ -28,12 +33,6 @@ pub(crate) type Errno = i32;
 
 /// The result of a model operation.
 pub(crate) type Result<T> = std::result::Result<T, Errno>;
-
-/// Torn mode keeps at most this many unsynced writes per file (and this
-/// many bytes of them); later ones are always lost, which is still a
-/// prefix of the unsynced writes.
-const TORN_LOG_CHANGES: usize = 4096;
-const TORN_LOG_BYTES: usize = 32 << 20;
 
 /// The largest file: everything lives in memory, and a write far past the
 /// end must fail (`EFBIG`) rather than abort the serving process.
@@ -105,13 +104,6 @@ pub(crate) struct Counters {
     pub(crate) ignored_dir_syncs: AtomicU64,
 }
 
-/// One unsynced change to a file's data, kept in torn mode.
-#[derive(Debug)]
-enum Change {
-    Write { offset: u64, bytes: Vec<u8> },
-    Resize(u64),
-}
-
 #[derive(Debug)]
 enum Content {
     File {
@@ -156,17 +148,6 @@ impl Node {
     fn unreferenced(&self) -> bool {
         self.links == 0 && self.open == 0 && self.lookups == 0 && self.durable_refs == 0
     }
-}
-
-/// What a power cut discarded.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub(crate) struct CutSummary {
-    /// Files whose unsynced changes were dropped, wholly or in part.
-    pub(crate) files_rolled_back: usize,
-    /// Files that kept some of their unsynced changes (torn mode).
-    pub(crate) files_torn: usize,
-    /// Directories whose unsynced entry changes were dropped.
-    pub(crate) dirs_rolled_back: usize,
 }
 
 /// The whole filesystem: both layers of every inode.
@@ -611,179 +592,29 @@ impl Model {
     pub(crate) fn power_off(&mut self) {
         self.dead = true;
     }
-
-    /// The power fails: from now on this model answers only `EIO`. Returns
-    /// the model a remount starts from, built from the durable layer alone
-    /// (in torn mode, each file also keeps a random prefix of its unsynced
-    /// changes, drawn from `rng`), and what was discarded.
-    pub(crate) fn cut(&mut self, rng: &mut Rng) -> (Model, CutSummary) {
-        self.dead = true;
-        let mut summary = CutSummary::default();
-        let mut nodes: HashMap<Ino, Node> = HashMap::new();
-        let mut links: HashMap<Ino, u32> = HashMap::new();
-        let mut queue = VecDeque::from([(ROOT, ROOT)]);
-        let mut seen_dirs = HashSet::from([ROOT]);
-        while let Some((ino, parent)) = queue.pop_front() {
-            let Some(old) = self.nodes.get(&ino) else { continue };
-            let Content::Dir { entries, durable, .. } = &old.content else { continue };
-            if entries != durable {
-                summary.dirs_rolled_back += 1;
-            }
-            let mut kept = BTreeMap::new();
-            for (name, &child) in durable {
-                match self.nodes.get(&child).map(Node::kind) {
-                    // Directory renames synced at different times can name
-                    // one directory twice, or in a cycle: the first name
-                    // found, breadth first, wins.
-                    Some(Kind::Dir) if seen_dirs.insert(child) => {
-                        queue.push_back((child, ino));
-                        kept.insert(name.clone(), child);
-                    }
-                    Some(Kind::File) => {
-                        *links.entry(child).or_default() += 1;
-                        kept.insert(name.clone(), child);
-                    }
-                    Some(Kind::Dir) | None => {}
-                }
-            }
-            let meta = old.durable_meta.clone();
-            let content = Content::Dir { parent, entries: kept.clone(), durable: kept };
-            nodes.insert(ino, fresh_node(content, meta, 1));
-        }
-        let mut files: Vec<(Ino, u32)> = links.into_iter().collect();
-        // The same seed tears the same way: visit files in a fixed order.
-        files.sort_unstable();
-        for (ino, count) in files {
-            let Some(old) = self.nodes.get(&ino) else { continue };
-            let Content::File { data, durable, unsynced, .. } = &old.content else { continue };
-            let mut survived = durable.clone();
-            if self.torn && !unsynced.is_empty() && tear(&mut survived, unsynced, rng) {
-                summary.files_torn += 1;
-            }
-            if survived != *data {
-                summary.files_rolled_back += 1;
-            }
-            let content = Content::File {
-                data: survived.clone(),
-                durable: survived,
-                unsynced: Vec::new(),
-                unsynced_bytes: 0,
-                overflowed: false,
-            };
-            nodes.insert(ino, fresh_node(content, old.durable_meta.clone(), count));
-        }
-        let model = Model {
-            nodes,
-            next_ino: self.next_ino,
-            torn: self.torn,
-            faults: self.faults,
-            counters: Arc::clone(&self.counters),
-            dead: false,
-        };
-        (model, summary)
-    }
-}
-
-/// A node of a freshly cut model: its layers agree, nobody holds it.
-fn fresh_node(content: Content, meta: Meta, links: u32) -> Node {
-    Node { content, durable_meta: meta.clone(), meta, links, open: 0, lookups: 0, durable_refs: links }
-}
-
-fn apply_write(data: &mut Vec<u8>, start: usize, bytes: &[u8]) {
-    let end = start + bytes.len();
-    if data.len() < end {
-        data.resize(end, 0);
-    }
-    data[start..end].copy_from_slice(bytes);
-}
-
-fn log_change(log: &mut Vec<Change>, bytes: &mut usize, overflowed: &mut bool, change: impl FnOnce() -> Change) {
-    if *overflowed {
-        return;
-    }
-    let change = change();
-    let size = match &change {
-        Change::Write { bytes, .. } => bytes.len(),
-        Change::Resize(_) => 0,
-    };
-    if log.len() >= TORN_LOG_CHANGES || *bytes + size > TORN_LOG_BYTES {
-        *overflowed = true;
-        return;
-    }
-    *bytes += size;
-    log.push(change);
-}
-
-/// Applies a random prefix of `unsynced` to `data`: the first `k` changes
-/// whole, then possibly whole sectors from the start of the next write.
-/// Returns whether anything was applied.
-fn tear(data: &mut Vec<u8>, unsynced: &[Change], rng: &mut Rng) -> bool {
-    let whole = rng.below(unsynced.len() as u64 + 1) as usize;
-    for change in &unsynced[..whole] {
-        apply(data, change, None);
-    }
-    let mut applied = whole > 0;
-    if let Some(next @ Change::Write { bytes, .. }) = unsynced.get(whole) {
-        let sectors = bytes.len().div_ceil(SECTOR) as u64;
-        let kept = (rng.below(sectors) as usize * SECTOR).min(bytes.len());
-        if kept > 0 {
-            apply(data, next, Some(kept));
-            applied = true;
-        }
-    }
-    applied
-}
-
-fn apply(data: &mut Vec<u8>, change: &Change, limit: Option<usize>) {
-    match change {
-        Change::Write { offset, bytes } => {
-            let bytes = &bytes[..limit.unwrap_or(bytes.len()).min(bytes.len())];
-            // Offsets were checked to fit a `usize` when the write was made.
-            apply_write(data, *offset as usize, bytes);
-        }
-        Change::Resize(size) => data.resize(*size as usize, 0),
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn model(torn: bool) -> Model {
+    pub(super) fn model(torn: bool) -> Model {
         Model::new(0, 0, torn, Faults::default(), Arc::default())
     }
 
-    fn name(text: &str) -> &OsStr {
+    pub(super) fn name(text: &str) -> &OsStr {
         OsStr::new(text)
     }
 
-    fn file_with(model: &mut Model, parent: Ino, file: &str, bytes: &[u8]) -> Ino {
+    pub(super) fn file_with(model: &mut Model, parent: Ino, file: &str, bytes: &[u8]) -> Ino {
         let ino = model.create(parent, name(file), 0o644, 0, 0).expect("create").ino;
         model.write(ino, 0, bytes).expect("write");
         ino
     }
 
-    fn read_all(model: &mut Model, parent: Ino, file: &str) -> Option<Vec<u8>> {
+    pub(super) fn read_all(model: &mut Model, parent: Ino, file: &str) -> Option<Vec<u8>> {
         let ino = model.lookup(parent, name(file)).ok()?.ino;
         Some(model.read(ino, 0, u32::MAX).expect("read").to_vec())
-    }
-
-    #[test]
-    fn a_cut_keeps_synced_entries_and_data_only() {
-        let mut m = model(false);
-        let kept = file_with(&mut m, ROOT, "kept", b"synced");
-        m.sync(kept).expect("sync");
-        m.write(kept, 6, b" and more").expect("write");
-        file_with(&mut m, ROOT, "entry-only", b"never synced");
-        m.sync_dir(ROOT).expect("sync dir");
-        let data_only = file_with(&mut m, ROOT, "data-only", b"no entry");
-        m.sync(data_only).expect("sync");
-        let (mut after, summary) = m.cut(&mut Rng::new(1));
-        assert_eq!(read_all(&mut after, ROOT, "kept").as_deref(), Some(&b"synced"[..]));
-        assert_eq!(read_all(&mut after, ROOT, "entry-only").as_deref(), Some(&b""[..]));
-        assert_eq!(read_all(&mut after, ROOT, "data-only"), None);
-        assert_eq!(summary.dirs_rolled_back, 1);
-        assert_eq!(m.getattr(ROOT).map(|_| ()), Err(libc::EIO), "the old model is powered off");
     }
 
     #[test]
@@ -811,46 +642,5 @@ mod tests {
         let huge = SetAttr { size: Some(1 << 40), ..SetAttr::default() };
         assert_eq!(m.setattr(ino, &huge).map(|_| ()), Err(libc::EFBIG));
         assert_eq!(m.getattr(ino).map(|attr| attr.size), Ok(1));
-    }
-
-    #[test]
-    fn a_directory_cycle_from_unsynced_renames_is_broken_on_cut() {
-        let mut m = model(false);
-        let a = m.mkdir(ROOT, name("a"), 0o755, 0, 0).expect("a").ino;
-        let b = m.mkdir(a, name("b"), 0o755, 0, 0).expect("b").ino;
-        m.sync_dir(ROOT).expect("sync root");
-        m.sync_dir(a).expect("sync a");
-        // Move b up, then a into b; sync only b: durably, a holds b and b holds a.
-        m.rename(a, name("b"), ROOT, name("b"), false).expect("b up");
-        m.rename(ROOT, name("a"), b, name("a"), false).expect("a into b");
-        m.sync_dir(b).expect("sync b");
-        let (mut after, _) = m.cut(&mut Rng::new(7));
-        let a = after.lookup(ROOT, name("a")).expect("a is still at the root").ino;
-        let b = after.lookup(a, name("b")).expect("b is still in a").ino;
-        assert_eq!(after.lookup(b, name("a")).map(|_| ()), Err(libc::ENOENT), "the cycle is cut");
-    }
-
-    #[test]
-    fn torn_mode_keeps_a_prefix_of_the_unsynced_writes() {
-        let writes: Vec<Vec<u8>> = (0..6u8).map(|n| vec![n + 1; 2048]).collect();
-        let stream: Vec<u8> = writes.concat();
-        let mut lengths = HashSet::new();
-        for seed in 1..=64 {
-            let mut m = model(true);
-            let ino = m.create(ROOT, name("f"), 0o644, 0, 0).expect("create").ino;
-            m.sync_dir(ROOT).expect("sync dir");
-            let mut offset = 0;
-            for write in &writes {
-                m.write(ino, offset, write).expect("write");
-                offset += write.len() as u64;
-            }
-            let (mut after, _) = m.cut(&mut Rng::new(seed));
-            let data = read_all(&mut after, ROOT, "f").expect("the entry was synced");
-            assert!(data.len().is_multiple_of(SECTOR), "whole sectors only: {}", data.len());
-            assert_eq!(data, stream[..data.len()], "a prefix of the writes, in order");
-            lengths.insert(data.len());
-        }
-        assert!(lengths.contains(&0) && lengths.contains(&stream.len()), "both extremes occur: {lengths:?}");
-        assert!(lengths.iter().any(|&len| len % 2048 != 0), "writes tear inside: {lengths:?}");
     }
 }
