@@ -8,6 +8,8 @@
 //! holds the state of its last acknowledged operation, or of the one
 //! operation that was in flight, and nothing else.
 
+use std::path::Path;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use serde_json::{Value, json};
@@ -33,6 +35,22 @@ pub fn session_id(sid: usize) -> StoreKey {
     let mut bytes = [0xa5u8; 32];
     bytes[..8].copy_from_slice(&(sid as u64).to_le_bytes());
     StoreKey::from_bytes(bytes)
+}
+
+/// Opens the store of `kind` at `path`, as the writer children and the
+/// checkers do: `file`, `sqlite`, `redb`, or `redb-volatile` (redb with
+/// `RedbDurability::None`, which acknowledges before durability: only for
+/// the tests that prove their check can fail).
+pub async fn open_store(kind: &str, path: &Path) -> Result<Arc<dyn SessionStore>, StoreError> {
+    Ok(match kind {
+        "file" => Arc::new(sessionkit_stores::FileStore::open(path).await?),
+        "sqlite" => Arc::new(sessionkit_stores::SqliteStore::open(path).await?),
+        "redb" => Arc::new(sessionkit_stores::RedbStore::open(path)?),
+        "redb-volatile" => Arc::new(
+            sessionkit_stores::RedbStore::builder().durability(sessionkit_stores::RedbDurability::None).open(path)?,
+        ),
+        other => return Err(StoreError::config(format!("unknown store kind {other}"))),
+    })
 }
 
 /// What operation `seq` is.

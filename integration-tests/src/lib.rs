@@ -1,7 +1,8 @@
 //! Shared machinery for sessionkit's integration tests: a real axum server on
 //! a loopback port, the application the HTTP suite drives, an observable
-//! store wrapper, store factories, and the HTTP suite itself, which
-//! `tests/http.rs` runs against every store.
+//! store wrapper, store factories, the HTTP suite itself, which
+//! `tests/http.rs` runs against every store, and the power-cut rounds of
+//! `tests/power_loss.rs`.
 
 #![forbid(unsafe_code)]
 
@@ -11,6 +12,8 @@ pub mod failover_workload;
 pub mod http_suite;
 pub mod observed_store;
 pub mod postgres_server;
+pub mod power_cut;
+pub mod power_cut_http;
 pub mod raw_http;
 pub mod redis_cluster;
 pub mod redis_node;

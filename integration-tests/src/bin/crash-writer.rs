@@ -2,7 +2,10 @@
 //! crash workload until it is killed, logging each operation before it starts
 //! and after the store acknowledged it.
 //!
-//! Usage: `crash-writer <file|sqlite|redb> <path> <round>`
+//! Usage: `crash-writer <file|sqlite|redb|redb-volatile> <path> <round>`
+//!
+//! The crash tests (SIGKILL) and the power-cut tests (a simulated power
+//! loss on the power-loss filesystem) both run it.
 
 use std::io::Write;
 use std::sync::Arc;
@@ -18,18 +21,9 @@ fn log(line: &str) {
 }
 
 async fn open(kind: &str, path: &str) -> Arc<dyn SessionStore> {
-    let opened: Result<Arc<dyn SessionStore>, sessionkit::StoreError> = match kind {
-        "file" => sessionkit_stores::FileStore::open(path).await.map(|s| Arc::new(s) as _),
-        "sqlite" => sessionkit_stores::SqliteStore::open(path).await.map(|s| Arc::new(s) as _),
-        "redb" => sessionkit_stores::RedbStore::open(path).map(|s| Arc::new(s) as _),
-        // Acknowledges before durability: only for the test that proves the check can fail.
-        "redb-volatile" => sessionkit_stores::RedbStore::builder()
-            .durability(sessionkit_stores::RedbDurability::None)
-            .open(path)
-            .map(|s| Arc::new(s) as _),
-        other => panic!("unknown store kind {other}"),
-    };
-    opened.unwrap_or_else(|err| panic!("cannot open the {kind} store at {path}: {err:?}"))
+    crash_workload::open_store(kind, std::path::Path::new(path))
+        .await
+        .unwrap_or_else(|err| panic!("cannot open the {kind} store at {path}: {err:?}"))
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
