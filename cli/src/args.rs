@@ -36,15 +36,20 @@ pub struct Args {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Count the live sessions, or list one user's.
+    #[command(after_help = STORE_URLS)]
     List(ListArgs),
     /// Show one session by its handle.
+    #[command(after_help = STORE_URLS)]
     Show(ShowArgs),
     /// End a user's sessions (all of them, or one, or all but one).
+    #[command(after_help = STORE_URLS)]
     Revoke(RevokeArgs),
     /// Remove expired sessions (and their index entries) now.
+    #[command(after_help = STORE_URLS)]
     PurgeExpired(PurgeArgs),
     /// Copy every live session from one store to another, with its data,
     /// expiry and user; idempotent and resumable.
+    #[command(after_help = STORE_URLS)]
     Migrate(MigrateArgs),
 }
 
