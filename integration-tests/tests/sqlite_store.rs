@@ -253,7 +253,11 @@ async fn a_custom_table_works_and_two_tables_in_one_database_are_separate() {
     admin.delete(&shared).await.expect("delete");
     assert!(public.get(&shared).await.expect("get").is_some(), "a delete must stay in its own table");
     assert_eq!(rows(&path, "admin_sessions").len(), 1, "the admin table still holds its expired session");
-    assert_eq!(table_names(&path), ["Public_Sessions_2", "admin_sessions", "y"]);
+    assert_eq!(
+        table_names(&path),
+        ["Public_Sessions_2", "Public_Sessions_2_leases", "admin_sessions", "admin_sessions_leases", "y"],
+        "each store has its sessions table and its lease table, and nothing else is created"
+    );
 }
 
 #[tokio::test]
