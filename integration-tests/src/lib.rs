@@ -7,6 +7,7 @@
 
 pub mod app;
 pub mod crash_workload;
+pub mod exclusive_counter;
 pub mod http_suite;
 pub mod observed_store;
 pub mod raw_http;

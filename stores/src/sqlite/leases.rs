@@ -26,7 +26,14 @@ use super::table::Sql;
 
 /// Grants the lease on `id` to `token` until `now + ttl_ms` if nobody holds
 /// a live one; returns its expiry when granted.
-pub(super) fn take(conn: &Connection, sql: &Sql, id: &str, token: &str, ttl_ms: i64, now: i64) -> rusqlite::Result<Option<i64>> {
+pub(super) fn take(
+    conn: &Connection,
+    sql: &Sql,
+    id: &str,
+    token: &str,
+    ttl_ms: i64,
+    now: i64,
+) -> rusqlite::Result<Option<i64>> {
     let expires_at = now.saturating_add(ttl_ms);
     let changed = conn.prepare_cached(&sql.lease_take)?.execute(params![id, token, expires_at, now])?;
     Ok((changed > 0).then_some(expires_at))
@@ -45,7 +52,13 @@ pub(super) fn sweep(conn: &Connection, sql: &Sql, now: i64, limit: u32) -> rusql
 
 /// Refuses `changes` with [`PatchError::LeaseLost`] if it is fenced by a
 /// lease on `id` that is not live at `now`. Unfenced patches pass.
-pub(super) fn check_fence(conn: &Connection, sql: &Sql, id: &str, changes: &Changes, now: i64) -> Result<(), StoreError> {
+pub(super) fn check_fence(
+    conn: &Connection,
+    sql: &Sql,
+    id: &str,
+    changes: &Changes,
+    now: i64,
+) -> Result<(), StoreError> {
     let Some(token) = changes.lease() else {
         return Ok(());
     };

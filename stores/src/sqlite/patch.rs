@@ -18,7 +18,13 @@ use super::table::Sql;
 
 /// The live, decodable record under `id`. A corrupt row is absent to every
 /// reader, so it is absent here too (and left as it is, logged by `decode`).
-fn live_record(conn: &Connection, sql: &Sql, table: &str, id: &str, now: i64) -> Result<Option<SessionRecord>, StoreError> {
+fn live_record(
+    conn: &Connection,
+    sql: &Sql,
+    table: &str,
+    id: &str,
+    now: i64,
+) -> Result<Option<SessionRecord>, StoreError> {
     let raw = read_raw(conn, sql, id, now).map_err(read_error)?;
     Ok(raw.and_then(|raw| raw.decode(table)))
 }

@@ -266,7 +266,9 @@ fn apply(conn: &Connection, sql: &Sql, table: &str, op: Op) -> Result<Out, Store
             patch::rename(conn, sql, table, (&from, &to, &changes, expires_at), now).map(Out::Updated)
         }
         Op::Revoke { user, id } => Ok(Out::Found(execute(&sql.revoke, params![id, user, now])? > 0)),
-        Op::RevokeAll { user, except } => Ok(Out::Removed(execute(&sql.revoke_all, params![user, except, now])? as u64)),
+        Op::RevokeAll { user, except } => {
+            Ok(Out::Removed(execute(&sql.revoke_all, params![user, except, now])? as u64))
+        }
         Op::TryLease { id, token, ttl_ms } => leases::take(conn, sql, &id, &token, ttl_ms, now)
             .map(Out::Leased)
             .map_err(|err| StoreError::backend("taking a session lease in SQLite", err)),
@@ -349,6 +351,87 @@ mod tests {
         assert_eq!(
             stored(dir.path(), &["a", "b", "c", "u"]),
             [Some("{}".to_owned()), None, Some("{}".to_owned()), Some(r#"{"n":2}"#.to_owned())],
+        );
+    }
+
+    fn update(id: &str, changes: Changes) -> Op {
+        Op::Update { id: id.to_owned(), changes, expires_at: None }
+    }
+
+    fn rename(from: &str, to: &str, changes: Changes) -> Op {
+        Op::Rename { from: from.to_owned(), to: to.to_owned(), changes, expires_at: None }
+    }
+
+    fn refused(result: &Result<Out, StoreError>) -> Option<&sessionkit::PatchError> {
+        match result {
+            Err(StoreError::Refused(err)) => Some(err),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn refused_patches_and_renames_roll_back_alone_and_the_rest_of_the_batch_commits() {
+        use sessionkit::{LeaseToken, PatchError};
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut writer = writer(dir.path());
+        writer.commit(vec![set("u", r#"{"n":1,"s":"x"}"#), set("r", r#"{"k":"text"}"#)]).expect("seed");
+        let mut not_an_integer = Changes::new();
+        not_an_integer.set("m", serde_json::json!(1));
+        not_an_integer.increment("s", 1).expect("increment");
+        let mut too_large = Changes::new();
+        too_large.push("items", serde_json::json!("0123456789"), None).expect("push");
+        too_large.limit_size(20);
+        let mut lost = Changes::new();
+        lost.set("m", serde_json::json!(2));
+        lost.fence(LeaseToken::generate());
+        let mut increment = Changes::new();
+        increment.increment("n", 1).expect("increment");
+        let mut rename_not_an_integer = Changes::new();
+        rename_not_an_integer.increment("k", 1).expect("increment");
+        // A valid patch, but a trigger refuses the delete of `r` after the
+        // insert under the new key happened: the insert must be undone.
+        writer
+            .conn
+            .execute_batch(
+                "CREATE TRIGGER keep_r BEFORE DELETE ON t WHEN old.id = 'r' BEGIN SELECT RAISE(ABORT, 'r is kept'); END",
+            )
+            .expect("trigger");
+        let mut rename_fine = Changes::new();
+        rename_fine.set("moved", serde_json::json!(true));
+
+        let results = writer
+            .commit(vec![
+                update("u", not_an_integer),
+                update("u", too_large),
+                update("u", lost.clone()),
+                rename("r", "r2", lost),
+                rename("r", "r3", rename_not_an_integer),
+                rename("r", "r4", rename_fine),
+                update("u", increment),
+                set("c", "{}"),
+            ])
+            .expect("the batch commits");
+        assert!(matches!(refused(&results[0]), Some(PatchError::NotAnInteger { .. })), "{:?}", results[0]);
+        assert!(matches!(refused(&results[1]), Some(PatchError::TooLarge { limit: 20, .. })), "{:?}", results[1]);
+        assert_eq!(refused(&results[2]), Some(&PatchError::LeaseLost));
+        assert_eq!(refused(&results[3]), Some(&PatchError::LeaseLost));
+        assert!(matches!(refused(&results[4]), Some(PatchError::NotAnInteger { .. })), "{:?}", results[4]);
+        let cause = results[5].as_ref().err().and_then(std::error::Error::source).map(ToString::to_string);
+        assert!(cause.is_some_and(|cause| cause.contains("r is kept")), "{:?}", results[5]);
+        assert!(matches!(results[6], Ok(Out::Updated(UpdateOutcome::Applied))), "{:?}", results[6]);
+        assert!(matches!(results[7], Ok(Out::Done)));
+        assert_eq!(
+            stored(dir.path(), &["u", "r", "r2", "r3", "r4", "c"]),
+            [
+                Some(r#"{"n":2,"s":"x"}"#.to_owned()),
+                Some(r#"{"k":"text"}"#.to_owned()),
+                None,
+                None,
+                None,
+                Some("{}".to_owned())
+            ],
+            "only the refused writes are missing"
         );
     }
 
