@@ -128,6 +128,22 @@ pub(super) enum Out {
     Rows(Vec<Listed>),
 }
 
+impl Out {
+    /// The variant's name, for errors (never the rows, which carry ids).
+    pub(super) fn kind(&self) -> &'static str {
+        match self {
+            Self::Done => "Done",
+            Self::Found(_) => "Found",
+            Self::Updated(_) => "Updated",
+            Self::Removed(_) => "Removed",
+            Self::Swept { .. } => "Swept",
+            Self::Leased(_) => "Leased",
+            Self::Row(_) => "Row",
+            Self::Rows(_) => "Rows",
+        }
+    }
+}
+
 /// Where the writer gets a new connection after a commit panicked.
 #[derive(Debug)]
 pub(super) enum Reopen {
