@@ -11,9 +11,10 @@
 //! updates of one session lose no key, and a deleted session stays deleted.
 //!
 //! `rename` moves a record the same way (read, patch, insert under the new
-//! key, delete the old one, in one savepoint), and every write sets the
-//! row's `user` column from the data it writes, in the same statement: the
-//! user index is a column, so it can never disagree with a committed row.
+//! key, delete the old one, in one savepoint), and every write keeps the
+//! row's `user` column equal to the user of the data it writes, in the same
+//! statement: the user index is a column, so it can never disagree with a
+//! committed row.
 //! Exclusive leases live in a table of their own beside the sessions and are
 //! taken and checked on the writer too, so they exclude across processes
 //! that share the database file (see [`leases`]).

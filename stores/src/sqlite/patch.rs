@@ -6,8 +6,10 @@
 //! alone while the rest of the batch commits. The patch is applied with
 //! [`Changes::apply`] (sets, removes, clears, increments, pushes, the size
 //! limit); the fence, if any, is checked first ([`leases::check_fence`]).
-//! Every write sets the `user` column from the data it writes, in the same
-//! statement, so the user index never disagrees with a committed row.
+//! Every write keeps the `user` column equal to the user of the data it
+//! writes, in the same statement, so the user index never disagrees with a
+//! committed row; an `update` that keeps the user leaves the column out of
+//! its `SET`, which spares SQLite the update of the index.
 
 use rusqlite::{Connection, OptionalExtension, params};
 use sessionkit::{Changes, SessionMap, SessionRecord, StoreError, UpdateOutcome, reserved};
@@ -16,17 +18,30 @@ use super::leases;
 use super::row::RawRow;
 use super::table::Sql;
 
-/// The live, decodable record under `id`. A corrupt row is absent to every
-/// reader, so it is absent here too (and left as it is, logged by `decode`).
+/// The live, decodable record under `id`, with its `user` column. A corrupt
+/// row is absent to every reader, so it is absent here too (and left as it
+/// is, logged by `decode`).
 fn live_record(
     conn: &Connection,
     sql: &Sql,
     table: &str,
     id: &str,
     now: i64,
-) -> Result<Option<SessionRecord>, StoreError> {
-    let raw = read_raw(conn, sql, id, now).map_err(read_error)?;
-    Ok(raw.and_then(|raw| raw.decode(table)))
+) -> Result<Option<(SessionRecord, Option<String>)>, StoreError> {
+    let row = conn
+        .prepare_cached(&sql.get_for_update)
+        .and_then(|mut statement| {
+            statement
+                .query_row(params![id, now], |row| {
+                    // Anything but text (a value written by someone else) is
+                    // no user, and is replaced by the write.
+                    let user = row.get_ref(2)?.as_str_or_null().ok().flatten().map(str::to_owned);
+                    Ok((RawRow::from_row(row)?, user))
+                })
+                .optional()
+        })
+        .map_err(read_error)?;
+    Ok(row.and_then(|(raw, user)| raw.decode(table).map(|record| (record, user))))
 }
 
 /// The live row under `id`, undecoded.
@@ -50,12 +65,20 @@ pub(super) fn update(
     now: i64,
 ) -> Result<UpdateOutcome, StoreError> {
     leases::check_fence(conn, sql, id, changes, now)?;
-    let Some(record) = live_record(conn, sql, table, id, now)? else {
+    let Some((record, indexed)) = live_record(conn, sql, table, id, now)? else {
         return Ok(UpdateOutcome::Missing);
     };
     let (json, user) = patched(changes, record.data)?;
-    let mut statement = conn.prepare_cached(&sql.rewrite).map_err(write_error)?;
-    statement.execute(params![id, json, expires_at, user]).map_err(write_error)?;
+    // Most updates keep the user: then the index is left alone. A column
+    // that disagrees with the data (written by an earlier version) is
+    // repaired here.
+    if user == indexed {
+        let mut statement = conn.prepare_cached(&sql.rewrite_data).map_err(write_error)?;
+        statement.execute(params![id, json, expires_at]).map_err(write_error)?;
+    } else {
+        let mut statement = conn.prepare_cached(&sql.rewrite).map_err(write_error)?;
+        statement.execute(params![id, json, expires_at, user]).map_err(write_error)?;
+    }
     Ok(UpdateOutcome::Applied)
 }
 
@@ -75,7 +98,7 @@ pub(super) fn rename(
         return update(conn, sql, table, (from, changes, expires_at), now);
     }
     leases::check_fence(conn, sql, from, changes, now)?;
-    let Some(record) = live_record(conn, sql, table, from, now)? else {
+    let Some((record, _)) = live_record(conn, sql, table, from, now)? else {
         return Ok(UpdateOutcome::Missing);
     };
     let (json, user) = patched(changes, record.data)?;

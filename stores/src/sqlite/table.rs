@@ -97,9 +97,16 @@ pub(super) struct Sql {
     pub(super) delete: String,
     /// `?1` id, `?2` new expiry, `?3` now: moves a live record's expiry.
     pub(super) touch: String,
+    /// `?1` id, `?2` now: the live record's data, expiry and `user` column,
+    /// for a read-modify-write.
+    pub(super) get_for_update: String,
     /// `?1` id, `?2` data, `?3` expiry, `?4` user: rewrites a record known
     /// to exist.
     pub(super) rewrite: String,
+    /// `?1` id, `?2` data, `?3` expiry: rewrites a record known to exist
+    /// whose `user` stays as it is. Leaving the column out of the `SET`
+    /// spares SQLite the update of the user index.
+    pub(super) rewrite_data: String,
     /// `?1` now, `?2` at most this many rows.
     pub(super) delete_expired: String,
     /// `?1` user, `?2` now: data, expiry and id of the user's live records.
@@ -176,7 +183,9 @@ impl Sql {
             ),
             delete: format!("DELETE FROM {t} WHERE id = ?1"),
             touch: format!("UPDATE {t} SET expires_at = ?2 WHERE id = ?1 AND {}", live("?3")),
+            get_for_update: format!("SELECT data, expires_at, \"user\" FROM {t} WHERE id = ?1 AND {}", live("?2")),
             rewrite: format!("UPDATE {t} SET data = ?2, expires_at = ?3, \"user\" = ?4 WHERE id = ?1"),
+            rewrite_data: format!("UPDATE {t} SET data = ?2, expires_at = ?3 WHERE id = ?1"),
             delete_expired: format!("DELETE FROM {t} WHERE id IN (SELECT id FROM {t} WHERE expires_at <= ?1 LIMIT ?2)"),
             sessions_of: format!("SELECT data, expires_at, id FROM {t} WHERE \"user\" = ?1 AND {}", live("?2")),
             revoke: format!("DELETE FROM {t} WHERE id = ?1 AND \"user\" = ?2 AND {}", live("?3")),
@@ -195,13 +204,15 @@ impl Sql {
 
     /// The statements a working store runs, for checking up front that
     /// existing tables have the columns and the keys they need.
-    pub(super) fn all_queries(&self) -> [&str; 14] {
+    pub(super) fn all_queries(&self) -> [&str; 16] {
         [
             &self.get,
             &self.upsert,
             &self.delete,
             &self.touch,
+            &self.get_for_update,
             &self.rewrite,
+            &self.rewrite_data,
             &self.delete_expired,
             &self.sessions_of,
             &self.revoke,

@@ -194,7 +194,8 @@ async fn the_user_column_follows_every_write() {
         data
     };
     let mut keys: Vec<StoreKey> = (0..4).map(|_| sessionkit::testing::checks::key()).collect();
-    keys.sort();
+    // In the order SQLite lists them: by their text.
+    keys.sort_by(|x, y| x.as_str().cmp(y.as_str()));
     let [a, b, c, d] = <[StoreKey; 4]>::try_from(keys).expect("four keys");
     let column = |entries: &[(&StoreKey, Option<&str>)]| -> Vec<(String, Option<String>)> {
         entries.iter().map(|(key, user)| (key.as_str().to_owned(), user.map(str::to_owned))).collect()
@@ -226,4 +227,18 @@ async fn the_user_column_follows_every_write() {
     clear.clear();
     assert_eq!(store.update(&c, &clear, None).await.expect("update"), UpdateOutcome::Applied);
     assert_eq!(user_column(&path), column(&[(&a, None), (&c, None), (&d, None)]));
+
+    // A row written by an earlier version (data with a user, no column) is
+    // indexed by the next update, even one that keeps the user.
+    Connection::open(&path)
+        .expect("open")
+        .execute(
+            "UPDATE http_sessions SET data = ?2, \"user\" = NULL WHERE id = ?1",
+            rusqlite::params![d.as_str(), serde_json::to_string(&owned("eve")).expect("json")],
+        )
+        .expect("an old write");
+    let mut visit = Changes::new();
+    visit.increment("visits", 1).expect("increment");
+    assert_eq!(store.update(&d, &visit, None).await.expect("update"), UpdateOutcome::Applied);
+    assert_eq!(user_column(&path), column(&[(&a, None), (&c, None), (&d, Some("eve"))]));
 }
