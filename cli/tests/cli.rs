@@ -10,7 +10,10 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use serde_json::json;
-use sessionkit::{ScanCursor, SessionConfig, SessionId, SessionLayer, SessionMap, SessionRecord, SessionStore, StoreKey, expiry, reserved};
+use sessionkit::{
+    ScanCursor, SessionConfig, SessionId, SessionLayer, SessionMap, SessionRecord, SessionStore, StoreKey, expiry,
+    reserved,
+};
 use sessionkit_integration_tests::postgres_server::PostgresServer;
 use sessionkit_integration_tests::redis_server::RedisServer;
 use sessionkit_integration_tests::server::TestServer;
@@ -55,7 +58,9 @@ fn session(id: &SessionId, user: Option<&str>, n: usize) -> (StoreKey, SessionMa
 #[test]
 fn help_explains_every_command_and_the_store_urls() {
     let help = stdout(&sessionkit(&["--help"]));
-    for expected in ["list", "show", "revoke", "purge-expired", "migrate", "redb:PATH", "redis+cluster://", "postgres://"] {
+    for expected in
+        ["list", "show", "revoke", "purge-expired", "migrate", "redb:PATH", "redis+cluster://", "postgres://"]
+    {
         assert!(help.contains(expected), "--help lacks {expected:?}:\n{help}");
     }
     let migrate = stdout(&sessionkit(&["migrate", "--help"]));

@@ -8,6 +8,8 @@
 
 pub mod app;
 pub mod crash_workload;
+pub mod credentials_suite;
+pub mod exclusive_counter;
 pub mod failover_workload;
 pub mod http_suite;
 pub mod observed_store;

@@ -2,7 +2,7 @@
 //! server and client, run against every store in the repository.
 
 use sessionkit_integration_tests::stores;
-use sessionkit_integration_tests::{http_suite, same_key_suite, user_sessions_suite};
+use sessionkit_integration_tests::{credentials_suite, http_suite, same_key_suite, user_sessions_suite};
 
 /// One `#[tokio::test]` running suite check `$check` on a fresh `$store`.
 macro_rules! check {
@@ -67,6 +67,12 @@ mod layer {
     use super::*;
 
     check!(memory: http_suite: cookie_attributes_follow_the_config, handler_headers_are_kept, signed_cookies_reject_tampering);
+    check!(memory: credentials_suite:
+        a_signing_key_rotates_under_live_sessions,
+        a_signature_is_bound_to_the_cookie_name,
+        cookie_prefixes_are_checked_at_startup,
+        ids_travel_in_a_header_for_api_clients,
+    );
 }
 
 /// A route that extracts `Session` without a `SessionLayer` in front of it

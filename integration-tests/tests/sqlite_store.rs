@@ -253,7 +253,11 @@ async fn a_custom_table_works_and_two_tables_in_one_database_are_separate() {
     admin.delete(&shared).await.expect("delete");
     assert!(public.get(&shared).await.expect("get").is_some(), "a delete must stay in its own table");
     assert_eq!(rows(&path, "admin_sessions").len(), 1, "the admin table still holds its expired session");
-    assert_eq!(table_names(&path), ["Public_Sessions_2", "admin_sessions", "y"]);
+    assert_eq!(
+        table_names(&path),
+        ["Public_Sessions_2", "Public_Sessions_2_leases", "admin_sessions", "admin_sessions_leases", "y"],
+        "each store has its sessions table and its lease table, and nothing else is created"
+    );
 }
 
 #[tokio::test]
@@ -482,4 +486,303 @@ async fn two_stores_on_one_file_see_each_others_writes() {
     }
     let got = second.get(&id).await.expect("get").expect("the session");
     assert_eq!(got.data.len(), 41, "updates from two stores on one file lost keys: {:?}", got.data.keys());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listings_use_the_user_index_and_scans_the_primary_key() {
+    let (store, dir) = on_path().await;
+    store.set(&sessionkit_integration_tests::support::key(), &SessionMap::new(), None).await.expect("set");
+    let conn = Connection::open(dir.path().join("sessions.db")).expect("connection");
+    let plan = |query: &str| -> String {
+        let mut statement = conn.prepare(&format!("EXPLAIN QUERY PLAN {query}")).expect("plan");
+        let rows = statement.query_map([], |row| row.get::<_, String>(3)).expect("query");
+        rows.collect::<Result<Vec<_>, _>>().expect("rows").join("; ")
+    };
+    let listing =
+        plan("SELECT data FROM http_sessions WHERE \"user\" = 'ada' AND (expires_at IS NULL OR expires_at > 5)");
+    assert!(listing.contains("http_sessions_user"), "a listing must use the user index: {listing}");
+    let scan = plan("SELECT data FROM http_sessions WHERE id > 'x' ORDER BY id LIMIT 10");
+    assert!(scan.contains("USING INDEX sqlite_autoindex_http_sessions_1"), "a scan must walk the key: {scan}");
+    assert!(!scan.contains("TEMP B-TREE"), "a scan must not sort: {scan}");
+}
+
+// --- Tables of the previous layout ---------------------------------------
+
+/// The sessions table as the store created it before the user index.
+const OLD_LAYOUT: &str = "CREATE TABLE http_sessions (id TEXT PRIMARY KEY NOT NULL, data TEXT NOT NULL, expires_at INTEGER); \
+     CREATE INDEX http_sessions_expires_at ON http_sessions (expires_at);";
+
+/// A database file with a table of the previous layout and rows of every
+/// kind in it. Returns the keys each user must be listed with.
+fn old_database(path: &Path) -> Vec<(&'static str, Vec<StoreKey>)> {
+    use rusqlite::types::Value as Sql;
+    let conn = Connection::open(path).expect("connection");
+    conn.execute_batch(OLD_LAYOUT).expect("the old table");
+    let hour = expiry::to_unix_ms(in_secs(3600));
+    let past = expiry::to_unix_ms(expiry::now() - Duration::from_secs(1));
+    let key = sessionkit_integration_tests::support::key;
+    let user = sessionkit::reserved::USER;
+    let (ada_phone, ada_laptop, ada_blob, bob, zoe) = (key(), key(), key(), key(), key());
+    let rows: Vec<(StoreKey, Sql, Option<i64>)> = vec![
+        (ada_phone.clone(), Sql::Text(json!({ user: "ada", "ua": "phone" }).to_string()), Some(hour)),
+        (ada_laptop.clone(), Sql::Text(json!({ user: "ada", "cart": [1] }).to_string()), None),
+        // Data as a blob reads as JSON too, so its user is listed.
+        (ada_blob.clone(), Sql::Blob(json!({ user: "ada" }).to_string().into_bytes()), Some(hour)),
+        (key(), Sql::Text(json!({ user: "ada" }).to_string()), Some(past)),
+        (bob.clone(), Sql::Text(json!({ "a": { user: "not bob" }, user: "bob" }).to_string()), Some(hour)),
+        (zoe.clone(), Sql::Text(json!({ user: "Zoë \"quoted\"" }).to_string()), Some(hour)),
+        (key(), Sql::Text(json!({ "anonymous": true }).to_string()), Some(hour)),
+        (key(), Sql::Text(json!({ user: 42 }).to_string()), Some(hour)),
+        (key(), Sql::Text(format!("{{\"{user}\": \"ada\", broken")), Some(hour)),
+        (key(), Sql::Text(json!(["ada"]).to_string()), Some(hour)),
+        (key(), Sql::Blob(vec![0xff, 0x00, 0x7b]), Some(hour)),
+    ];
+    for (id, data, expires_at) in rows {
+        conn.execute(
+            "INSERT INTO http_sessions (id, data, expires_at) VALUES (?1, ?2, ?3)",
+            params![id.as_str(), data, expires_at],
+        )
+        .expect("an old row");
+    }
+    vec![("ada", vec![ada_phone, ada_laptop, ada_blob]), ("bob", vec![bob]), ("Zoë \"quoted\"", vec![zoe])]
+}
+
+async fn assert_listed(store: &SqliteStore, expected: &[(&str, Vec<StoreKey>)]) {
+    for (user, keys) in expected {
+        let mut listed: Vec<StoreKey> =
+            store.sessions_of(user).await.expect("sessions_of").into_iter().map(|(key, _)| key).collect();
+        listed.sort();
+        let mut keys = keys.clone();
+        keys.sort();
+        assert_eq!(listed, keys, "{user}'s sessions after the migration");
+    }
+}
+
+fn columns(path: &Path, table: &str) -> Vec<String> {
+    let conn = Connection::open(path).expect("connection");
+    let mut statement = conn.prepare("SELECT name FROM pragma_table_info(?1) ORDER BY cid").expect("select");
+    statement.query_map([table], |row| row.get(0)).expect("query").collect::<Result<_, _>>().expect("names")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_of_the_previous_layout_gets_the_user_column_and_lists_its_users_sessions() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("old.db");
+    let expected = old_database(&path);
+    let before = rows(&path, "http_sessions");
+    assert_eq!(columns(&path, "http_sessions"), ["id", "data", "expires_at"]);
+
+    let store = SqliteStore::open(&path).await.expect("open an old table");
+    assert_eq!(columns(&path, "http_sessions"), ["id", "data", "expires_at", "user"]);
+    assert_listed(&store, &expected).await;
+    assert_eq!(rows(&path, "http_sessions"), before, "the migration changed no session");
+    // Every old session still works, and the index follows new writes.
+    let (ada_phone, ada_laptop) = (&expected[0].1[0], &expected[0].1[1]);
+    let mut changes = Changes::new();
+    changes.increment("visits", 1).expect("increment");
+    assert_eq!(store.update(ada_phone, &changes, Some(in_secs(600))).await.expect("update"), UpdateOutcome::Applied);
+    assert!(store.revoke("ada", ada_laptop).await.expect("revoke"), "an old session can be revoked");
+    assert_eq!(store.revoke_all("ada", Some(ada_phone)).await.expect("revoke_all"), 1, "the blob session goes");
+    drop(store);
+
+    // Opening again finds the column and changes nothing.
+    let store = SqliteStore::open(&path).await.expect("reopen");
+    assert_listed(&store, &[("ada", vec![ada_phone.clone()]), ("bob", expected[1].1.clone())]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_of_the_previous_layout_is_migrated_through_a_handed_over_connection_too() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("app.db");
+    let expected = old_database(&path);
+    let store = SqliteStore::from_connection(Connection::open(&path).expect("connection")).await.expect("store");
+    assert_listed(&store, &expected).await;
+    assert_eq!(columns(&path, "http_sessions"), ["id", "data", "expires_at", "user"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn stores_opening_an_old_table_at_the_same_moment_migrate_it_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("old.db");
+    let expected = old_database(&path);
+    let opening: Vec<_> = (0..4)
+        .map(|_| {
+            let path = path.clone();
+            tokio::spawn(async move { SqliteStore::open(&path).await })
+        })
+        .collect();
+    for store in opening {
+        let store = store.await.expect("task").expect("every store opens");
+        assert_listed(&store, &expected).await;
+    }
+    assert_eq!(columns(&path, "http_sessions"), ["id", "data", "expires_at", "user"]);
+}
+
+#[tokio::test]
+async fn a_foreign_table_is_not_migrated() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("app.db");
+    {
+        let conn = Connection::open(&path).expect("connection");
+        conn.execute_batch("CREATE TABLE http_sessions (id TEXT, data TEXT, expires_at INTEGER)").expect("keyless");
+    }
+    let err = SqliteStore::open(&path).await.expect_err("no key on id");
+    assert!(error_chain(&err).contains("exists but is not a session table"), "{}", error_chain(&err));
+    assert_eq!(columns(&path, "http_sessions"), ["id", "data", "expires_at"], "a foreign table was altered");
+    assert_eq!(table_names(&path), ["http_sessions"], "nothing else is created beside a foreign table");
+}
+
+// --- Leases across stores and processes ----------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_stores_on_one_file_share_leases_and_their_fencing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("sessions.db");
+    let first = Arc::new(SqliteStore::open(&path).await.expect("first"));
+    let second = Arc::new(SqliteStore::open(&path).await.expect("second"));
+    let id = sessionkit_integration_tests::support::key();
+    first.set(&id, &map(json!({ "n": 0 })), None).await.expect("set");
+    let fenced = |token, n: u64| {
+        let mut changes = Changes::new();
+        changes.set("n", json!(n));
+        changes.fence(token);
+        changes
+    };
+
+    let held = first.try_lease(&id, Duration::from_millis(400)).await.expect("lease").expect("granted");
+    assert_eq!(second.try_lease(&id, Duration::from_secs(30)).await.expect("lease"), None, "the other store excludes");
+    // The token is the truth, whichever store carries the write.
+    assert_eq!(second.update(&id, &fenced(held.token, 1), None).await.expect("update"), UpdateOutcome::Applied);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let taken =
+        second.try_lease(&id, Duration::from_secs(30)).await.expect("lease").expect("an expired lease is taken");
+    match first.update(&id, &fenced(held.token, 2), None).await {
+        Err(StoreError::Refused(sessionkit::PatchError::LeaseLost)) => {}
+        other => panic!("a holder whose lease ran out wrote through another store: {other:?}"),
+    }
+    first.release_lease(&id, held.token).await.expect("a stale release");
+    assert_eq!(first.try_lease(&id, Duration::from_secs(30)).await.expect("lease"), None, "a stale release freed it");
+    second.release_lease(&id, taken.token).await.expect("release");
+    assert_eq!(second.get(&id).await.expect("get").map(|r| r.data), Some(map(json!({ "n": 1 }))));
+
+    // Many takers through both stores at once: exactly one wins.
+    let contested = sessionkit_integration_tests::support::key();
+    let takers: Vec<_> = (0..16)
+        .map(|i| {
+            let store = if i % 2 == 0 { Arc::clone(&first) } else { Arc::clone(&second) };
+            let contested = contested.clone();
+            tokio::spawn(async move { store.try_lease(&contested, Duration::from_secs(30)).await })
+        })
+        .collect();
+    let mut granted = 0;
+    for taker in takers {
+        granted += usize::from(taker.await.expect("task").expect("try_lease").is_some());
+    }
+    assert_eq!(granted, 1, "takers of one lease through two stores on one file: exactly one must win");
+
+    // Leases that ran out are swept with the sessions.
+    first.try_lease(&sessionkit_integration_tests::support::key(), Duration::from_millis(1)).await.expect("lease");
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    first.delete_expired().await.expect("sweep");
+    let conn = Connection::open(&path).expect("connection");
+    let left: i64 = conn.query_row("SELECT count(*) FROM http_sessions_leases", [], |row| row.get(0)).expect("count");
+    assert_eq!(left, 1, "the sweep must remove the expired lease and keep the live one");
+}
+
+/// The helper program that takes leases from another process.
+const LEASE_WORKER: &str = env!("CARGO_BIN_EXE_sqlite-lease-worker");
+
+/// A helper process, killed (and reaped) when the test ends, passing or not.
+struct Worker(Option<std::process::Child>);
+
+impl Worker {
+    fn spawn(path: &Path, args: &[&str]) -> Self {
+        let child = std::process::Command::new(LEASE_WORKER)
+            .arg(path)
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start a lease worker");
+        Self(Some(child))
+    }
+
+    async fn finish(mut self) -> std::process::Output {
+        let child = self.0.take().expect("running");
+        tokio::task::spawn_blocking(move || child.wait_with_output()).await.expect("join").expect("wait")
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Real processes (three helpers and this test), each with its own store on
+/// one file, incrementing one counter by reading it and writing its
+/// successor under an exclusive lease: only the lease rows in the shared
+/// file keep them apart, and no increment is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn leases_exclude_across_processes_sharing_a_file() {
+    const PER_PROCESS: u64 = 20;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("sessions.db");
+    let store = SqliteStore::open(&path).await.expect("open");
+    let id = sessionkit_integration_tests::support::key();
+    store.set(&id, &map(json!({ "n": 0 })), None).await.expect("set");
+    let workers: Vec<_> =
+        (0..3).map(|_| Worker::spawn(&path, &["increments", id.as_str(), &PER_PROCESS.to_string()])).collect();
+    for _ in 0..PER_PROCESS {
+        sessionkit_integration_tests::exclusive_counter::increment(&store, &id).await.expect("increment");
+    }
+    for worker in workers {
+        let output = worker.finish().await;
+        assert!(output.status.success(), "a worker failed: {}", String::from_utf8_lossy(&output.stderr));
+    }
+    let n = store.get(&id).await.expect("get").and_then(|r| r.data.get("n").cloned());
+    assert_eq!(n, Some(json!(4 * PER_PROCESS)), "read-modify-writes under leases from four processes lost some");
+}
+
+/// A process killed while it holds a lease blocks the session until the
+/// lease runs out, and not longer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lease_of_a_killed_process_runs_out() {
+    use std::io::BufRead;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("sessions.db");
+    let store = SqliteStore::open(&path).await.expect("open");
+    let id = sessionkit_integration_tests::support::key();
+    let mut worker = Worker::spawn(&path, &["hold", id.as_str(), "1500"]);
+    let stdout = worker.0.as_mut().and_then(|child| child.stdout.take()).expect("stdout");
+    let line = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        std::io::BufReader::new(stdout).read_line(&mut line).map(|_| line)
+    })
+    .await
+    .expect("join")
+    .expect("read");
+    let until: i64 = line.strip_prefix("held ").and_then(|ms| ms.trim().parse().ok()).unwrap_or_else(|| {
+        panic!("the worker did not take the lease: {line:?}");
+    });
+    drop(worker);
+
+    assert_eq!(
+        store.try_lease(&id, Duration::from_secs(30)).await.expect("lease"),
+        None,
+        "the dead holder's lease lives"
+    );
+    let granted = loop {
+        if let Some(lease) = store.try_lease(&id, Duration::from_secs(30)).await.expect("lease") {
+            break lease;
+        }
+        assert!(expiry::to_unix_ms(expiry::now()) < until + 5_000, "the dead holder's lease never ran out");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(expiry::to_unix_ms(expiry::now()) >= until, "a lease was granted before the dead holder's ran out");
+    assert!(granted.expires_at > expiry::now());
 }

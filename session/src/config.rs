@@ -6,6 +6,7 @@ use std::time::{Duration, SystemTime};
 
 pub use cookie::{Key, SameSite};
 
+use crate::transport::IdTransport;
 use crate::{SessionId, SessionStore, StoreKey, reserved};
 
 /// The default session lifetime: 24 hours.
@@ -34,7 +35,9 @@ pub const DEFAULT_EXCLUSIVE_WAIT: Duration = Duration::from_secs(5);
 /// | [`secure`](Self::secure) | on |
 /// | [`http_only`](Self::http_only) | on |
 /// | [`same_site`](Self::same_site) | `Lax` |
-/// | [`signing_key`](Self::signing_key) | none |
+/// | [`signing_keys`](Self::signing_keys) | none |
+/// | [`partitioned`](Self::partitioned) | off |
+/// | [`transport`](Self::transport) | the cookie |
 /// | [`max_size`](Self::max_size) | 1 MiB |
 /// | [`hash_ids_at_rest`](Self::hash_ids_at_rest) | on |
 /// | [`exclusive_lease`](Self::exclusive_lease) | 10 s |
@@ -66,7 +69,10 @@ pub struct SessionConfig {
     pub(crate) secure: bool,
     pub(crate) http_only: bool,
     pub(crate) same_site: SameSite,
-    pub(crate) signing_key: Option<Key>,
+    /// Signs with the first, verifies with any.
+    pub(crate) signing_keys: Vec<Key>,
+    pub(crate) partitioned: bool,
+    pub(crate) transport: IdTransport,
     pub(crate) max_size: usize,
     pub(crate) hash_ids_at_rest: bool,
     pub(crate) exclusive_lease: Duration,
@@ -100,7 +106,9 @@ impl SessionConfig {
             secure: true,
             http_only: true,
             same_site: SameSite::Lax,
-            signing_key: None,
+            signing_keys: Vec::new(),
+            partitioned: false,
+            transport: IdTransport::Cookie,
             max_size: DEFAULT_MAX_SIZE,
             hash_ids_at_rest: true,
             exclusive_lease: DEFAULT_EXCLUSIVE_LEASE,
@@ -174,10 +182,39 @@ impl SessionConfig {
         self
     }
 
-    /// Sign the cookie with this key (HMAC-SHA256, the `cookie` crate's signed
-    /// jar). A cookie whose signature does not verify is ignored.
+    /// Sign the cookie with this key (HMAC-SHA256 over the cookie's name
+    /// and the id); a cookie whose signature does not verify is ignored.
+    /// `None` turns signing off. The same as [`signing_keys`](Self::signing_keys)
+    /// with one key.
     pub fn signing_key(mut self, key: impl Into<Option<Key>>) -> Self {
-        self.signing_key = key.into();
+        self.signing_keys = key.into().into_iter().collect();
+        self
+    }
+
+    /// Sign with the first of these keys and accept a signature by any of
+    /// them, so that a key is rotated without logging anybody out: put the
+    /// new key first, keep the old one until the sessions it signed have
+    /// expired (the ttl, or the absolute lifetime), then drop it. A value
+    /// signed for another cookie name does not verify. No keys turns
+    /// signing off. Signing protects the cookie's integrity; the id is
+    /// already unguessable, so signing is defence in depth, not secrecy.
+    pub fn signing_keys(mut self, keys: impl IntoIterator<Item = Key>) -> Self {
+        self.signing_keys = keys.into_iter().collect();
+        self
+    }
+
+    /// Send the cookie with the `Partitioned` attribute (CHIPS), for an app
+    /// embedded in other sites' iframes: the browser keeps a separate
+    /// cookie per top-level site. Needs [`secure`](Self::secure).
+    pub fn partitioned(mut self, on: bool) -> Self {
+        self.partitioned = on;
+        self
+    }
+
+    /// Where the id travels: the cookie (the default), a request header
+    /// for API and mobile clients, or either. See [`crate::transport`].
+    pub fn transport(mut self, transport: IdTransport) -> Self {
+        self.transport = transport;
         self
     }
 
@@ -285,6 +322,25 @@ impl SessionConfig {
         if self.same_site == SameSite::None && !self.secure {
             return fail("SameSite=None cookies must be Secure: browsers reject them otherwise".into());
         }
+        if self.partitioned && !self.secure {
+            return fail("Partitioned cookies must be Secure: browsers reject them otherwise".into());
+        }
+        // Browsers match the prefixes without regard to case.
+        let lower = self.cookie_name.to_ascii_lowercase();
+        if lower.starts_with("__host-") {
+            if !self.secure || self.path != "/" || self.domain.is_some() {
+                return fail(format!(
+                    "cookie name {:?} has the __Host- prefix, which browsers accept only with Secure, Path=/ and no \
+                     Domain",
+                    self.cookie_name
+                ));
+            }
+        } else if lower.starts_with("__secure-") && !self.secure {
+            return fail(format!(
+                "cookie name {:?} has the __Secure- prefix, which browsers accept only with Secure",
+                self.cookie_name
+            ));
+        }
         if self.ttl.is_some_and(|ttl| ttl.is_zero()) {
             return fail("ttl must be positive (use `None` for sessions without expiry)".into());
         }
@@ -325,7 +381,9 @@ impl fmt::Debug for SessionConfig {
             .field("http_only", &self.http_only)
             .field("same_site", &self.same_site)
             // Never print the key.
-            .field("signing_key", &self.signing_key.as_ref().map(|_| "<set>"))
+            .field("signing_keys", &self.signing_keys.len())
+            .field("partitioned", &self.partitioned)
+            .field("transport", &self.transport)
             .field("max_size", &self.max_size)
             .field("hash_ids_at_rest", &self.hash_ids_at_rest)
             .field("exclusive_lease", &self.exclusive_lease)
@@ -352,7 +410,9 @@ mod tests {
         assert!(config.secure);
         assert!(config.http_only);
         assert_eq!(config.same_site, SameSite::Lax);
-        assert!(config.signing_key.is_none());
+        assert!(config.signing_keys.is_empty());
+        assert!(!config.partitioned);
+        assert_eq!(config.transport, IdTransport::Cookie);
         assert_eq!(config.max_size, 1024 * 1024);
         assert!(config.hash_ids_at_rest);
         assert_eq!(config.validate(), Ok(()));
@@ -379,6 +439,26 @@ mod tests {
     }
 
     #[test]
+    fn cookie_prefixes_and_partitioned_are_refused_where_browsers_would_drop_the_cookie() {
+        let host = || SessionConfig::new(NullStore).cookie_name("__Host-id");
+        assert_eq!(host().validate(), Ok(()), "the recommended name works with the defaults");
+        for bad in [
+            host().secure(false),
+            host().path("/app"),
+            host().domain(Some("example.com".to_owned())),
+            SessionConfig::new(NullStore).cookie_name("__host-id").secure(false),
+            SessionConfig::new(NullStore).cookie_name("__Secure-id").secure(false),
+            SessionConfig::new(NullStore).partitioned(true).secure(false),
+        ] {
+            let err = bad.validate().expect_err("refused");
+            assert!(err.to_string().contains("Secure") || err.to_string().contains("Path"), "{err}");
+        }
+        let secure = SessionConfig::new(NullStore).cookie_name("__Secure-id").domain(Some("example.com".to_owned()));
+        assert_eq!(secure.path("/app").validate(), Ok(()), "__Secure- needs only Secure");
+        assert_eq!(SessionConfig::new(NullStore).partitioned(true).validate(), Ok(()));
+    }
+
+    #[test]
     fn expiry_rolls_but_never_passes_the_absolute_cap() {
         let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
         let hour = Duration::from_secs(3600);
@@ -394,7 +474,8 @@ mod tests {
     #[test]
     fn debug_hides_the_signing_key() {
         let config = SessionConfig::new(NullStore).signing_key(Key::generate());
-        assert!(format!("{config:?}").contains("<set>"));
+        let shown = format!("{config:?}");
+        assert!(shown.contains("signing_keys: 1"), "{shown}");
     }
 
     #[test]

@@ -1,15 +1,17 @@
-//! Reading the session id from `Cookie` headers and writing `Set-Cookie`.
+//! Reading the session id from `Cookie` headers (or the id header, see
+//! [`crate::transport`]) and writing `Set-Cookie`.
 //!
-//! Parsing uses the `cookie` crate, signing its signed jar (HMAC-SHA256).
-//! Whatever the client sends, the only thing that leaves this module is a
-//! [`SessionId`] that parsed strictly (and verified, when a key is set).
+//! Building cookies uses the `cookie` crate; signatures are
+//! [`crate::signature`]'s. Whatever the client sends, the only thing that
+//! leaves this module is a [`SessionId`] that parsed strictly (and
+//! verified, when a key is set).
 
 use std::time::{Duration, SystemTime};
 
-use cookie::{Cookie, CookieJar};
+use cookie::Cookie;
 use http::HeaderValue;
 
-use crate::{SessionConfig, SessionId};
+use crate::{SessionConfig, SessionId, signature};
 
 /// What the request's cookies said about the session.
 #[derive(Debug, Default)]
@@ -44,7 +46,7 @@ pub(crate) fn read(headers: &[HeaderValue], config: &SessionConfig) -> RequestCo
                 continue;
             }
             found.present = true;
-            if let Some(id) = verified_id(value.trim(), config) {
+            if let Some(id) = verified_id(value.trim(), &config.cookie_name, config) {
                 found.id = Some(id);
                 return found;
             }
@@ -53,14 +55,32 @@ pub(crate) fn read(headers: &[HeaderValue], config: &SessionConfig) -> RequestCo
     found
 }
 
-fn verified_id(value: &str, config: &SessionConfig) -> Option<SessionId> {
-    match &config.signing_key {
-        None => SessionId::parse(value),
-        Some(key) => {
-            let candidate = Cookie::new(config.cookie_name.clone(), value.to_owned());
-            let verified = CookieJar::new().signed(key).verify(candidate)?;
-            SessionId::parse(verified.value())
-        }
+/// The session id in the id header's value, when ids travel in a header.
+pub(crate) fn read_header(header: Option<&HeaderValue>, config: &SessionConfig) -> RequestCookie {
+    let (Some(header), Some(transport)) = (header, config.transport.header()) else {
+        return RequestCookie::default();
+    };
+    let Some(value) = header.to_str().ok().and_then(|value| transport.credential(value)) else {
+        return RequestCookie { id: None, present: true };
+    };
+    RequestCookie { id: verified_id(value, transport.request().as_str(), config), present: true }
+}
+
+/// The id in `value`, sent under the credential `name`: verified first
+/// when signing is on.
+fn verified_id(value: &str, name: &str, config: &SessionConfig) -> Option<SessionId> {
+    if config.signing_keys.is_empty() {
+        return SessionId::parse(value);
+    }
+    SessionId::parse(signature::verify(&config.signing_keys, name, value)?)
+}
+
+/// What a client holds for `id` under the credential `name`: the id, or
+/// the id signed with the first signing key.
+pub(crate) fn credential_value(config: &SessionConfig, name: &str, id: &SessionId) -> String {
+    match config.signing_keys.first() {
+        Some(key) => signature::sign(key, name, id.as_str()),
+        None => id.as_str().to_owned(),
     }
 }
 
@@ -71,14 +91,9 @@ pub(crate) fn session_cookie(
     expires_at: Option<SystemTime>,
     now: SystemTime,
 ) -> Option<HeaderValue> {
-    let mut cookie = base_cookie(config, id.as_str().to_owned());
+    let mut cookie = base_cookie(config, credential_value(config, &config.cookie_name, id));
     if let (false, Some(at)) = (config.browser_session_cookie, expires_at) {
         cookie.set_max_age(max_age(at, now));
-    }
-    if let Some(key) = &config.signing_key {
-        let mut jar = CookieJar::new();
-        jar.signed_mut(key).add(cookie);
-        cookie = jar.get(&config.cookie_name)?.clone();
     }
     header_value(&cookie)
 }
@@ -102,6 +117,9 @@ fn base_cookie(config: &SessionConfig, value: String) -> Cookie<'static> {
     cookie.set_secure(config.secure);
     cookie.set_http_only(config.http_only);
     cookie.set_same_site(config.same_site);
+    if config.partitioned {
+        cookie.set_partitioned(true);
+    }
     cookie
 }
 

@@ -31,9 +31,9 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::config::ConfigError;
-use crate::persist::Plan;
+use crate::persist::{Issued, Plan};
 use crate::session::{LoadFailure, release};
-use crate::{LazySession, PatchError, SessionConfig, StoreError, expiry};
+use crate::{LazySession, PatchError, SessionConfig, StoreError, cookie, expiry};
 
 /// A tower [`Layer`] that gives every request a session.
 ///
@@ -117,8 +117,14 @@ where
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
         // Only the raw headers here (cheap clones of shared bytes): parsing
         // and verifying waits until the handler asks for its session.
-        let cookies = request.headers().get_all(COOKIE).iter().cloned().collect();
-        let lazy = LazySession::new(Arc::clone(&self.config), cookies);
+        let transport = &self.config.transport;
+        let cookies = if transport.uses_cookie() {
+            request.headers().get_all(COOKIE).iter().cloned().collect()
+        } else {
+            Vec::new()
+        };
+        let id_header = transport.header().and_then(|header| request.headers().get(header.request()).cloned());
+        let lazy = LazySession::new(Arc::clone(&self.config), cookies, id_header);
         request.extensions_mut().insert(lazy.clone());
         let response = self.inner.call(request);
         Box::pin(async move {
@@ -147,7 +153,7 @@ async fn finish<B: Default>(lazy: &LazySession, mut response: Response<B>) -> Re
         // The route never asked for its session: nothing to read or write.
         return response;
     };
-    add_vary_cookie(response.headers_mut());
+    add_vary(response.headers_mut(), lazy.config());
     let config = Arc::clone(lazy.config());
     let now = expiry::now();
     let (plan, lease) = {
@@ -176,8 +182,10 @@ async fn finish<B: Default>(lazy: &LazySession, mut response: Response<B>) -> Re
         return response;
     }
     // From here the work runs to completion even if this future is dropped.
+    let persist_config = Arc::clone(&config);
     let persist = async move {
-        let outcome = plan.execute(&config, now).await;
+        let config = persist_config;
+        let outcome = plan.execute(&config).await;
         if let Some(lease) = lease {
             release(&config, &lease).await;
         }
@@ -199,10 +207,8 @@ async fn finish<B: Default>(lazy: &LazySession, mut response: Response<B>) -> Re
         Err(_) => persist.await,
     };
     match outcome {
-        Ok(Some(set_cookie)) => {
-            let headers = response.headers_mut();
-            headers.append(SET_COOKIE, set_cookie);
-            headers.append(CACHE_CONTROL, HeaderValue::from_static("no-cache=\"set-cookie\""));
+        Ok(Some(issued)) => {
+            tell(response.headers_mut(), &config, &issued, now);
             response
         }
         Ok(None) => response,
@@ -228,20 +234,57 @@ async fn finish<B: Default>(lazy: &LazySession, mut response: Response<B>) -> Re
     }
 }
 
+/// Tells the client what persisting issued, in the cookie and/or the id
+/// header (see [`crate::transport`]).
+fn tell(headers: &mut HeaderMap, config: &SessionConfig, issued: &Issued, now: std::time::SystemTime) {
+    if config.transport.uses_cookie() {
+        let set_cookie = match issued {
+            Issued::Id { id, expires_at, .. } => cookie::session_cookie(config, id, *expires_at, now),
+            Issued::Ended => cookie::removal_cookie(config),
+        };
+        if let Some(set_cookie) = set_cookie {
+            headers.append(SET_COOKIE, set_cookie);
+            headers.append(CACHE_CONTROL, HeaderValue::from_static("no-cache=\"set-cookie\""));
+        }
+    }
+    let Some(transport) = config.transport.header() else { return };
+    let value = match issued {
+        Issued::Id { id, changed: true, .. } => cookie::credential_value(config, transport.request().as_str(), id),
+        // A refresh changes nothing a header client holds.
+        Issued::Id { changed: false, .. } => return,
+        Issued::Ended => String::new(),
+    };
+    // Ids and signatures are base64: always a valid header value.
+    if let Ok(value) = HeaderValue::from_str(&value) {
+        headers.insert(transport.response().clone(), value);
+        headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+}
+
 fn empty<B: Default>(status: StatusCode) -> Response<B> {
     let mut response = Response::new(B::default());
     *response.status_mut() = status;
     response
 }
 
-/// Responses that depend on the session cookie must not be shared by caches.
-fn add_vary_cookie(headers: &mut HeaderMap) {
+/// Responses that depend on the session cookie (or id header) must not be
+/// shared by caches.
+fn add_vary(headers: &mut HeaderMap, config: &SessionConfig) {
+    if config.transport.uses_cookie() {
+        add_vary_on(headers, "cookie");
+    }
+    if let Some(transport) = config.transport.header() {
+        add_vary_on(headers, transport.request().as_str());
+    }
+}
+
+fn add_vary_on(headers: &mut HeaderMap, name: &str) {
     let already = headers.get_all(VARY).iter().any(|value| {
         value.to_str().is_ok_and(|text| {
-            text.split(',').any(|item| matches!(item.trim(), "*") || item.trim().eq_ignore_ascii_case("cookie"))
+            text.split(',').any(|item| matches!(item.trim(), "*") || item.trim().eq_ignore_ascii_case(name))
         })
     });
-    if !already {
-        headers.append(VARY, HeaderValue::from_static("cookie"));
+    if !already && let Ok(value) = HeaderValue::from_str(name) {
+        headers.append(VARY, value);
     }
 }

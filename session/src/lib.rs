@@ -87,9 +87,11 @@ mod record;
 pub mod reserved;
 mod scan;
 mod session;
+mod signature;
 pub mod store;
 mod store_key;
 mod token;
+pub mod transport;
 pub mod typed;
 
 #[cfg(feature = "axum")]
@@ -122,6 +124,7 @@ pub use session::{LazySession, Session};
 pub use sessionkit_derive::SessionData;
 pub use store::{SessionStore, UpdateOutcome};
 pub use store_key::StoreKey;
+pub use transport::{IdHeader, IdTransport};
 pub use typed::SessionData;
 
 #[doc(hidden)]

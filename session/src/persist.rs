@@ -20,19 +20,29 @@
 
 use std::time::{Duration, SystemTime};
 
-use http::HeaderValue;
 use serde_json::Value;
 
 use crate::session::{Owner, Retire, State, Status, revoke_lineage};
 use crate::{
     Changes, PatchError, SessionConfig, SessionId, SessionMap, SessionStore, StoreError, StoreKey, UpdateOutcome,
-    cookie, limits, reserved,
+    limits, reserved,
 };
 
 /// How stale the activity stamp may get before a rolling refresh (which
 /// only moves the expiry) also rewrites it: "last active" in a listing is
 /// exact to about this much, and most refreshes stay cheap.
 pub const ACTIVITY_GRANULARITY: Duration = Duration::from_secs(60);
+
+/// What persisting tells the client: rendered as a `Set-Cookie`, or a
+/// response header, by the layer (see [`crate::transport`]).
+#[derive(Debug)]
+pub(crate) enum Issued {
+    /// The client holds `id` until `expires_at`; `changed` when the id is
+    /// new to it (a created session, a login), not just refreshed.
+    Id { id: SessionId, expires_at: Option<SystemTime>, changed: bool },
+    /// The session ended: the client should drop what it holds.
+    Ended,
+}
 
 /// The store calls one request needs.
 #[derive(Debug)]
@@ -147,16 +157,12 @@ impl Plan {
         Ok(plan)
     }
 
-    /// Runs the store calls; returns the `Set-Cookie` to send, if any.
-    pub(crate) async fn execute(
-        self,
-        config: &SessionConfig,
-        now: SystemTime,
-    ) -> Result<Option<HeaderValue>, StoreError> {
+    /// Runs the store calls; returns what to tell the client, if anything.
+    pub(crate) async fn execute(self, config: &SessionConfig) -> Result<Option<Issued>, StoreError> {
         // Through the trait object itself: calling through the `Arc` would
         // box a second future around the store's.
         let store = config.store.as_ref();
-        let set_cookie = |id: &SessionId, expires_at| cookie::session_cookie(config, id, expires_at, now);
+        let issue = |id: &SessionId, expires_at, changed| Some(Issued::Id { id: id.clone(), expires_at, changed });
         Ok(match self {
             Plan::Nothing => None,
             Plan::Create { id, key, data, expires_at, retire } => {
@@ -166,11 +172,11 @@ impl Plan {
                 if let Some(retire) = retire {
                     retire_record(store, &retire).await?;
                 }
-                set_cookie(&id, expires_at)
+                issue(&id, expires_at, true)
             }
             Plan::Update { cookie, key, changes, expires_at } => {
                 match (store.update(&key, &changes, expires_at).await?, cookie) {
-                    (UpdateOutcome::Applied, Some(id)) => set_cookie(&id, expires_at),
+                    (UpdateOutcome::Applied, Some(id)) => issue(&id, expires_at, false),
                     // Missing: destroyed (or regenerated) by a concurrent request.
                     // No cookie either: a removal could race with the cookie
                     // that request sent.
@@ -179,14 +185,14 @@ impl Plan {
             }
             Plan::Touch { id, key, expires_at } => {
                 if store.touch(&key, expires_at).await? {
-                    set_cookie(&id, expires_at)
+                    issue(&id, expires_at, false)
                 } else {
                     None
                 }
             }
             Plan::Rename { id, from, to, changes, expires_at } => {
                 match store.rename(&from, &to, &changes, expires_at).await? {
-                    UpdateOutcome::Applied => set_cookie(&id, expires_at),
+                    UpdateOutcome::Applied => issue(&id, expires_at, true),
                     // Destroyed meanwhile (a logout in another tab, a
                     // revocation): it stays destroyed, and this client gets
                     // no cookie that would work.
@@ -197,7 +203,7 @@ impl Plan {
                 if let Some(retire) = retire {
                     retire_record(store, &retire).await?;
                 }
-                if removal_cookie { cookie::removal_cookie(config) } else { None }
+                removal_cookie.then_some(Issued::Ended)
             }
         })
     }

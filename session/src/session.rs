@@ -56,10 +56,12 @@ pub struct Session {
 
 pub(crate) struct Shared {
     pub(crate) config: Arc<SessionConfig>,
-    /// The request's `Cookie` headers, parsed (and verified) only when the
-    /// session is loaded: a route that never asks for its session pays
-    /// nothing for it, signature checks included.
+    /// The request's `Cookie` headers (and id header, with a header
+    /// transport), parsed (and verified) only when the session is loaded:
+    /// a route that never asks for its session pays nothing for it,
+    /// signature checks included.
     pub(crate) cookies: Vec<HeaderValue>,
+    pub(crate) id_header: Option<HeaderValue>,
     pub(crate) state: OnceCell<Arc<Mutex<State>>>,
     pub(crate) load_failure: AtomicU8,
     /// Load the session under an exclusive lease (see [`crate::lease`]).
@@ -172,11 +174,12 @@ const LEASE_RETRY_MIN: Duration = Duration::from_millis(1);
 const LEASE_RETRY_MAX: Duration = Duration::from_millis(25);
 
 impl LazySession {
-    pub(crate) fn new(config: Arc<SessionConfig>, cookies: Vec<HeaderValue>) -> Self {
+    pub(crate) fn new(config: Arc<SessionConfig>, cookies: Vec<HeaderValue>, id_header: Option<HeaderValue>) -> Self {
         Self {
             shared: Arc::new(Shared {
                 config,
                 cookies,
+                id_header,
                 state: OnceCell::new(),
                 load_failure: AtomicU8::new(LoadFailure::None as u8),
                 exclusive: AtomicBool::new(false),
@@ -235,8 +238,13 @@ impl LazySession {
     async fn fetch(&self) -> Result<State, SessionError> {
         let config = &self.shared.config;
         let from_cookie = cookie::read(&self.shared.cookies, config);
-        let cookie_present = from_cookie.present;
-        let Some(id) = from_cookie.id else {
+        // The cookie wins; the header is read only when the cookie had no id.
+        let from_header = match from_cookie.id {
+            Some(_) => cookie::RequestCookie::default(),
+            None => cookie::read_header(self.shared.id_header.as_ref(), config),
+        };
+        let cookie_present = from_cookie.present || from_header.present;
+        let Some(id) = from_cookie.id.or(from_header.id) else {
             return Ok(State::new(expiry::now(), cookie_present));
         };
         let key = config.store_key(&id);
@@ -820,7 +828,7 @@ mod tests {
     fn lazy_with(config: SessionConfig, cookie: Option<&SessionId>) -> LazySession {
         let cookies =
             cookie.map(|id| HeaderValue::from_str(&format!("id={id}")).expect("header")).into_iter().collect();
-        LazySession::new(Arc::new(config), cookies)
+        LazySession::new(Arc::new(config), cookies, None)
     }
 
     fn lazy(store: &MapStore, cookie: Option<&SessionId>) -> LazySession {

@@ -10,12 +10,21 @@
 //! row on that thread inside the transaction, so it is atomic: concurrent
 //! updates of one session lose no key, and a deleted session stays deleted.
 //!
+//! `rename` moves a record the same way (read, patch, insert under the new
+//! key, delete the old one, in one savepoint), and every write keeps the
+//! row's `user` column equal to the user of the data it writes, in the same
+//! statement: the user index is a column, so it can never disagree with a
+//! committed row.
+//! Exclusive leases live in a table of their own beside the sessions and are
+//! taken and checked on the writer too, so they exclude across processes
+//! that share the database file (see [`leases`]).
+//!
 //! # Reads
 //!
 //! When the store opened the database itself (from a path) it is in WAL
-//! mode, and `get` runs on a small pool of separate connections on tokio's
-//! blocking pool: readers see the last commit without waiting for the
-//! writer. When the store was handed an open connection, that connection is
+//! mode, and `get`, `sessions_of` and `scan` run on a small pool of separate
+//! connections on tokio's blocking pool: readers see the last commit without
+//! waiting for the writer. When the store was handed an open connection, that connection is
 //! the only one, so reads are queued to the writer thread too (a batch of
 //! reads alone opens no transaction and syncs nothing).
 //!
@@ -40,6 +49,10 @@
 //! a JSON object reads as absent and is logged (without its id); see
 //! [`row`].
 
+mod leases;
+mod listing;
+mod migrate;
+mod patch;
 mod readers;
 mod row;
 mod setup;
@@ -48,10 +61,13 @@ mod writer;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use rusqlite::Connection;
-use sessionkit::{Changes, SessionMap, SessionRecord, SessionStore, StoreError, StoreKey, UpdateOutcome, expiry};
+use sessionkit::{
+    Changes, Lease, LeaseToken, ScanCursor, ScanPage, SessionMap, SessionRecord, SessionStore, StoreError, StoreKey,
+    UpdateOutcome, expiry, reserved,
+};
 
 use crate::group_commit::GroupCommit;
 use readers::Readers;
@@ -67,7 +83,8 @@ const SWEEP_CHUNK: u32 = 1_000;
 /// Construct it from a path ([`open`](Self::open)) or from a
 /// [`rusqlite::Connection`] you opened ([`from_connection`](Self::from_connection));
 /// the table, `http_sessions` unless you name another, is created with its
-/// expiry index if it does not exist. Constructors are `async`: the file is
+/// indexes if it does not exist, and so is its lease table
+/// (`http_sessions_leases`). Constructors are `async`: the file is
 /// opened and the schema prepared on tokio's blocking pool, and every error
 /// (a file that is not a database, an invalid table name, an existing
 /// table of another shape) is reported there, as [`StoreError::Config`].
@@ -75,6 +92,22 @@ const SWEEP_CHUNK: u32 = 1_000;
 /// Dropping the store finishes the writes already queued and closes the
 /// database, so the same file can be opened again as soon as the drop
 /// returns.
+///
+/// # Tables
+///
+/// | table | columns | indexes |
+/// | --- | --- | --- |
+/// | `T` (`http_sessions`) | `id TEXT PRIMARY KEY`, `data TEXT` (JSON), `expires_at INTEGER` (Unix ms, `NULL`: never), `user TEXT` (`NULL`: no user) | `T_expires_at`, `T_user` (partial: rows with a user) |
+/// | `T_leases` | `id TEXT PRIMARY KEY`, `token TEXT`, `expires_at INTEGER` | `T_leases_expires_at` |
+///
+/// A table written by an earlier version, without the `user` column, gets
+/// it when a store opens it (by path or through
+/// [`from_connection`](Self::from_connection)): the column is added and
+/// filled from each session's data in one transaction, so its users'
+/// sessions are listed at once. Processes of the earlier version still
+/// writing to the table meanwhile (a rolling upgrade) do not set the column:
+/// a session they create under a user is not listed until it is written
+/// again by this version. See `docs/sqlite-store.md`.
 ///
 /// # Files
 ///
@@ -163,7 +196,8 @@ impl SqliteStore {
     /// [`StoreError::Config`] when `table` is not a plain identifier
     /// (`[A-Za-z_][A-Za-z0-9_]*`, at most 63 bytes, not starting with
     /// `sqlite_`), when the file cannot be opened or is not a SQLite
-    /// database, or when a table of that name exists with other columns.
+    /// database, or when a table of that name (or of that name with
+    /// `_leases` appended) exists with other columns.
     /// [`StoreError::Backend`] when the database stayed locked by another
     /// process for the whole busy timeout.
     pub async fn open_with_table(path: impl AsRef<Path>, table: &str) -> Result<Self, StoreError> {
@@ -281,15 +315,20 @@ async fn blocking<T: Send + 'static>(
 
 /// An answer of the wrong kind from the writer: each `Op` has one `Out`
 /// variant, so this is a bug in this module, reported rather than panicking.
+/// Names the answer's kind only: rows would carry ids and data.
 fn unexpected(out: Out) -> StoreError {
     StoreError::backend(
         "SQLite session store writer",
-        std::io::Error::other(format!("unexpected answer from the writer thread: {out:?}")),
+        std::io::Error::other(format!("unexpected answer from the writer thread: {}", out.kind())),
     )
 }
 
 fn key(id: &StoreKey) -> String {
     id.as_str().to_owned()
+}
+
+fn now_ms() -> i64 {
+    expiry::to_unix_ms(expiry::now())
 }
 
 fn ms(instant: Option<SystemTime>) -> Option<i64> {
@@ -314,7 +353,8 @@ impl SessionStore for SqliteStore {
     async fn set(&self, id: &StoreKey, data: &SessionMap, expires_at: Option<SystemTime>) -> Result<(), StoreError> {
         // Encoded here, so the writer thread spends its time on the database.
         let json = serde_json::to_string(data).map_err(StoreError::Encode)?;
-        match self.submit(Op::Set { id: key(id), json, expires_at: ms(expires_at) }).await? {
+        let user = reserved::user_of(data).map(str::to_owned);
+        match self.submit(Op::Set { id: key(id), json, user, expires_at: ms(expires_at) }).await? {
             Out::Done => Ok(()),
             other => Err(unexpected(other)),
         }
@@ -332,7 +372,7 @@ impl SessionStore for SqliteStore {
     /// absent): checking would mean parsing the data on every touch.
     async fn touch(&self, id: &StoreKey, expires_at: Option<SystemTime>) -> Result<bool, StoreError> {
         match self.submit(Op::Touch { id: key(id), expires_at: ms(expires_at) }).await? {
-            Out::Touched(existed) => Ok(existed),
+            Out::Found(existed) => Ok(existed),
             other => Err(unexpected(other)),
         }
     }
@@ -352,16 +392,115 @@ impl SessionStore for SqliteStore {
         }
     }
 
+    /// Atomic: the read, patch, insert under `to` and delete of `from`
+    /// happen in one savepoint of one transaction on the writer thread. A
+    /// patch fenced by a lease is checked against the lease on `from`.
+    async fn rename(
+        &self,
+        from: &StoreKey,
+        to: &StoreKey,
+        changes: &Changes,
+        expires_at: Option<SystemTime>,
+    ) -> Result<UpdateOutcome, StoreError> {
+        let op = Op::Rename { from: key(from), to: key(to), changes: changes.clone(), expires_at: ms(expires_at) };
+        match self.submit(op).await? {
+            Out::Updated(outcome) => Ok(outcome),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// By the `user` column's index, from a read connection when the store
+    /// has them; expiry is checked in SQL.
+    async fn sessions_of(&self, user: &str) -> Result<Vec<(StoreKey, SessionRecord)>, StoreError> {
+        let rows = if let Some(readers) = &self.readers {
+            self.health()?;
+            let (user, now) = (user.to_owned(), now_ms());
+            readers
+                .read("listing a user's sessions in SQLite", move |conn, sql| {
+                    listing::sessions_of(conn, sql, &user, now)
+                })
+                .await?
+        } else {
+            match self.submit(Op::SessionsOf { user: user.to_owned() }).await? {
+                Out::Rows(rows) => rows,
+                other => return Err(unexpected(other)),
+            }
+        };
+        Ok(listing::decode_sessions(rows, self.table.name(), user))
+    }
+
+    /// One `DELETE` that matches the id, the user and liveness together.
+    async fn revoke(&self, user: &str, id: &StoreKey) -> Result<bool, StoreError> {
+        match self.submit(Op::Revoke { user: user.to_owned(), id: key(id) }).await? {
+            Out::Found(revoked) => Ok(revoked),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// One `DELETE` by the user index. Expired sessions of the user are not
+    /// counted; the sweep removes them.
+    async fn revoke_all(&self, user: &str, except: Option<&StoreKey>) -> Result<u64, StoreError> {
+        match self.submit(Op::RevokeAll { user: user.to_owned(), except: except.map(key) }).await? {
+            Out::Removed(removed) => Ok(removed),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Keyset pagination on the primary key (`id > cursor ORDER BY id`),
+    /// from a read connection when the store has them. The cursor is the
+    /// text of the last id a page read, so a scan can be resumed by a
+    /// later process. A record that lives throughout the scan is returned
+    /// exactly once: its id does not change, and the pages cover disjoint,
+    /// increasing ranges of ids.
+    async fn scan(&self, cursor: &ScanCursor, limit: usize) -> Result<ScanPage, StoreError> {
+        let limit = u32::try_from(limit.max(1)).unwrap_or(u32::MAX);
+        let after = cursor.as_str().to_owned();
+        let rows = if let Some(readers) = &self.readers {
+            self.health()?;
+            let now = now_ms();
+            readers
+                .read("scanning sessions in SQLite", move |conn, sql| listing::scan(conn, sql, &after, limit, now))
+                .await?
+        } else {
+            match self.submit(Op::Scan { after, limit }).await? {
+                Out::Rows(rows) => rows,
+                other => return Err(unexpected(other)),
+            }
+        };
+        Ok(listing::decode_page(rows, self.table.name(), limit))
+    }
+
+    /// One upsert on the writer, in the `<table>_leases` table, so that
+    /// leases exclude across every process on the database file.
+    async fn try_lease(&self, id: &StoreKey, ttl: Duration) -> Result<Option<Lease>, StoreError> {
+        let token = LeaseToken::generate();
+        // Rounded up, so that a lease never ends before its ttl.
+        let ttl_ms = i64::try_from(ttl.as_nanos().div_ceil(1_000_000)).unwrap_or(i64::MAX);
+        match self.submit(Op::TryLease { id: key(id), token: token.to_string(), ttl_ms }).await? {
+            Out::Leased(granted) => Ok(granted.map(|at| Lease { token, expires_at: expiry::from_unix_ms(at) })),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn release_lease(&self, id: &StoreKey, token: LeaseToken) -> Result<(), StoreError> {
+        match self.submit(Op::ReleaseLease { id: key(id), token: token.to_string() }).await? {
+            Out::Done => Ok(()),
+            other => Err(unexpected(other)),
+        }
+    }
+
     /// Removes expired records 1,000 at a time, each batch its own
-    /// commit, so a large sweep does not hold up other writes.
+    /// commit, so a large sweep does not hold up other writes. Leases that
+    /// ran out go in the same steps (they are not counted). The user index
+    /// is a column of the rows, so it goes with them.
     async fn delete_expired(&self) -> Result<u64, StoreError> {
-        let now = expiry::to_unix_ms(expiry::now());
+        let now = now_ms();
         let mut total = 0;
         loop {
             match self.submit(Op::DeleteExpired { now, limit: SWEEP_CHUNK }).await? {
-                Out::Removed(removed) => {
-                    total += removed;
-                    if removed < u64::from(SWEEP_CHUNK) {
+                Out::Swept { records, leases } => {
+                    total += records;
+                    if records < u64::from(SWEEP_CHUNK) && leases < u64::from(SWEEP_CHUNK) {
                         return Ok(total);
                     }
                 }

@@ -1,7 +1,8 @@
 //! Reads on their own connections, beside the writer.
 //!
 //! In WAL mode a reader sees the last committed state without waiting for
-//! the writer, so `get` need not queue behind a batch that is being synced.
+//! the writer, so `get`, listings and scans need not queue behind a batch
+//! that is being synced.
 //! Reads run on tokio's blocking pool; a semaphore caps how many run at
 //! once, and that many connections are kept open for reuse.
 
@@ -37,6 +38,16 @@ impl Readers {
 
     /// The live record stored under `id`, read off the async runtime.
     pub(super) async fn get(self: &Arc<Self>, id: String) -> Result<Option<SessionRecord>, StoreError> {
+        let table = self.table.clone();
+        self.read("reading a session from SQLite", move |conn, sql| read_live(conn, sql, &table, &id)).await
+    }
+
+    /// Runs `read` on a read connection, off the async runtime.
+    pub(super) async fn read<T: Send + 'static>(
+        self: &Arc<Self>,
+        what: &'static str,
+        read: impl FnOnce(&Connection, &Sql) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, StoreError> {
         let permit = Arc::clone(&self.permits)
             .acquire_owned()
             .await
@@ -44,19 +55,22 @@ impl Readers {
         let readers = Arc::clone(self);
         let read = tokio::task::spawn_blocking(move || {
             let _permit = permit;
-            readers.get_blocking(&id)
+            readers.read_blocking(what, read)
         });
-        read.await.map_err(|err| StoreError::backend("reading a session from SQLite", err))?
+        read.await.map_err(|err| StoreError::backend(what, err))?
     }
 
-    fn get_blocking(&self, id: &str) -> Result<Option<SessionRecord>, StoreError> {
+    fn read_blocking<T>(
+        &self,
+        what: &'static str,
+        read: impl FnOnce(&Connection, &Sql) -> rusqlite::Result<T>,
+    ) -> Result<T, StoreError> {
         let conn = match self.take_idle() {
             Some(conn) => conn,
             None => setup::open_reader(&self.path)
                 .map_err(|err| StoreError::backend("opening a SQLite read connection", err))?,
         };
-        let found = read_live(&conn, &self.sql, &self.table, id)
-            .map_err(|err| StoreError::backend("reading a session from SQLite", err))?;
+        let found = read(&conn, &self.sql).map_err(|err| StoreError::backend(what, err))?;
         // Only a connection that just worked goes back for reuse.
         self.idle.lock().unwrap_or_else(PoisonError::into_inner).push(conn);
         Ok(found)

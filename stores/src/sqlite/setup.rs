@@ -12,6 +12,7 @@ use std::time::Duration;
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 use sessionkit::StoreError;
 
+use super::migrate;
 use super::table::{Sql, Table};
 
 /// How long a connection this store opened waits for another connection's
@@ -105,28 +106,38 @@ pub(super) fn open_reader(path: &Path) -> rusqlite::Result<Connection> {
     Ok(conn)
 }
 
-/// Creates the table if absent, checks that every statement the store runs
-/// compiles against it, then creates the expiry index if absent. An existing
+/// Creates the tables if absent, migrates a sessions table of the previous
+/// layout (see [`migrate`]), checks that every statement the store runs
+/// compiles against them, then creates the indexes if absent. An existing
 /// table of the same name with other columns or without a key on `id` is a
 /// configuration error now (and is left as it was), not a failure on each
 /// request later.
 pub(super) fn prepare_schema(conn: &Connection, table: &Table, sql: &Sql) -> Result<(), StoreError> {
     let name = table.name();
+    let not_a_session_table = |err| {
+        setup_error(
+            format!(
+                "table {name:?} (or {name}_leases) exists but is not a session table \
+                 (it needs columns id TEXT PRIMARY KEY, data TEXT, expires_at INTEGER)"
+            ),
+            err,
+        )
+    };
     conn.execute(&sql.create_table, [])
         .map_err(|err| setup_error(format!("cannot create the session table {name:?}"), err))?;
+    migrate::add_user_column(conn, table, sql, not_a_session_table)?;
+    conn.execute(&sql.create_leases, [])
+        .map_err(|err| setup_error(format!("cannot create the lease table {name}_leases"), err))?;
     for query in sql.all_queries() {
-        conn.prepare_cached(query).map_err(|err| {
-            setup_error(
-                format!(
-                    "table {name:?} exists but is not a session table \
-                     (it needs columns id TEXT PRIMARY KEY, data TEXT, expires_at INTEGER)"
-                ),
-                err,
-            )
-        })?;
+        conn.prepare_cached(query).map_err(not_a_session_table)?;
     }
-    conn.execute(&sql.create_index, [])
-        .map_err(|err| setup_error(format!("cannot create the expiry index of table {name:?}"), err))?;
+    for (index, what) in [
+        (&sql.create_index, "the expiry index"),
+        (&sql.create_user_index, "the user index"),
+        (&sql.create_leases_index, "the lease expiry index"),
+    ] {
+        conn.execute(index, []).map_err(|err| setup_error(format!("cannot create {what} of table {name:?}"), err))?;
+    }
     Ok(())
 }
 

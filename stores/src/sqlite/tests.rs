@@ -168,3 +168,77 @@ async fn the_database_files_a_store_creates_are_private_and_an_existing_file_kee
     assert_eq!(mode(&shared), 0o640, "the store changed the mode of an existing file");
     assert_eq!(mode(&with_suffix(&shared, "-wal")), 0o640, "the WAL follows its database file");
 }
+
+/// The `user` column of every row, read with a connection of its own.
+fn user_column(path: &Path) -> Vec<(String, Option<String>)> {
+    let conn = Connection::open(path).expect("open");
+    let mut statement = conn.prepare("SELECT id, \"user\" FROM http_sessions ORDER BY id").expect("select");
+    statement
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows")
+}
+
+#[tokio::test]
+async fn the_user_column_follows_every_write() {
+    use sessionkit::reserved::USER;
+    use sessionkit::{SessionMap, StoreKey};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("s.db");
+    let store = SqliteStore::open(&path).await.expect("open");
+    let owned = |user: &str| -> SessionMap {
+        let mut data = numbered(0);
+        data.insert(USER.to_owned(), serde_json::json!(user));
+        data
+    };
+    let mut keys: Vec<StoreKey> = (0..4).map(|_| sessionkit::testing::checks::key()).collect();
+    // In the order SQLite lists them: by their text.
+    keys.sort_by(|x, y| x.as_str().cmp(y.as_str()));
+    let [a, b, c, d] = <[StoreKey; 4]>::try_from(keys).expect("four keys");
+    let column = |entries: &[(&StoreKey, Option<&str>)]| -> Vec<(String, Option<String>)> {
+        entries.iter().map(|(key, user)| (key.as_str().to_owned(), user.map(str::to_owned))).collect()
+    };
+
+    store.set(&a, &owned("ada"), None).await.expect("set");
+    store.set(&b, &numbered(1), None).await.expect("set");
+    store.set(&d, &owned("ada"), None).await.expect("set");
+    // A user that is not a string is no user, as `reserved::user_of` reads it.
+    let mut odd = numbered(2);
+    odd.insert(USER.to_owned(), serde_json::json!(7));
+    store.set(&c, &odd, None).await.expect("set");
+    assert_eq!(user_column(&path), column(&[(&a, Some("ada")), (&b, None), (&c, None), (&d, Some("ada"))]));
+
+    let mut login = Changes::new();
+    login.set(USER, serde_json::json!("bob"));
+    assert_eq!(store.update(&b, &login, None).await.expect("update"), UpdateOutcome::Applied);
+    let mut logout = Changes::new();
+    logout.remove(USER);
+    assert_eq!(store.update(&a, &logout, None).await.expect("update"), UpdateOutcome::Applied);
+    store.set(&d, &numbered(3), None).await.expect("a set without a user clears the column");
+    store.delete(&c).await.expect("delete");
+    assert_eq!(user_column(&path), column(&[(&a, None), (&b, Some("bob")), (&d, None)]));
+
+    // The entry moves with a rename, and goes with a clear.
+    assert_eq!(store.rename(&b, &c, &Changes::new(), None).await.expect("rename"), UpdateOutcome::Applied);
+    assert_eq!(user_column(&path), column(&[(&a, None), (&c, Some("bob")), (&d, None)]));
+    let mut clear = Changes::new();
+    clear.clear();
+    assert_eq!(store.update(&c, &clear, None).await.expect("update"), UpdateOutcome::Applied);
+    assert_eq!(user_column(&path), column(&[(&a, None), (&c, None), (&d, None)]));
+
+    // A row written by an earlier version (data with a user, no column) is
+    // indexed by the next update, even one that keeps the user.
+    Connection::open(&path)
+        .expect("open")
+        .execute(
+            "UPDATE http_sessions SET data = ?2, \"user\" = NULL WHERE id = ?1",
+            rusqlite::params![d.as_str(), serde_json::to_string(&owned("eve")).expect("json")],
+        )
+        .expect("an old write");
+    let mut visit = Changes::new();
+    visit.increment("visits", 1).expect("increment");
+    assert_eq!(store.update(&d, &visit, None).await.expect("update"), UpdateOutcome::Applied);
+    assert_eq!(user_column(&path), column(&[(&a, None), (&c, None), (&d, Some("eve"))]));
+}

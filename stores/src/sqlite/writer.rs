@@ -19,22 +19,27 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
-use sessionkit::{Changes, SessionMap, StoreError, UpdateOutcome, expiry};
+use rusqlite::{Connection, TransactionBehavior, params};
+use sessionkit::{Changes, StoreError, UpdateOutcome, expiry};
 
+use super::listing::{self, Listed};
+use super::patch::{self, read_error, write_error};
 use super::row::RawRow;
-use super::setup;
 use super::table::{Sql, Table};
+use super::{leases, setup};
 use crate::group_commit::{Committer, Restart};
 
 /// One queued operation. Ids are the 43-character text form of a
-/// [`sessionkit::StoreKey`]; instants are Unix milliseconds.
+/// [`sessionkit::StoreKey`]; instants are Unix milliseconds; lease tokens
+/// are their 32 hexadecimal digits.
 #[derive(Debug)]
 pub(super) enum Op {
-    /// Insert or replace the whole record; `json` is already encoded.
+    /// Insert or replace the whole record; `json` is already encoded, and
+    /// `user` read from the data it encodes.
     Set {
         id: String,
         json: String,
+        user: Option<String>,
         expires_at: Option<i64>,
     },
     Delete {
@@ -50,21 +55,56 @@ pub(super) enum Op {
         changes: Changes,
         expires_at: Option<i64>,
     },
-    /// Delete up to `limit` records that expired at or before `now`.
+    /// Read, patch, write under `to` and delete `from`, atomically.
+    Rename {
+        from: String,
+        to: String,
+        changes: Changes,
+        expires_at: Option<i64>,
+    },
+    /// Delete the live record `id` if it is `user`'s.
+    Revoke {
+        user: String,
+        id: String,
+    },
+    /// Delete `user`'s live records but `except`.
+    RevokeAll {
+        user: String,
+        except: Option<String>,
+    },
+    TryLease {
+        id: String,
+        token: String,
+        ttl_ms: i64,
+    },
+    ReleaseLease {
+        id: String,
+        token: String,
+    },
+    /// Delete up to `limit` records, and up to `limit` leases, that expired
+    /// at or before `now`.
     DeleteExpired {
         now: i64,
         limit: u32,
     },
     /// Read the live record: used when there is no separate read connection
-    /// (the store was given its connection, or the database is in memory).
+    /// (the store was given its connection, or the database is in memory);
+    /// so are the two reads below.
     Get {
         id: String,
+    },
+    SessionsOf {
+        user: String,
+    },
+    Scan {
+        after: String,
+        limit: u32,
     },
 }
 
 impl Op {
     fn writes(&self) -> bool {
-        !matches!(self, Self::Get { .. })
+        !matches!(self, Self::Get { .. } | Self::SessionsOf { .. } | Self::Scan { .. })
     }
 }
 
@@ -72,11 +112,36 @@ impl Op {
 #[derive(Debug)]
 pub(super) enum Out {
     Done,
-    Touched(bool),
+    /// `touch` and `revoke`: whether a live record was there.
+    Found(bool),
     Updated(UpdateOutcome),
+    /// `revoke_all`: how many records went.
     Removed(u64),
+    Swept {
+        records: u64,
+        leases: u64,
+    },
+    /// A granted lease's expiry, or `None` while another holds it.
+    Leased(Option<i64>),
     /// The raw row; the caller decodes it, off this thread.
     Row(Option<RawRow>),
+    Rows(Vec<Listed>),
+}
+
+impl Out {
+    /// The variant's name, for errors (never the rows, which carry ids).
+    pub(super) fn kind(&self) -> &'static str {
+        match self {
+            Self::Done => "Done",
+            Self::Found(_) => "Found",
+            Self::Updated(_) => "Updated",
+            Self::Removed(_) => "Removed",
+            Self::Swept { .. } => "Swept",
+            Self::Leased(_) => "Leased",
+            Self::Row(_) => "Row",
+            Self::Rows(_) => "Rows",
+        }
+    }
 }
 
 /// Where the writer gets a new connection after a commit panicked.
@@ -189,13 +254,16 @@ fn now_ms() -> i64 {
     expiry::to_unix_ms(expiry::now())
 }
 
-/// Runs one operation on `conn`. Every write is at most one modifying
-/// statement, preceded by at most one read.
+/// Runs one operation on `conn`. Every write is at most a few statements,
+/// inside the savepoint [`apply_alone`] opened.
 fn apply(conn: &Connection, sql: &Sql, table: &str, op: Op) -> Result<Out, StoreError> {
+    let now = now_ms();
+    let execute = |query: &str, params: &[&dyn rusqlite::ToSql]| {
+        conn.prepare_cached(query).and_then(|mut statement| statement.execute(params)).map_err(write_error)
+    };
     match op {
-        Op::Set { id, json, expires_at } => {
-            let mut statement = conn.prepare_cached(&sql.upsert).map_err(write_error)?;
-            statement.execute(params![id, json, expires_at]).map_err(write_error)?;
+        Op::Set { id, json, user, expires_at } => {
+            execute(&sql.upsert, params![id, json, expires_at, user])?;
             // After the write, so the panic strikes inside a transaction
             // that has changed the table.
             #[cfg(test)]
@@ -203,68 +271,42 @@ fn apply(conn: &Connection, sql: &Sql, table: &str, op: Op) -> Result<Out, Store
             Ok(Out::Done)
         }
         Op::Delete { id } => {
-            let mut statement = conn.prepare_cached(&sql.delete).map_err(write_error)?;
-            statement.execute(params![id]).map_err(write_error)?;
+            execute(&sql.delete, params![id])?;
             Ok(Out::Done)
         }
-        Op::Touch { id, expires_at } => {
-            let mut statement = conn.prepare_cached(&sql.touch).map_err(write_error)?;
-            let changed = statement.execute(params![id, expires_at, now_ms()]).map_err(write_error)?;
-            Ok(Out::Touched(changed > 0))
+        Op::Touch { id, expires_at } => Ok(Out::Found(execute(&sql.touch, params![id, expires_at, now])? > 0)),
+        Op::Update { id, changes, expires_at } => {
+            patch::update(conn, sql, table, (&id, &changes, expires_at), now).map(Out::Updated)
         }
-        Op::Update { id, changes, expires_at } => update(conn, sql, table, &id, &changes, expires_at),
+        Op::Rename { from, to, changes, expires_at } => {
+            patch::rename(conn, sql, table, (&from, &to, &changes, expires_at), now).map(Out::Updated)
+        }
+        Op::Revoke { user, id } => Ok(Out::Found(execute(&sql.revoke, params![id, user, now])? > 0)),
+        Op::RevokeAll { user, except } => {
+            Ok(Out::Removed(execute(&sql.revoke_all, params![user, except, now])? as u64))
+        }
+        Op::TryLease { id, token, ttl_ms } => leases::take(conn, sql, &id, &token, ttl_ms, now)
+            .map(Out::Leased)
+            .map_err(|err| StoreError::backend("taking a session lease in SQLite", err)),
+        Op::ReleaseLease { id, token } => leases::release(conn, sql, &id, &token)
+            .map(|()| Out::Done)
+            .map_err(|err| StoreError::backend("releasing a session lease in SQLite", err)),
         Op::DeleteExpired { now, limit } => {
-            let mut statement = conn.prepare_cached(&sql.delete_expired).map_err(write_error)?;
-            let removed = statement.execute(params![now, limit]).map_err(write_error)?;
-            Ok(Out::Removed(removed as u64))
+            let records = execute(&sql.delete_expired, params![now, limit])? as u64;
+            let leases = leases::sweep(conn, sql, now, limit).map_err(write_error)?;
+            Ok(Out::Swept { records, leases })
         }
-        Op::Get { id } => Ok(Out::Row(read_raw(conn, sql, &id).map_err(read_error)?)),
+        Op::Get { id } => Ok(Out::Row(patch::read_raw(conn, sql, &id, now).map_err(read_error)?)),
+        Op::SessionsOf { user } => Ok(Out::Rows(listing::sessions_of(conn, sql, &user, now).map_err(read_error)?)),
+        Op::Scan { after, limit } => Ok(Out::Rows(listing::scan(conn, sql, &after, limit, now).map_err(read_error)?)),
     }
-}
-
-/// The read-modify-write of `update`. It runs on the only writing
-/// connection, inside the batch's transaction, so nothing can change the
-/// row between the read and the write.
-fn update(
-    conn: &Connection,
-    sql: &Sql,
-    table: &str,
-    id: &str,
-    changes: &Changes,
-    expires_at: Option<i64>,
-) -> Result<Out, StoreError> {
-    let Some(raw) = read_raw(conn, sql, id).map_err(read_error)? else {
-        return Ok(Out::Updated(UpdateOutcome::Missing));
-    };
-    // A corrupt row is absent to every reader, so it is absent here too:
-    // `Missing`, and the row is left as it is (logged by `decode`).
-    let Some(record) = raw.decode(table) else {
-        return Ok(Out::Updated(UpdateOutcome::Missing));
-    };
-    let data: SessionMap = changes.applied_to(record.data).map_err(StoreError::Refused)?;
-    let json = serde_json::to_string(&data).map_err(StoreError::Encode)?;
-    let mut statement = conn.prepare_cached(&sql.rewrite).map_err(write_error)?;
-    statement.execute(params![id, json, expires_at]).map_err(write_error)?;
-    Ok(Out::Updated(UpdateOutcome::Applied))
-}
-
-/// The live row under `id`, undecoded.
-fn read_raw(conn: &Connection, sql: &Sql, id: &str) -> rusqlite::Result<Option<RawRow>> {
-    let mut statement = conn.prepare_cached(&sql.get)?;
-    statement.query_row(params![id, now_ms()], RawRow::from_row).optional()
-}
-
-fn write_error(err: rusqlite::Error) -> StoreError {
-    StoreError::backend("writing a session to SQLite", err)
-}
-
-fn read_error(err: rusqlite::Error) -> StoreError {
-    StoreError::backend("reading a session from SQLite", err)
 }
 
 #[cfg(test)]
 mod tests {
     use std::path::Path;
+
+    use rusqlite::OptionalExtension;
 
     use super::*;
 
@@ -284,7 +326,7 @@ mod tests {
     }
 
     fn set(id: &str, json: &str) -> Op {
-        Op::Set { id: id.to_owned(), json: json.to_owned(), expires_at: None }
+        Op::Set { id: id.to_owned(), json: json.to_owned(), user: None, expires_at: None }
     }
 
     fn big() -> String {
@@ -328,11 +370,94 @@ mod tests {
         );
     }
 
+    fn update(id: &str, changes: Changes) -> Op {
+        Op::Update { id: id.to_owned(), changes, expires_at: None }
+    }
+
+    fn rename(from: &str, to: &str, changes: Changes) -> Op {
+        Op::Rename { from: from.to_owned(), to: to.to_owned(), changes, expires_at: None }
+    }
+
+    fn refused(result: &Result<Out, StoreError>) -> Option<&sessionkit::PatchError> {
+        match result {
+            Err(StoreError::Refused(err)) => Some(err),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn refused_patches_and_renames_roll_back_alone_and_the_rest_of_the_batch_commits() {
+        use sessionkit::{LeaseToken, PatchError};
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut writer = writer(dir.path());
+        writer.commit(vec![set("u", r#"{"n":1,"s":"x"}"#), set("r", r#"{"k":"text"}"#)]).expect("seed");
+        let mut not_an_integer = Changes::new();
+        not_an_integer.set("m", serde_json::json!(1));
+        not_an_integer.increment("s", 1).expect("increment");
+        let mut too_large = Changes::new();
+        too_large.push("items", serde_json::json!("0123456789"), None).expect("push");
+        too_large.limit_size(20);
+        let mut lost = Changes::new();
+        lost.set("m", serde_json::json!(2));
+        lost.fence(LeaseToken::generate());
+        let mut increment = Changes::new();
+        increment.increment("n", 1).expect("increment");
+        let mut rename_not_an_integer = Changes::new();
+        rename_not_an_integer.increment("k", 1).expect("increment");
+        // A valid patch, but a trigger refuses the delete of `r` after the
+        // insert under the new key happened: the insert must be undone.
+        writer
+            .conn
+            .execute_batch(
+                "CREATE TRIGGER keep_r BEFORE DELETE ON t WHEN old.id = 'r' BEGIN SELECT RAISE(ABORT, 'r is kept'); END",
+            )
+            .expect("trigger");
+        let mut rename_fine = Changes::new();
+        rename_fine.set("moved", serde_json::json!(true));
+
+        let results = writer
+            .commit(vec![
+                update("u", not_an_integer),
+                update("u", too_large),
+                update("u", lost.clone()),
+                rename("r", "r2", lost),
+                rename("r", "r3", rename_not_an_integer),
+                rename("r", "r4", rename_fine),
+                update("u", increment),
+                set("c", "{}"),
+            ])
+            .expect("the batch commits");
+        assert!(matches!(refused(&results[0]), Some(PatchError::NotAnInteger { .. })), "{:?}", results[0]);
+        assert!(matches!(refused(&results[1]), Some(PatchError::TooLarge { limit: 20, .. })), "{:?}", results[1]);
+        assert_eq!(refused(&results[2]), Some(&PatchError::LeaseLost));
+        assert_eq!(refused(&results[3]), Some(&PatchError::LeaseLost));
+        assert!(matches!(refused(&results[4]), Some(PatchError::NotAnInteger { .. })), "{:?}", results[4]);
+        let cause = results[5].as_ref().err().and_then(std::error::Error::source).map(ToString::to_string);
+        assert!(cause.is_some_and(|cause| cause.contains("r is kept")), "{:?}", results[5]);
+        assert!(matches!(results[6], Ok(Out::Updated(UpdateOutcome::Applied))), "{:?}", results[6]);
+        assert!(matches!(results[7], Ok(Out::Done)));
+        assert_eq!(
+            stored(dir.path(), &["u", "r", "r2", "r3", "r4", "c"]),
+            [
+                Some(r#"{"n":2,"s":"x"}"#.to_owned()),
+                Some(r#"{"k":"text"}"#.to_owned()),
+                None,
+                None,
+                None,
+                Some("{}".to_owned())
+            ],
+            "only the refused writes are missing"
+        );
+    }
+
     #[test]
     fn every_write_acknowledged_in_a_batch_that_fills_the_database_is_committed() {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut writer = writer(dir.path());
-        writer.conn.pragma_update(None, "max_page_count", 8).expect("cap the file");
+        // Room for a few pages of sessions beyond the schema's own.
+        let schema: i64 = writer.conn.query_row("PRAGMA page_count", [], |row| row.get(0)).expect("page count");
+        writer.conn.pragma_update(None, "max_page_count", schema + 4).expect("cap the file");
         let ids: Vec<String> = (0..400).map(|i| format!("id-{i:03}")).collect();
         let json = format!("{{\"pad\":\"{}\"}}", "p".repeat(80));
         let mut acknowledged = Vec::new();
