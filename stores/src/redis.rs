@@ -635,7 +635,7 @@ impl SessionStore for RedisStore {
             b"moved" => {
                 let target =
                     StoreKey::parse(reply.text(0).map_err(corrupt)?).ok_or_else(|| corrupt(reply::Corrupt::Shape))?;
-                self.bury(&target).await?;
+                self.bury(&target, None).await?;
                 match reply.optional(1).map_err(corrupt)? {
                     Some(user) => self.unindex(user, id, now).await,
                     None => Ok(()),
