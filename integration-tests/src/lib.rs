@@ -8,6 +8,7 @@
 pub mod app;
 pub mod crash_workload;
 pub mod failover_workload;
+pub mod http_checks;
 pub mod http_suite;
 pub mod observed_store;
 pub mod postgres_server;
