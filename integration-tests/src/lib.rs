@@ -23,5 +23,6 @@ pub mod same_key_suite;
 pub mod server;
 pub mod stores;
 pub mod support;
+pub mod two_servers_suite;
 pub mod user_sessions_suite;
 pub mod visitor;
