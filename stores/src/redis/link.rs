@@ -58,7 +58,7 @@ impl Link {
     /// view of the Cluster is stale: a caller that must know which node
     /// answered puts `CLUSTER MYID` in the pipeline. Never waits for
     /// replicas (only reads go this way).
-    pub(super) async fn to_primary_of_slot(&mut self, slot: u16, pipeline: Pipeline) -> RedisResult<Vec<Value>> {
+    pub(super) async fn send_to_primary_of_slot(&mut self, slot: u16, pipeline: Pipeline) -> RedisResult<Vec<Value>> {
         let Inner::Cluster(connection) = &mut self.inner else {
             return Err(RedisError::from((ErrorKind::Client, "only a Cluster connection routes by slot")));
         };

@@ -147,7 +147,7 @@ async fn scan_primary(
         pipeline.cmd("CLUSTER").arg("MYID");
         pipeline.cmd("CLUSTER").arg("SLOTS");
         pipeline.add_command(scan_cmd(cursor, pattern, count));
-        let replies = link.to_primary_of_slot(node.slot, pipeline).await?;
+        let replies = link.send_to_primary_of_slot(node.slot, pipeline).await?;
         let Ok([myid, slots, scanned]) = <[Value; 3]>::try_from(replies) else {
             return Err(unexpected("a pipeline of three commands got another number of replies"));
         };
