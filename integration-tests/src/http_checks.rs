@@ -9,11 +9,12 @@
 /// (the modules of this crate). `args` are passed through unchanged, for
 /// the callback's own use (a store's name, say).
 ///
-/// ```ignore
+/// ```
 /// macro_rules! names {
 ///     ([] $($suite:ident::$check:ident),* $(,)?) => { [$(stringify!($check)),*] };
 /// }
 /// let names = sessionkit_integration_tests::with_http_checks!(names![]);
+/// assert!(names.contains(&"ids_at_rest_are_hashed"));
 /// ```
 #[macro_export]
 macro_rules! with_http_checks {

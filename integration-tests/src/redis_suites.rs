@@ -1,8 +1,8 @@
 //! The HTTP suites on one Redis deployment (a Cluster, a Sentinel
-//! deployment, a TLS server): every store-dependent check of `http_suite`,
-//! `user_sessions_suite` and `same_key_suite`, each on a fresh store of its
-//! own (a key prefix of its own on the shared deployment), one after
-//! another. Starting a deployment per check would cost seconds each; a
+//! deployment, a TLS server, a server spoken to over RESP3): every
+//! store-dependent check of `http_suite`, `user_sessions_suite` and
+//! `same_key_suite`, each on a fresh store of its own (a key prefix of its
+//! own on the shared deployment), one after another. Starting a deployment per check would cost seconds each; a
 //! prefix keeps the stores apart just as well.
 //!
 //! The checks come from [`with_http_checks!`](crate::with_http_checks), the

@@ -80,6 +80,22 @@ fn the_conformance_kit_passes_over_resp3_too() {
     ));
 }
 
+/// The three HTTP suites over RESP3 as well, each check on a prefix of its
+/// own on one server (`tests/http.rs` runs them over RESP2).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_http_suites_pass_over_resp3_too() {
+    let Some(server) = RedisServer::start_or_skip() else { return };
+    let url = format!("{}?protocol=resp3", server.url());
+    redis_suites::run_http_suite("redis resp3", |prefix| {
+        let url = url.clone();
+        async move {
+            let store = RedisStore::builder().prefix(prefix).open(&url).await.expect("open over RESP3");
+            StoreUnderTest::new("redis resp3", store)
+        }
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_session_is_one_hash_under_the_prefix_with_an_absolute_expiry() {
     let Some(server) = RedisServer::start_or_skip() else { return };
