@@ -259,9 +259,10 @@ mod map_store {
             let now = expiry::now();
             let mut state = self.lock().await;
             let before = state.records.len();
-            state
-                .records
-                .retain(|key, record| record.user() != Some(user) || record.is_expired_at(now) || Some(key) == except);
+            let spares = !self.broken(Fault::RevokeAllSparesNothing);
+            state.records.retain(|key, record| {
+                record.user() != Some(user) || record.is_expired_at(now) || (spares && Some(key) == except)
+            });
             Ok((before - state.records.len()) as u64)
         }
 
