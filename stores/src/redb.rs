@@ -1,24 +1,34 @@
 //! `RedbStore`: sessions in a [redb](https://docs.rs/redb) database file.
 //!
-//! The store keeps two tables (the sessions and an expiry index) that every
-//! write changes together in one transaction; its writer thread batches
-//! concurrent writes into one commit. The public docs, layout included, are
-//! on [`RedbStore`].
+//! The store keeps three tables (the sessions, an expiry index and a user
+//! index, see [`tables`]) that every write changes together in one
+//! transaction; its writer thread batches concurrent writes into one commit
+//! ([`writer`], [`apply`]) and decides exclusive leases ([`leases`]). The
+//! public docs, layout included, are on [`RedbStore`].
 
+mod apply;
 mod codec;
 mod handle;
+mod leases;
+mod reads;
+mod tables;
 mod writer;
 
 use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
-use ::redb::{Database, DatabaseError, ReadTransaction, ReadableDatabase, StorageError, TableDefinition, TableError};
-use sessionkit::{Changes, SessionMap, SessionRecord, SessionStore, StoreError, StoreKey, UpdateOutcome, expiry};
+use ::redb::{Database, DatabaseError, ReadTransaction, ReadableDatabase, StorageError};
+use sessionkit::{
+    Changes, Lease, LeaseToken, ScanCursor, ScanPage, SessionMap, SessionRecord, SessionStore, StoreError, StoreKey,
+    UpdateOutcome, expiry,
+};
 
-use self::codec::{CorruptRecord, Stored};
+use self::codec::CorruptRecord;
 use self::handle::{Fault, Handle, Reopen};
+use self::leases::Leases;
+use self::tables::Tables;
 use self::writer::{Op, Out, Writer};
 use crate::group_commit::GroupCommit;
 
@@ -61,29 +71,6 @@ pub enum RedbDurability {
     /// Also refused by databases shared between processes
     /// (`redb::ConcurrencyMode` other than the default), at construction.
     None,
-}
-
-/// The names of the two tables of one store.
-#[derive(Debug)]
-struct Tables {
-    sessions: String,
-    expiry: String,
-}
-
-impl Tables {
-    fn new(prefix: &str) -> Self {
-        Self { sessions: format!("{prefix}_sessions"), expiry: format!("{prefix}_expiry") }
-    }
-
-    /// id → tagged expiry and JSON.
-    fn sessions(&self) -> TableDefinition<'_, &'static Key, &'static [u8]> {
-        TableDefinition::new(&self.sessions)
-    }
-
-    /// (expiry, id) → (), one entry per record with an expiry.
-    fn expiry(&self) -> TableDefinition<'_, (i64, &'static Key), ()> {
-        TableDefinition::new(&self.expiry)
-    }
 }
 
 /// Configures a [`RedbStore`]: durability and table names.
@@ -182,34 +169,13 @@ impl RedbStoreBuilder {
     /// after an I/O failure.
     fn assemble(self, db: Arc<Database>, reopen: Option<Reopen>) -> Result<RedbStore, StoreError> {
         let tables = Arc::new(Tables::new(&self.table_prefix));
-        create_tables(&db, &tables, self.durability)?;
+        tables::create(&db, &tables, self.durability)?;
         let handle = Arc::new(Handle::new(db, reopen));
-        let writer = Writer::new(Arc::clone(&handle), Arc::clone(&tables), self.durability);
+        let leases = Arc::new(Leases::default());
+        let writer = Writer::new(Arc::clone(&handle), Arc::clone(&tables), Arc::clone(&leases), self.durability);
         let writer = GroupCommit::spawn("sessionkit-redb-writer", writer)?;
-        Ok(RedbStore { writer, handle, tables, durability: self.durability })
+        Ok(RedbStore { writer, handle, tables, leases, durability: self.durability })
     }
-}
-
-/// Creates both tables in one durable transaction with the store's settings,
-/// so every way the database could refuse them shows up now, as a
-/// configuration error, and not on a request's first write.
-fn create_tables(db: &Database, tables: &Tables, durability: RedbDurability) -> Result<(), StoreError> {
-    let refused = |message: String| move |err: TableError| StoreError::config_caused_by(message, err);
-    let mut txn =
-        db.begin_write().map_err(|err| StoreError::config_caused_by("cannot write to the redb database", err))?;
-    if durability == RedbDurability::None {
-        // Tried here so that a database that refuses it says so now.
-        txn.set_durability(::redb::Durability::None).map_err(|err| {
-            StoreError::config_caused_by("this redb database does not allow RedbDurability::None", err)
-        })?;
-        txn.set_durability(::redb::Durability::Immediate)
-            .map_err(|err| StoreError::config_caused_by("cannot make the redb table creation durable", err))?;
-    }
-    txn.open_table(tables.sessions())
-        .map_err(refused(format!("cannot use `{}` as the sessions table", tables.sessions)))?;
-    txn.open_table(tables.expiry())
-        .map_err(refused(format!("cannot use `{}` as the session expiry index", tables.expiry)))?;
-    txn.commit().map_err(|err| StoreError::config_caused_by("cannot commit to the redb database", err))
 }
 
 /// Opens the file at `path` for redb, creating it empty and private to its
@@ -362,6 +328,7 @@ pub struct RedbStore {
     writer: GroupCommit<Writer>,
     handle: Arc<Handle>,
     tables: Arc<Tables>,
+    leases: Arc<Leases>,
     durability: RedbDurability,
 }
 
@@ -421,10 +388,7 @@ impl RedbStore {
     ///
     /// [`StoreError::Backend`] when the commit fails.
     pub async fn flush(&self) -> Result<(), StoreError> {
-        match self.writer.submit(Op::Flush).await? {
-            Out::Done => Ok(()),
-            other => Err(unexpected(&other)),
-        }
+        self.write(Op::Flush, done).await
     }
 
     /// Runs `read` in a read transaction on tokio's blocking pool.
@@ -489,6 +453,7 @@ impl fmt::Debug for RedbStore {
         f.debug_struct("RedbStore")
             .field("sessions_table", &self.tables.sessions)
             .field("expiry_table", &self.tables.expiry)
+            .field("users_table", &self.tables.users)
             .field("durability", &self.durability)
             .finish_non_exhaustive()
     }
@@ -515,25 +480,10 @@ fn unexpected(out: &Out) -> StoreError {
     )
 }
 
-/// Reads the live record under `key`, if any.
-fn read_record(txn: &ReadTransaction, tables: &Tables, key: &Key) -> Result<Option<SessionRecord>, StoreError> {
-    let table = txn
-        .open_table(tables.sessions())
-        .map_err(|err| StoreError::backend("redb store: opening the sessions table", err))?;
-    let Some(guard) = table.get(key).map_err(|err| StoreError::backend("redb store: reading a session", err))? else {
-        return Ok(None);
-    };
-    let decoded = Stored::parse(guard.value()).and_then(|stored| {
-        if stored.is_live(now_ms()) { stored.data().map(|data| Some((data, stored.expires_at_ms))) } else { Ok(None) }
-    });
-    match decoded {
-        Ok(record) => {
-            Ok(record.map(|(data, expires_at_ms)| SessionRecord::new(data, expires_at_ms.map(expiry::from_unix_ms))))
-        }
-        Err(err) => {
-            log_corrupt(&err);
-            Ok(None)
-        }
+impl RedbStore {
+    /// Submits `op` and expects the answer `pick` accepts.
+    async fn write<T>(&self, op: Op, pick: impl FnOnce(Out) -> Result<T, Out>) -> Result<T, StoreError> {
+        pick(self.writer.submit(op).await?).map_err(|other| unexpected(&other))
     }
 }
 
@@ -541,33 +491,27 @@ fn read_record(txn: &ReadTransaction, tables: &Tables, key: &Key) -> Result<Opti
 impl SessionStore for RedbStore {
     async fn get(&self, id: &StoreKey) -> Result<Option<SessionRecord>, StoreError> {
         let key = *id.as_bytes();
-        self.read(move |txn, tables| read_record(txn, tables, &key)).await
+        self.read(move |txn, tables| reads::record(txn, tables, &key)).await
     }
 
     async fn set(&self, id: &StoreKey, data: &SessionMap, expires_at: Option<SystemTime>) -> Result<(), StoreError> {
-        let expires_at_ms = expires_at.map(expiry::to_unix_ms);
         // Serialised here, on the caller's task, so the writer thread spends
         // its time in the transaction and not on JSON.
-        let value = codec::encode(data, expires_at_ms)?;
-        match self.writer.submit(Op::Set { key: *id.as_bytes(), value, expires_at_ms }).await? {
-            Out::Done => Ok(()),
-            other => Err(unexpected(&other)),
-        }
+        let value = codec::encode(data, expires_at.map(expiry::to_unix_ms))?;
+        self.write(Op::Set { key: *id.as_bytes(), value }, done).await
     }
 
     async fn delete(&self, id: &StoreKey) -> Result<(), StoreError> {
-        match self.writer.submit(Op::Delete { key: *id.as_bytes() }).await? {
-            Out::Done => Ok(()),
-            other => Err(unexpected(&other)),
-        }
+        self.write(Op::Delete { key: *id.as_bytes() }, done).await
     }
 
     async fn touch(&self, id: &StoreKey, expires_at: Option<SystemTime>) -> Result<bool, StoreError> {
         let op = Op::Touch { key: *id.as_bytes(), expires_at_ms: expires_at.map(expiry::to_unix_ms) };
-        match self.writer.submit(op).await? {
+        self.write(op, |out| match out {
             Out::Touched(existed) => Ok(existed),
-            other => Err(unexpected(&other)),
-        }
+            other => Err(other),
+        })
+        .await
     }
 
     async fn update(
@@ -581,25 +525,99 @@ impl SessionStore for RedbStore {
             changes: changes.clone(),
             expires_at_ms: expires_at.map(expiry::to_unix_ms),
         };
-        match self.writer.submit(op).await? {
-            Out::Updated(outcome) => Ok(outcome),
-            other => Err(unexpected(&other)),
-        }
+        self.write(op, updated).await
+    }
+
+    async fn rename(
+        &self,
+        from: &StoreKey,
+        to: &StoreKey,
+        changes: &Changes,
+        expires_at: Option<SystemTime>,
+    ) -> Result<UpdateOutcome, StoreError> {
+        let op = Op::Rename {
+            from: *from.as_bytes(),
+            to: *to.as_bytes(),
+            changes: changes.clone(),
+            expires_at_ms: expires_at.map(expiry::to_unix_ms),
+        };
+        self.write(op, updated).await
     }
 
     async fn delete_expired(&self) -> Result<u64, StoreError> {
         let mut removed = 0;
         loop {
-            match self.writer.submit(Op::Sweep { limit: SWEEP_CHUNK }).await? {
-                Out::Swept { removed: now, more } => {
-                    removed += now;
-                    if !more {
-                        return Ok(removed);
-                    }
-                }
-                other => return Err(unexpected(&other)),
+            let (now, more) = self
+                .write(Op::Sweep { limit: SWEEP_CHUNK }, |out| match out {
+                    Out::Swept { removed, more } => Ok((removed, more)),
+                    other => Err(other),
+                })
+                .await?;
+            removed += now;
+            if !more {
+                return Ok(removed);
             }
         }
+    }
+
+    async fn sessions_of(&self, user: &str) -> Result<Vec<(StoreKey, SessionRecord)>, StoreError> {
+        let user = user.to_owned();
+        self.read(move |txn, tables| reads::sessions_of(txn, tables, &user)).await
+    }
+
+    async fn revoke(&self, user: &str, key: &StoreKey) -> Result<bool, StoreError> {
+        let op = Op::Revoke { user: user.to_owned(), key: *key.as_bytes() };
+        self.write(op, |out| match out {
+            Out::Revoked(revoked) => Ok(revoked),
+            other => Err(other),
+        })
+        .await
+    }
+
+    async fn revoke_all(&self, user: &str, except: Option<&StoreKey>) -> Result<u64, StoreError> {
+        let op = Op::RevokeAll { user: user.to_owned(), except: except.map(|key| *key.as_bytes()) };
+        self.write(op, |out| match out {
+            Out::RevokedAll(count) => Ok(count),
+            other => Err(other),
+        })
+        .await
+    }
+
+    async fn scan(&self, cursor: &ScanCursor, limit: usize) -> Result<ScanPage, StoreError> {
+        let after = reads::cursor_key(cursor)?;
+        self.read(move |txn, tables| reads::scan_page(txn, tables, after, limit)).await
+    }
+
+    async fn try_lease(&self, key: &StoreKey, ttl: Duration) -> Result<Option<Lease>, StoreError> {
+        // Through the writer, so that the grant is ordered after every write
+        // the previous holder was allowed to make (see `leases`).
+        self.write(Op::Lease { key: *key.as_bytes(), ttl }, |out| match out {
+            Out::Leased(lease) => Ok(lease),
+            other => Err(other),
+        })
+        .await
+    }
+
+    async fn release_lease(&self, key: &StoreKey, token: LeaseToken) -> Result<(), StoreError> {
+        self.writer.health()?;
+        self.leases.release(key.as_bytes(), token);
+        Ok(())
+    }
+}
+
+/// Accepts `Out::Done`.
+fn done(out: Out) -> Result<(), Out> {
+    match out {
+        Out::Done => Ok(()),
+        other => Err(other),
+    }
+}
+
+/// Accepts `Out::Updated`.
+fn updated(out: Out) -> Result<UpdateOutcome, Out> {
+    match out {
+        Out::Updated(outcome) => Ok(outcome),
+        other => Err(other),
     }
 }
 
@@ -698,12 +716,6 @@ mod tests {
         std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o640)).expect("chmod");
         drop(RedbStore::open(&shared).expect("open"));
         assert_eq!(mode(&shared), 0o640, "the store changed the mode of an existing file");
-    }
-
-    #[test]
-    fn table_names_follow_the_prefix() {
-        let tables = Tables::new("admin");
-        assert_eq!((tables.sessions.as_str(), tables.expiry.as_str()), ("admin_sessions", "admin_expiry"));
     }
 
     #[tokio::test]
