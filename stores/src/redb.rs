@@ -109,8 +109,8 @@ impl RedbStoreBuilder {
         self
     }
 
-    /// The tables are named `{prefix}_sessions` and `{prefix}_expiry`
-    /// [default: `sessionkit`]. Stores with different prefixes keep separate
+    /// The tables are named `{prefix}_sessions`, `{prefix}_expiry` and
+    /// `{prefix}_users` [default: `sessionkit`]. Stores with different prefixes keep separate
     /// sessions in one database.
     pub fn table_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.table_prefix = prefix.into();
@@ -211,7 +211,9 @@ fn open_error(path: &Path, err: DatabaseError) -> StoreError {
 }
 
 /// A session store in a redb database file: persistent, durable by default,
-/// with atomic `update` and an expiry index.
+/// with atomic `update` and `rename`, an expiry index, a user index,
+/// in-process exclusive leases and scans: every part of the
+/// [`SessionStore`] contract.
 ///
 /// Dropping the store stops its writer thread and closes the database
 /// (unless you still hold an `Arc` of it), so the same file can be reopened
@@ -220,31 +222,84 @@ fn open_error(path: &Path, err: DatabaseError) -> StoreError {
 ///
 /// # Layout
 ///
-/// Two tables, named `{prefix}_sessions` and `{prefix}_expiry` (the prefix is
-/// `sessionkit` unless [`RedbStoreBuilder::table_prefix`] says otherwise, so
-/// several session spaces, or your own tables, can share one file):
+/// Three tables, named `{prefix}_sessions`, `{prefix}_expiry` and
+/// `{prefix}_users` (the prefix is `sessionkit` unless
+/// [`RedbStoreBuilder::table_prefix`] says otherwise, so several session
+/// spaces, or your own tables, can share one file):
 ///
 /// | table | key | value |
 /// | --- | --- | --- |
-/// | `sessionkit_sessions` | `&[u8; 32]`: the [`StoreKey`]'s bytes | `&[u8]`: a tag byte, the expiry when there is one (Unix ms, `i64` big-endian), then the data as compact JSON |
-/// | `sessionkit_expiry` | `(i64, &[u8; 32])`: expiry in Unix ms, id | `()` |
+/// | `sessionkit_sessions` | `&[u8; 32]`: the [`StoreKey`]'s bytes | `&[u8]`: `0x02`, a flags byte (`0x01`: an expiry follows, `0x02`: a user follows), the expiry (Unix ms, `i64` big-endian), the user (length as `u32` big-endian, then UTF-8), then the data as compact JSON |
+/// | `sessionkit_expiry` | `(i64, &[u8; 32])`: expiry in Unix ms, key | `()` |
+/// | `sessionkit_users` | `(&str, &[u8; 32])`: user, key | `()` |
 ///
-/// The expiry index holds one entry per record that has an expiry, and moves
-/// with it in the same transaction on every write. `delete_expired` walks it
-/// from the oldest entry up to now and stops: a sweep costs what is expired,
-/// not what is stored. Every read checks the expiry too, so an expired record
-/// is never returned whether or not a sweep ran.
+/// The indexes hold one entry per record that has an expiry, and per record
+/// that has a user (the [`reserved::USER`](sessionkit::reserved::USER) in
+/// its data), and move with it in the same transaction on every write, so a
+/// listing and a sweep never see a record without its entry or the other
+/// way round. `delete_expired` walks the expiry index from the oldest entry
+/// up to now and stops: a sweep costs what is expired, not what is stored.
+/// Every read checks the expiry too, so an expired record is never returned
+/// (nor listed, nor scanned) whether or not a sweep ran.
+///
+/// # Files of the previous version
+///
+/// The previous version kept no user index and wrote values whose header is
+/// `0x00` (no expiry) or `0x01` and the expiry, without the user. Opening
+/// such a file creates `{prefix}_users` and fills it from the sessions'
+/// JSON, in one transaction (done once: a file that has the table has a
+/// complete index). Old values are read as they are and rewritten in the
+/// current layout by their next write. Going back to the previous version
+/// afterwards is not supported: it reads values in the current layout as
+/// corrupt, that is as absent (those users are signed out), and does not
+/// keep the user index.
+///
+/// # Users
+///
+/// [`sessions_of`](SessionStore::sessions_of) reads the user's index entries
+/// and each record in one read transaction, and returns the live ones that
+/// really are that user's. [`revoke`](SessionStore::revoke) and
+/// [`revoke_all`](SessionStore::revoke_all) are writes like the others:
+/// they check the owner and remove record and entries in the writer's
+/// transaction, so a revocation racing a login, a rename or an update of
+/// the same sessions is ordered before or after it, never in between.
+///
+/// # Exclusive leases
+///
+/// Leases live in this process's memory (redb opens a file in one process
+/// only, so every writer of these sessions is here). A grant is decided by
+/// the writer thread, in queue order with the writes, and answered once
+/// every write queued before it has committed; the fencing check of a
+/// patch runs on the writer thread too, right before its write, against the
+/// same clock reading as any grant in its batch. So a holder whose lease ran
+/// out cannot write, and the next holder reads everything its predecessor
+/// was allowed to write. A `try_lease` waits for the commit in front of it
+/// in the queue (a batch of grants alone commits nothing); `release_lease`
+/// does not wait. Leases are lost with the process, as their holders are.
+///
+/// # Scans
+///
+/// [`scan`](SessionStore::scan) reads the sessions table in key order, a
+/// page per read transaction, from the key after the cursor (the text form
+/// of the last key the previous page looked at). Keys are unique and pages
+/// advance strictly, so a record that lives from the first page to the last
+/// is returned exactly once, whatever is written meanwhile. A page skips at
+/// most a few thousand expired or unreadable records beyond its limit, so
+/// it may hold fewer records than asked for before the end.
 ///
 /// # Writes: one thread, one transaction per batch
 ///
 /// redb runs one write transaction at a time. The store owns a writer thread
 /// that takes every write queued while the previous commit was running and
-/// applies them all in one transaction, committed once. So `update` and
-/// `touch` are atomic read-modify-writes (nothing runs between their read and
-/// their write), and concurrent writers share one `fsync` instead of paying
-/// one each. No write is acknowledged before the commit holding it returns.
-/// Reads run in their own read transactions on tokio's blocking pool, beside
-/// the writer, and see every acknowledged write.
+/// applies them all in one transaction, committed once. So `update`,
+/// `touch`, `rename` and the revocations are atomic read-modify-writes
+/// (nothing runs between their read and their write), and concurrent
+/// writers share one `fsync` instead of paying one each. A patch that is
+/// refused ([`StoreError::Refused`]: an operation on a value of the wrong
+/// type, the size limit, a lost lease) writes nothing, and the other writes
+/// of its batch go on. No write is acknowledged before the commit holding it
+/// returns. Reads run in their own read transactions on tokio's blocking
+/// pool, beside the writer, and see every acknowledged write.
 ///
 /// # Durability
 ///
@@ -632,121 +687,4 @@ pub(crate) fn fuzz_read(bytes: &[u8]) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::group_commit::test_hooks::{
-        assert_only_acknowledged_writes_stored, chain, numbered, panicking_data, race_a_panicking_write,
-    };
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_commit_that_panics_fails_its_batch_and_the_store_reopens_its_file() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("s.redb");
-        let store = Arc::new(RedbStore::open(&path).expect("open"));
-        let before = sessionkit::testing::checks::key();
-        store.set(&before, &numbered(0), None).await.expect("set");
-        let first_handle = Arc::downgrade(&store.handle.get().expect("handle"));
-
-        let race = race_a_panicking_write(&store).await;
-        store.health().expect("the writer restarted");
-        assert_eq!(first_handle.strong_count(), 0, "the handle the panic struck was not closed");
-        assert_only_acknowledged_writes_stored(&*store, &race).await;
-
-        let after = sessionkit::testing::checks::key();
-        store.set(&after, &numbered(1), Some(expiry::now() + std::time::Duration::from_secs(60))).await.expect("set");
-        let mut changes = Changes::new();
-        changes.set("updated", serde_json::json!(true));
-        assert_eq!(store.update(&before, &changes, None).await.expect("update"), UpdateOutcome::Applied);
-        assert!(store.touch(&after, None).await.expect("touch"));
-        store.delete(&after).await.expect("delete");
-        drop(store);
-
-        let reopened = RedbStore::open(&path).expect("reopen");
-        assert_eq!(
-            reopened.get(&before).await.expect("get").map(|r| r.data),
-            Some(changes.applied_to(numbered(0)).expect("applies"))
-        );
-        assert_eq!(reopened.get(&after).await.expect("get"), None);
-        assert_only_acknowledged_writes_stored(&reopened, &race).await;
-    }
-
-    #[tokio::test]
-    async fn a_store_on_the_applications_database_is_out_of_service_after_a_panic_and_says_so() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("s.redb");
-        let store = RedbStore::from_database(Database::create(&path).expect("create")).expect("store");
-        let kept = sessionkit::testing::checks::key();
-        store.set(&kept, &numbered(0), None).await.expect("set");
-        let panicked = sessionkit::testing::checks::key();
-        let err = store.set(&panicked, &panicking_data(), None).await.expect_err("the commit panics");
-        assert!(chain(&err).contains("panicked"), "{}", chain(&err));
-
-        for _ in 0..3 {
-            let health = chain(&store.health().expect_err("out of service for good"));
-            assert!(health.contains("from_database") && health.contains("builds a new store"), "{health}");
-            let read = store.get(&kept).await.expect_err("reads fail at once");
-            assert_eq!(chain(&read), health, "every operation reports the lasting error");
-            let write =
-                store.set(&sessionkit::testing::checks::key(), &numbered(1), None).await.expect_err("writes fail");
-            assert_eq!(chain(&write), health);
-            assert!(store.flush().await.is_err());
-        }
-        drop(store);
-
-        // What the application does: open the database again, a new store.
-        let store = RedbStore::open(&path).expect("reopen");
-        store.health().expect("a new store is healthy");
-        assert_eq!(store.get(&kept).await.expect("get").map(|r| r.data), Some(numbered(0)));
-        assert_eq!(store.get(&panicked).await.expect("get"), None, "the panicked write was rolled back");
-    }
-
-    #[cfg(unix)]
-    #[test]
-    fn the_database_file_a_store_creates_is_private_and_an_existing_file_keeps_its_mode() {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = |path: &Path| std::fs::metadata(path).expect("metadata").permissions().mode() & 0o777;
-
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("sessions.redb");
-        drop(RedbStore::open(&path).expect("open"));
-        assert_eq!(mode(&path), 0o600, "a new database file must be private");
-
-        let shared = dir.path().join("shared.redb");
-        std::fs::write(&shared, b"").expect("create");
-        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o640)).expect("chmod");
-        drop(RedbStore::open(&shared).expect("open"));
-        assert_eq!(mode(&shared), 0o640, "the store changed the mode of an existing file");
-    }
-
-    #[tokio::test]
-    async fn the_expiry_index_follows_every_write() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let db = Arc::new(Database::create(dir.path().join("s.redb")).expect("create"));
-        let store = RedbStore::from_database(Arc::clone(&db)).expect("store");
-        let index = || -> Vec<(i64, Key)> {
-            let txn = db.begin_read().expect("read");
-            let table = txn.open_table(store.tables.expiry()).expect("table");
-            ::redb::ReadableTable::iter(&table)
-                .expect("iter")
-                .map(|entry| entry.map(|(key, _)| (key.value().0, *key.value().1)).expect("entry"))
-                .collect()
-        };
-        let id = sessionkit::testing::checks::key();
-        let key = *id.as_bytes();
-        let soon = expiry::now() + std::time::Duration::from_secs(60);
-        let later = soon + std::time::Duration::from_secs(60);
-        let (soon_ms, later_ms) = (expiry::to_unix_ms(soon), expiry::to_unix_ms(later));
-
-        store.set(&id, &SessionMap::new(), Some(soon)).await.expect("set");
-        assert_eq!(index(), vec![(soon_ms, key)]);
-        assert!(store.touch(&id, Some(later)).await.expect("touch"));
-        assert_eq!(index(), vec![(later_ms, key)]);
-        assert_eq!(store.update(&id, &Changes::new(), Some(soon)).await.expect("update"), UpdateOutcome::Applied);
-        assert_eq!(index(), vec![(soon_ms, key)]);
-        store.set(&id, &SessionMap::new(), None).await.expect("set");
-        assert_eq!(index(), vec![], "a record without expiry is not indexed");
-        store.set(&id, &SessionMap::new(), Some(later)).await.expect("set");
-        store.delete(&id).await.expect("delete");
-        assert_eq!(index(), vec![]);
-    }
-}
+mod tests;
