@@ -8,6 +8,7 @@
 
 mod apply;
 mod codec;
+mod file;
 mod handle;
 mod leases;
 mod reads;
@@ -19,7 +20,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use ::redb::{Database, DatabaseError, ReadTransaction, ReadableDatabase, StorageError};
+use ::redb::{Database, ReadTransaction, ReadableDatabase};
 use sessionkit::{
     Changes, Lease, LeaseToken, ScanCursor, ScanPage, SessionMap, SessionRecord, SessionStore, StoreError, StoreKey,
     UpdateOutcome, expiry,
@@ -122,7 +123,10 @@ impl RedbStoreBuilder {
     ///
     /// A file the store creates is readable and writable by its owner only
     /// (`0600` on Unix). A file that already exists keeps its mode: the
-    /// store changes the mode of no existing file.
+    /// store changes the mode of no existing file. A new database is
+    /// initialised under a temporary name beside it (`.{name}.new-{pid}`)
+    /// and given its name only once whole, so a crash during the very first
+    /// open cannot leave a file that no later open accepts.
     ///
     /// After an I/O error (a full disk) the store closes the file and opens
     /// it again by itself, so writes work again once the cause is gone; see
@@ -136,10 +140,7 @@ impl RedbStoreBuilder {
     /// of the same names with other types.
     pub fn open(self, path: impl AsRef<Path>) -> Result<RedbStore, StoreError> {
         let path = path.as_ref();
-        let db = open_private(path)
-            .map_err(DatabaseError::from)
-            .and_then(|file| Database::builder().create_with_backend(::redb::backends::FileBackend::new(file)?))
-            .map_err(|err| open_error(path, err))?;
+        let db = file::open(path)?;
         let path = path.to_owned();
         // `open`, not `create`: a file that vanished must not come back empty.
         self.assemble(Arc::new(db), Some(Box::new(move || Database::open(&path))))
@@ -176,38 +177,6 @@ impl RedbStoreBuilder {
         let writer = GroupCommit::spawn("sessionkit-redb-writer", writer)?;
         Ok(RedbStore { writer, handle, tables, leases, durability: self.durability })
     }
-}
-
-/// Opens the file at `path` for redb, creating it empty and private to its
-/// owner (`0600`) if it does not exist; an existing file keeps its mode.
-/// Otherwise as `redb::Builder::create`, which would create it `0644` (less
-/// the umask).
-fn open_private(path: &Path) -> std::io::Result<std::fs::File> {
-    let mut options = std::fs::OpenOptions::new();
-    options.read(true).write(true).create(true).truncate(false);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    options.open(path)
-}
-
-/// Says in words why a database file could not be opened.
-fn open_error(path: &Path, err: DatabaseError) -> StoreError {
-    let path = path.display();
-    let message = match &err {
-        DatabaseError::DatabaseAlreadyOpen => format!(
-            "the redb database {path} is already open, by this process or another: open it once and share \
-             the store (or build it on the open Database with RedbStore::from_database)"
-        ),
-        DatabaseError::UpgradeRequired(format) => {
-            format!("{path} is in redb file format {format}, which must be upgraded before this redb can open it")
-        }
-        DatabaseError::Storage(StorageError::Io(io)) if io.kind() == std::io::ErrorKind::InvalidData => {
-            format!("{path} is not a redb database")
-        }
-        DatabaseError::Storage(StorageError::Corrupted(_)) => format!("{path} is a corrupted redb database"),
-        _ => format!("cannot open the redb database {path}"),
-    };
-    StoreError::config_caused_by(message, err)
 }
 
 /// A session store in a redb database file: persistent, durable by default,
