@@ -101,63 +101,93 @@ fn untimed(runtime: &Runtime, waits: bool, jobs: impl IntoIterator<Item = Job>) 
     }
 }
 
-/// The `index-cost` group for `spec`.
+/// One variant's sessions: whether they have users, the live sessions
+/// `update` and `rename` work on, and where it stands in them.
+struct Variant {
+    name: &'static str,
+    with_user: bool,
+    /// How many sessions it wrote: the next one's user is the next one.
+    written: usize,
+    targets: Vec<StoreKey>,
+    slot: usize,
+}
+
+impl Variant {
+    fn next_data(&mut self) -> SessionMap {
+        self.written += 1;
+        data(self.with_user.then_some(self.written))
+    }
+
+    /// The next target; slots advance one per operation, so a wave never
+    /// works on one session twice.
+    fn next_slot(&mut self) -> usize {
+        self.slot = (self.slot + 1) % self.targets.len();
+        self.slot
+    }
+}
+
+/// The `index-cost` group for `spec`. The two variants of each operation
+/// run one right after the other, so that the machine's load drifts as
+/// little as possible between them.
 pub fn measure(criterion: &mut Criterion, runtime: &Runtime, spec: &'static StoreSpec) {
     let Some(open) = ok(runtime.block_on(spec.open()), "opening the store") else {
         return;
     };
     let store = Arc::clone(&open.store);
+    let waits = spec.waits;
     let mut rng = Rng::new(11);
     let background = if settings::quick() { BACKGROUND / 10 } else { BACKGROUND };
-    ok(runtime.block_on(fixtures::populate(&store, spec.waits, background, &mut rng)), "populating");
+    ok(runtime.block_on(fixtures::populate(&store, waits, background, &mut rng)), "populating");
     let expires_at = fixtures::expiry();
+    let set = |key: StoreKey, data: SessionMap| {
+        let store = Arc::clone(&store);
+        Box::pin(async move { ok(store.set(&key, &data, expires_at).await, "set") }) as Job
+    };
+    let delete = |key: StoreKey| {
+        let store = Arc::clone(&store);
+        Box::pin(async move { ok(store.delete(&key).await, "delete") }) as Job
+    };
+    let mut variants = [("without-user", false), ("with-user", true)].map(|(name, with_user)| Variant {
+        name,
+        with_user,
+        written: 0,
+        targets: (0..TARGETS).map(|_| rng.id()).collect(),
+        slot: 0,
+    });
+    for variant in &mut variants {
+        let jobs: Vec<Job> = variant.targets.clone().into_iter().map(|key| set(key, variant.next_data())).collect();
+        untimed(runtime, waits, jobs);
+    }
+
     let mut group = criterion.benchmark_group("index-cost");
     group.throughput(Throughput::Elements(1));
-    if spec.waits {
+    if waits {
         group.sampling_mode(SamplingMode::Flat);
     }
-    let waits = spec.waits;
-    for (variant, with_user) in [("without-user", false), ("with-user", true)] {
-        let id = |op: &str| BenchmarkId::new(format!("{}/{op}", spec.name), variant);
-        // Each session of the variant gets the next user, round robin.
-        let mut n = 0;
-        let mut next_data = move || {
-            n += 1;
-            data(with_user.then_some(n))
-        };
-        let set = |key: StoreKey, data: SessionMap| {
-            let store = Arc::clone(&store);
-            Box::pin(async move { ok(store.set(&key, &data, expires_at).await, "set") }) as Job
-        };
-        let delete = |key: StoreKey| {
-            let store = Arc::clone(&store);
-            Box::pin(async move { ok(store.delete(&key).await, "delete") }) as Job
-        };
-
-        group.bench_function(id("set"), |b| {
+    let id = |op: &str, variant: &Variant| BenchmarkId::new(format!("{}/{op}", spec.name), variant.name);
+    for variant in &mut variants {
+        group.bench_function(id("set", variant), |b| {
             b.iter_custom(|iters| {
                 let mut written = Vec::new();
                 let elapsed = timed(runtime, waits, iters, || {
                     let key = rng.id();
                     written.push(key.clone());
-                    set(key, next_data())
+                    set(key, variant.next_data())
                 });
                 // The new sessions go again, untimed, so the store does not grow.
                 untimed(runtime, waits, written.into_iter().map(delete));
                 elapsed
             })
         });
-
-        let mut targets: Vec<StoreKey> = (0..TARGETS).map(|_| rng.id()).collect();
-        untimed(runtime, waits, targets.iter().map(|key| set(key.clone(), next_data())));
-        let mut slot = 0;
-        group.bench_function(id("update"), |b| {
+    }
+    for variant in &mut variants {
+        group.bench_function(id("update", variant), |b| {
             b.iter_custom(|iters| {
                 let mut i = 0u64;
                 timed(runtime, waits, iters, || {
-                    slot = (slot + 1) % TARGETS;
                     i += 1;
-                    let (store, key) = (Arc::clone(&store), targets[slot].clone());
+                    let slot = variant.next_slot();
+                    let (store, key) = (Arc::clone(&store), variant.targets[slot].clone());
                     let mut changes = Changes::new();
                     changes.set("visits", Value::from(i));
                     Box::pin(async move {
@@ -167,15 +197,14 @@ pub fn measure(criterion: &mut Criterion, runtime: &Runtime, spec: &'static Stor
                 })
             })
         });
-
-        group.bench_function(id("rename"), |b| {
+    }
+    for variant in &mut variants {
+        group.bench_function(id("rename", variant), |b| {
             b.iter_custom(|iters| {
-                // Slots advance one per operation: a wave never renames one
-                // session twice.
                 timed(runtime, waits, iters, || {
-                    slot = (slot + 1) % TARGETS;
-                    let (from, to) = (targets[slot].clone(), rng.id());
-                    targets[slot] = to.clone();
+                    let slot = variant.next_slot();
+                    let (from, to) = (variant.targets[slot].clone(), rng.id());
+                    variant.targets[slot] = to.clone();
                     let store = Arc::clone(&store);
                     Box::pin(async move {
                         let outcome = ok(store.rename(&from, &to, &Changes::new(), expires_at).await, "rename");
@@ -184,11 +213,12 @@ pub fn measure(criterion: &mut Criterion, runtime: &Runtime, spec: &'static Stor
                 })
             })
         });
-
-        group.bench_function(id("delete"), |b| {
+    }
+    for variant in &mut variants {
+        group.bench_function(id("delete", variant), |b| {
             b.iter_custom(|iters| {
                 let doomed: Vec<StoreKey> = (0..iters).map(|_| rng.id()).collect();
-                untimed(runtime, waits, doomed.iter().map(|key| set(key.clone(), next_data())));
+                untimed(runtime, waits, doomed.iter().map(|key| set(key.clone(), variant.next_data())));
                 let mut doomed = doomed.into_iter();
                 timed(runtime, waits, iters, || match doomed.next() {
                     Some(key) => delete(key),
@@ -196,8 +226,6 @@ pub fn measure(criterion: &mut Criterion, runtime: &Runtime, spec: &'static Stor
                 })
             })
         });
-        // The targets go, so the next variant starts from the same store.
-        untimed(runtime, waits, targets.iter().cloned().map(delete));
     }
     group.finish();
 }

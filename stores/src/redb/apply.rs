@@ -358,19 +358,26 @@ impl<'txn> WriteTables<'txn> {
             .map_err(&index)?;
         let mut removed = 0;
         for (at, id) in &due {
-            self.expiry.remove((*at, id)).map_err(&index)?;
             let guard = self.sessions.get(id).map_err(engine("redb store: reading a session"))?;
             // Only the record's own expiry counts: an entry left behind by a
             // record that was corrupt when it was rewritten must not delete
             // its live successor. A record whose header is unreadable and
             // whose index entry says it is due is removed with it.
-            let due = guard.is_some_and(|guard| match Stored::parse(guard.value()) {
-                Ok(stored) => stored.expires_at_ms == Some(*at),
-                Err(_) => true,
-            });
-            if due {
-                self.delete(id)?;
-                removed += 1;
+            let state = guard.map(|guard| Stored::parse(guard.value()).map(|stored| stored.expires_at_ms == Some(*at)));
+            match state {
+                // `delete` removes this very entry with the record.
+                Some(Ok(true)) => {
+                    self.delete(id)?;
+                    removed += 1;
+                }
+                Some(Err(_)) => {
+                    self.delete(id)?;
+                    self.expiry.remove((*at, id)).map_err(&index)?;
+                    removed += 1;
+                }
+                Some(Ok(false)) | None => {
+                    self.expiry.remove((*at, id)).map_err(&index)?;
+                }
             }
         }
         Ok((removed, due.len() == limit))
