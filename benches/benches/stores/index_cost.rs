@@ -26,8 +26,9 @@ use sessionkit_benches::registry::StoreSpec;
 use sessionkit_benches::settings;
 use tokio::runtime::Runtime;
 
-/// Operations in flight at once on a store that waits on I/O.
-const WAVE: usize = 64;
+/// Operations in flight at once on a store that waits on I/O: as many as
+/// the SQLite and redb writers commit together.
+const WAVE: usize = 256;
 /// Sessions in the store besides the measured ones.
 const BACKGROUND: usize = 10_000;
 /// Live sessions that `update` and `rename` work on, per variant.
