@@ -652,6 +652,7 @@ pub(crate) fn fuzz_read(bytes: &[u8]) {
     if let Ok(stored) = codec::Stored::parse(bytes) {
         let _ = stored.is_live(0);
         let _ = stored.data();
+        let _ = stored.user();
     }
 }
 

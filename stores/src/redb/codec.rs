@@ -17,8 +17,8 @@
 //! writer which user index entry a record has, without parsing the data; and
 //! so that `touch` can move the expiry by copying the JSON bytes as they
 //! are. The user is the one the data names under
-//! [`reserved::USER`](sessionkit::reserved::USER) (as
-//! [`reserved::user_of`](sessionkit::reserved::user_of) reads it), so the
+//! [`reserved::USER`] (as
+//! [`reserved::user_of`] reads it), so the
 //! header and the data never disagree.
 //!
 //! A version 1 value does not say whether it has a user: [`Owner::InJson`]
