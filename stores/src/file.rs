@@ -30,7 +30,7 @@ use self::coalesce::{Op, Out};
 use self::commit::FileCommit;
 use self::dir_sync::DirSync;
 use self::format::StoredRecord;
-use self::locks::{LOCK_DIR, Locks, StripeGuard, stripe_of};
+use self::locks::{LOCK_DIR, Locks, STRIPES, StripeGuard, stripe_of};
 
 /// What the store's files are named by and its locks are picked by: the
 /// one type to change when the store is keyed by something other than the
@@ -102,19 +102,22 @@ const STALE_TEMP_AGE: Duration = Duration::from_secs(5 * 60);
 ///
 /// # Group commit
 ///
-/// Writes (`set`, `update`, `touch`, `delete`) queue up and are made in
-/// batches: each batch takes every write that queued while the previous one
+/// Writes (`set`, `update`, `touch`, `delete`) queue up by stripe (the 256
+/// stripes of the locks below) and are made in batches: each batch takes
+/// every write of its stripe that queued while the stripe's previous batch
 /// was being written and synced. Within a batch, the writes of one session
 /// are applied one after another, in the order they were queued, to the
 /// record in memory, so 32 concurrent updates of one session become one file
-/// write; the batch then writes and syncs one temporary file per session,
-/// renames them all, syncs the directory once, and only then answers every
-/// write in it. If any of those steps fails, every write of the batch fails
-/// (a write that failed may still have reached the disk, as with any store;
-/// none that reached it partly). A lone writer pays what it paid without
-/// batching: one file sync and one directory sync. A caller that stops
-/// waiting before its batch begins has its write dropped unmade; once its
-/// batch has begun, the write is made.
+/// write. The batch writes and syncs one temporary file per session it
+/// changed, renames them, and only answers its writes once a directory sync
+/// that started after its renames has completed. Batches of different
+/// stripes run at the same time and share directory syncs: one sync covers
+/// every rename made before it started. If a step fails, every write of the
+/// batch fails (a write that failed may still have reached the disk, as
+/// with any store; none reached it partly). A lone writer pays what it paid
+/// without batching: one file sync and one directory sync. A caller that
+/// stops waiting before its batch begins has its write dropped unmade; once
+/// its batch has begun, the write is made.
 ///
 /// # Concurrency, within and across processes
 ///
@@ -124,9 +127,7 @@ const STALE_TEMP_AGE: Duration = Duration::from_secs(5 * 60);
 /// *stripe*, one of 256, chosen by a hash of the id: an in-process mutex,
 /// then an advisory exclusive lock on the stripe's file in `.locks/`
 /// ([`std::fs::File::lock`], `flock(2)` on Unix), from before it reads the
-/// session until its file is renamed into place. A batch locks all the
-/// stripes it touches, in ascending order, so that batches of several
-/// processes never deadlock. So `update` is an atomic read-modify-write
+/// session until its file is renamed into place. So `update` is an atomic read-modify-write
 /// even when several processes share the directory, and an `update` or
 /// `touch` racing a `delete` never brings the session back.
 /// The operating system drops a crashed process's locks. Advisory locks bind
@@ -147,7 +148,8 @@ const STALE_TEMP_AGE: Duration = Duration::from_secs(5 * 60);
 #[derive(Clone)]
 pub struct FileStore {
     inner: Arc<Inner>,
-    writes: Batcher<FileCommit>,
+    /// One write queue per stripe (see [`locks`]), indexed by stripe.
+    writes: Arc<[Batcher<FileCommit>]>,
 }
 
 struct Inner {
@@ -202,7 +204,7 @@ impl FileStore {
         };
         inner.probe_writable()?;
         let inner = Arc::new(inner);
-        let writes = Batcher::new(FileCommit(Arc::clone(&inner)));
+        let writes = (0..STRIPES).map(|_| Batcher::new(FileCommit(Arc::clone(&inner)))).collect();
         Ok(Self { inner, writes })
     }
 
@@ -238,7 +240,7 @@ impl FileStore {
     /// Queues `op` on the session `key` and waits until its batch is
     /// durable.
     async fn write(&self, key: &Key, op: Op) -> Result<Out, StoreError> {
-        self.writes.submit((key.clone(), op)).await
+        self.writes[stripe_of(key)].submit((key.clone(), op)).await
     }
 }
 

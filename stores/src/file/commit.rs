@@ -1,16 +1,18 @@
 //! One batch of writes, made durable together.
 //!
 //! 1. Group the batch's writes by session, each session's in queue order.
-//! 2. Lock every stripe the batch touches, in ascending order (so that two
-//!    processes locking several stripes each can never deadlock).
+//! 2. Lock every stripe the batch touches: one, as the store queues writes
+//!    by stripe; in ascending order if there were several, so that lockers
+//!    in several processes could never deadlock.
 //! 3. Per session: read the stored record if a write needs it, apply the
 //!    writes in memory ([`coalesce`]), and keep what is left to do: write
 //!    one new file, remove the file, or nothing.
 //! 4. Write every new file to a temporary file, then `fdatasync` each.
 //! 5. Rename each over its session file, remove the removed ones, and
 //!    unlock: other writers (in other processes too) may go on.
-//! 6. One directory sync for the whole batch makes the renames and
-//!    removals durable; only then are the writes answered.
+//! 6. A directory sync makes the renames and removals durable (shared with
+//!    the batches of other stripes, see `dir_sync`); only then are the
+//!    writes answered.
 //!
 //! A crash at any point leaves each session file old or new, never torn: a
 //! file is renamed into place only after its data is synced. Any I/O
@@ -268,16 +270,28 @@ mod tests {
         (dir, store)
     }
 
-    /// Holds up the store's next batch: a write of a session whose stripe
-    /// the test has locked waits for that lock inside its batch, and every
-    /// write submitted meanwhile queues for the batch after it.
+    /// Holds up a stripe's next batch: a write of a session whose stripe the
+    /// test has locked waits for that lock inside its batch, and every write
+    /// of the stripe submitted meanwhile queues for the batch after it.
     struct Held {
         local: LocalGuard,
         write: JoinHandle<Result<(), StoreError>>,
     }
 
-    async fn hold(store: &FileStore) -> Held {
-        let blocker = SessionId::generate();
+    /// A new session id in the stripe of `id`: its writes share `id`'s
+    /// queue.
+    fn in_stripe_of(id: &SessionId) -> SessionId {
+        loop {
+            let other = SessionId::generate();
+            if stripe_of(&other) == stripe_of(id) {
+                return other;
+            }
+        }
+    }
+
+    /// Holds up the next batch of `id`'s stripe.
+    async fn hold(store: &FileStore, id: &SessionId) -> Held {
+        let blocker = in_stripe_of(id);
         let local = store.inner.locks.lock_local(stripe_of(&blocker)).await;
         let started = store.inner.faults.batches.load(Ordering::SeqCst);
         let write = tokio::spawn({
@@ -307,7 +321,7 @@ mod tests {
     }
 
     async fn until_queued(store: &FileStore, count: usize) {
-        until(|| store.writes.queued() == count).await;
+        until(|| store.writes.iter().map(|q| q.queued()).sum::<usize>() == count).await;
     }
 
     fn update(store: &FileStore, id: &SessionId, changes: Changes) -> JoinHandle<Result<UpdateOutcome, StoreError>> {
@@ -331,7 +345,7 @@ mod tests {
         let (_dir, store) = open().await;
         let id = SessionId::generate();
         store.set(&id, &data(json!({ "base": true })), None).await.expect("set");
-        let held = hold(&store).await;
+        let held = hold(&store, &id).await;
         let updates: Vec<_> = (0..32).map(|i| update(&store, &id, setting(&format!("k{i}"), json!(i)))).collect();
         until_queued(&store, 32).await;
         let before = files_written(&store);
@@ -347,11 +361,12 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn writes_of_one_session_in_one_batch_keep_their_order() {
         let (_dir, store) = open().await;
-        let (counted, deleted) = (SessionId::generate(), SessionId::generate());
+        let counted = SessionId::generate();
+        let deleted = in_stripe_of(&counted);
         for id in [&counted, &deleted] {
             store.set(id, &data(json!({ "n": 0 })), None).await.expect("set");
         }
-        let held = hold(&store).await;
+        let held = hold(&store, &counted).await;
         // Queued one at a time, so the queue's order is the order here; the
         // two sessions' writes interleave.
         let mut updates = Vec::new();
@@ -383,11 +398,12 @@ mod tests {
     async fn a_failed_sync_fails_the_whole_batch_and_acknowledges_nothing() {
         for failing in ["file", "directory"] {
             let (dir, store) = open().await;
-            let ids: Vec<SessionId> = (0..4).map(|_| SessionId::generate()).collect();
+            let first = SessionId::generate();
+            let ids: Vec<SessionId> = [first.clone()].into_iter().chain((1..4).map(|_| in_stripe_of(&first))).collect();
             for id in &ids {
                 store.set(id, &data(json!({ "v": "old" })), None).await.expect("set");
             }
-            let held = hold(&store).await;
+            let held = hold(&store, &first).await;
             let writes: Vec<_> = ids.iter().map(|id| update(&store, id, setting("v", json!("new")))).collect();
             until_queued(&store, ids.len()).await;
             let switch = match failing {
@@ -421,8 +437,9 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_caller_that_gave_up_leaves_the_rest_of_its_batch_intact() {
         let (_dir, store) = open().await;
-        let (gone, kept) = (SessionId::generate(), SessionId::generate());
-        let held = hold(&store).await;
+        let gone = SessionId::generate();
+        let kept = in_stripe_of(&gone);
+        let held = hold(&store, &gone).await;
         let abandoned = tokio::spawn({
             let (store, gone) = (store.clone(), gone.clone());
             async move { store.set(&gone, &data(json!({ "a": 1 })), None).await }

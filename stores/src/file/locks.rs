@@ -17,10 +17,10 @@
 //!    Windows), taken on a blocking thread, so that writers in other
 //!    processes sharing the directory wait too.
 //!
-//! A batch of writes holds the locks of every stripe it touches at once. It
-//! takes them in ascending stripe order, the one order every process uses,
-//! and everyone else holds one stripe at a time, so no two lockers ever
-//! wait for each other in a cycle.
+//! A batch of writes (`commit`) takes the locks of the stripes it touches
+//! in ascending stripe order (today one: writes queue by stripe), and
+//! everyone else holds one stripe at a time, so no two lockers, in any
+//! process, can wait for each other in a cycle.
 //!
 //! Why lock files rather than the session files: a session file is
 //! replaced by a rename, and a lock on the old file would not bind whoever
