@@ -127,9 +127,9 @@ const STALE_TEMP_AGE: Duration = Duration::from_secs(5 * 60);
 /// *stripe*, one of 256, chosen by a hash of the id: an in-process mutex,
 /// then an advisory exclusive lock on the stripe's file in `.locks/`
 /// ([`std::fs::File::lock`], `flock(2)` on Unix), from before it reads the
-/// session until its file is renamed into place. So `update` is an atomic read-modify-write
-/// even when several processes share the directory, and an `update` or
-/// `touch` racing a `delete` never brings the session back.
+/// session until its file is renamed into place. So `update` is an atomic
+/// read-modify-write even when several processes share the directory, and
+/// an `update` or `touch` racing a `delete` never brings the session back.
 /// The operating system drops a crashed process's locks. Advisory locks bind
 /// only processes that take them, and are unreliable on network file
 /// systems: keep the directory on a local file system and let only this
@@ -340,7 +340,7 @@ impl Inner {
 
     /// The live record of `id`: `None` when absent, expired or damaged
     /// (damage is logged).
-    fn read_live(&self, id: &SessionId, now_ms: i64) -> Result<Option<StoredRecord>, StoreError> {
+    fn read_live(&self, id: &Key, now_ms: i64) -> Result<Option<StoredRecord>, StoreError> {
         let bytes = match fs::read(self.path(id)) {
             Ok(bytes) => bytes,
             Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
@@ -359,7 +359,7 @@ impl Inner {
         }
     }
 
-    fn create_temp(&self, id: &SessionId) -> io::Result<(PathBuf, File)> {
+    fn create_temp(&self, id: &Key) -> io::Result<(PathBuf, File)> {
         let mut options = OpenOptions::new();
         options.write(true).create_new(true);
         #[cfg(unix)]

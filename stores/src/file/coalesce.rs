@@ -256,7 +256,7 @@ mod tests {
 
     #[test]
     fn writes_that_change_nothing_leave_the_file_alone() {
-        let ops = vec![set_key("a", json!(1)), Op::Touch { expires_at: None }];
+        let ops = [set_key("a", json!(1)), Op::Touch { expires_at: None }];
         // Absent, or expired: both are missing, and nothing is written.
         for stored in [None, Some(record(json!({ "old": 1 }), Some(NOW)))] {
             let coalesced = coalesce(ops.iter().map(clone_op), NOW, || Ok(stored.clone())).expect("ok");
