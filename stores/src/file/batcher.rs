@@ -11,7 +11,11 @@
 //! starts a *drain* on one of tokio's blocking threads, which commits batch
 //! after batch until the queue is empty, then stops; the next write starts
 //! a new one. So an idle store holds no thread, and the async runtime never
-//! waits on the disk. A caller that stops waiting (its future dropped) does
+//! waits on the disk. When writes are already waiting once a batch is made,
+//! its final sync runs on another blocking thread while the drain makes the
+//! next batch, so the two overlap (the next batch's answers still wait for a
+//! sync of their own); a lone write syncs on the drain itself, without the
+//! extra hop. A caller that stops waiting (its future dropped) does
 //! not disturb the drain: if its batch has begun, the batch is made and the
 //! answer discarded; if not, its write is dropped from the queue unmade,
 //! so abandoned writes do not pile up work for later. A commit that panics
@@ -30,16 +34,31 @@ use tokio::sync::oneshot;
 /// for the writes at its front.
 pub(super) const MAX_BATCH: usize = 128;
 
-/// What a store does with one batch.
+/// What a store does with one batch, in two steps: [`Commit::commit`]
+/// makes the writes (durable but for a last sync, and visible), then
+/// [`Commit::sync`] makes them durable. Both run on blocking threads.
 pub(super) trait Commit: Send + Sync + 'static {
     /// One write.
     type Op: Send + 'static;
     /// What one write answers.
     type Out: Send + 'static;
 
-    /// Makes `ops` durable together, on a blocking thread. Returns one
-    /// answer per write, in order, or the failure of the whole batch.
-    fn commit(&self, ops: Vec<Self::Op>) -> Result<Vec<Result<Self::Out, StoreError>>, BatchError>;
+    /// Makes `ops` together. Returns one answer per write, in order, which
+    /// hold once [`Commit::sync`] has succeeded, or the failure of the whole
+    /// batch.
+    fn commit(&self, ops: Vec<Self::Op>) -> Result<Committed<Self::Out>, BatchError>;
+
+    /// Makes durable what every [`Commit::commit`] that returned before this
+    /// call began has made. May run while the next batch is being made.
+    fn sync(&self) -> Result<(), BatchError>;
+}
+
+/// A batch made, waiting for its sync.
+pub(super) struct Committed<Out> {
+    /// One per write, in order.
+    pub(super) answers: Vec<Result<Out, StoreError>>,
+    /// Whether the batch changed anything that needs the sync.
+    pub(super) needs_sync: bool,
 }
 
 /// Why a whole batch failed; every write of the batch is answered with it.
@@ -178,37 +197,66 @@ impl<C: Commit> Drain<C> {
             };
             let (ops, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
             let count = ops.len();
-            let committed = panic::catch_unwind(AssertUnwindSafe(|| self.shared.committer.commit(ops)));
-            let failure = match committed {
-                Ok(Ok(answers)) if answers.len() == count => {
-                    for (reply, answer) in replies.into_iter().zip(answers) {
-                        // A caller that gave up meanwhile is not an error.
-                        let _ = reply.send(answer);
-                    }
+            let committed = match panic::catch_unwind(AssertUnwindSafe(|| self.shared.committer.commit(ops))) {
+                Ok(Ok(committed)) if committed.answers.len() == count => committed,
+                Ok(Ok(committed)) => {
+                    let what = format!("a batch of {count} writes got {} answers", committed.answers.len());
+                    fail(replies, BatchError::new("file store: writing a batch of sessions", io::Error::other(what)));
                     continue;
                 }
-                Ok(Ok(answers)) => {
-                    let what = format!("a batch of {count} writes got {} answers", answers.len());
-                    BatchError::new("file store: writing a batch of sessions", io::Error::other(what))
+                Ok(Err(err)) => {
+                    fail(replies, err);
+                    continue;
                 }
-                Ok(Err(err)) => err,
                 Err(panicked) => {
-                    let what = match panicked.downcast_ref::<&str>() {
-                        Some(text) => (*text).to_owned(),
-                        None => panicked.downcast_ref::<String>().cloned().unwrap_or_default(),
-                    };
-                    BatchError::new(
-                        "file store: writing a batch of sessions",
-                        io::Error::other(format!("the batch panicked: {what}")),
-                    )
+                    fail(replies, panicked_error(&*panicked));
+                    continue;
                 }
             };
-            let failure = Arc::new(failure);
-            for reply in replies {
-                let _ = reply.send(Err(failure.for_one()));
+            let overlap = committed.needs_sync && !self.shared.state().queue.is_empty();
+            match tokio::runtime::Handle::try_current() {
+                Ok(runtime) if overlap => {
+                    let shared = Arc::clone(&self.shared);
+                    drop(runtime.spawn_blocking(move || shared.finish(committed, replies)));
+                }
+                _ => self.shared.finish(committed, replies),
             }
         }
     }
+}
+
+impl<C: Commit> Inner<C> {
+    /// Syncs a made batch if it needs it, then answers its writes.
+    fn finish(&self, committed: Committed<C::Out>, replies: Vec<Reply<C>>) {
+        if committed.needs_sync {
+            match panic::catch_unwind(AssertUnwindSafe(|| self.committer.sync())) {
+                Ok(Ok(())) => {}
+                Ok(Err(err)) => return fail(replies, err),
+                Err(panicked) => return fail(replies, panicked_error(&*panicked)),
+            }
+        }
+        for (reply, answer) in replies.into_iter().zip(committed.answers) {
+            // A caller that gave up meanwhile is not an error.
+            let _ = reply.send(answer);
+        }
+    }
+}
+
+/// Answers every write of a failed batch with its failure.
+fn fail<Out>(replies: Vec<oneshot::Sender<Result<Out, StoreError>>>, failure: BatchError) {
+    let failure = Arc::new(failure);
+    for reply in replies {
+        let _ = reply.send(Err(failure.for_one()));
+    }
+}
+
+/// The failure of a batch whose commit or sync panicked.
+fn panicked_error(panicked: &(dyn std::any::Any + Send)) -> BatchError {
+    let what = match panicked.downcast_ref::<&str>() {
+        Some(text) => (*text).to_owned(),
+        None => panicked.downcast_ref::<String>().cloned().unwrap_or_default(),
+    };
+    BatchError::new("file store: writing a batch of sessions", io::Error::other(format!("the batch panicked: {what}")))
 }
 
 impl<C: Commit> Drop for Drain<C> {
@@ -230,24 +278,31 @@ impl<C: Commit> Drop for Drain<C> {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     use std::sync::mpsc;
     use std::time::Duration;
 
     use super::*;
 
-    /// Records every batch; holds the first one until released; fails a
-    /// batch holding `0` and panics on one holding `99`.
+    /// Records every batch; makes each wait until released; fails a batch
+    /// holding `0` and panics on one holding `99`. Its syncs fail while
+    /// `fail_syncs` is on, and wait for `sync_release` while `hold_syncs` is.
     struct Recorder {
         batches: Mutex<Vec<Vec<u32>>>,
         entered: Mutex<mpsc::Sender<()>>,
         release: Mutex<mpsc::Receiver<()>>,
+        syncs: AtomicUsize,
+        syncs_held: AtomicUsize,
+        fail_syncs: AtomicBool,
+        hold_syncs: AtomicBool,
+        sync_release: Mutex<mpsc::Receiver<()>>,
     }
 
     impl Commit for Recorder {
         type Op = u32;
         type Out = u32;
 
-        fn commit(&self, ops: Vec<u32>) -> Result<Vec<Result<u32, StoreError>>, BatchError> {
+        fn commit(&self, ops: Vec<u32>) -> Result<Committed<u32>, BatchError> {
             let _ = self.entered.lock().expect("lock").send(());
             let _ = self.release.lock().expect("lock").recv();
             self.batches.lock().expect("lock").push(ops.clone());
@@ -255,20 +310,48 @@ mod tests {
                 panic!("a write that cannot be made");
             }
             if ops.contains(&0) {
-                return Err(BatchError::new("test: syncing", io::Error::other("the disk is gone")));
+                return Err(BatchError::new("test: writing", io::Error::other("the disk is gone")));
             }
-            Ok(ops.into_iter().map(|op| Ok(op * 10)).collect())
+            Ok(Committed { answers: ops.into_iter().map(|op| Ok(op * 10)).collect(), needs_sync: true })
+        }
+
+        fn sync(&self) -> Result<(), BatchError> {
+            if self.hold_syncs.load(Ordering::SeqCst) {
+                let release = self.sync_release.lock().expect("lock");
+                self.syncs_held.fetch_add(1, Ordering::SeqCst);
+                let _ = release.recv();
+            }
+            self.syncs.fetch_add(1, Ordering::SeqCst);
+            if self.fail_syncs.load(Ordering::SeqCst) {
+                return Err(BatchError::new("test: syncing", io::Error::other("the sync failed")));
+            }
+            Ok(())
         }
     }
 
     /// A batcher on a [`Recorder`], the signal of a batch starting, and the
     /// switch that lets one batch through.
     fn recorder() -> (Batcher<Recorder>, mpsc::Receiver<()>, mpsc::Sender<()>) {
+        let (batcher, started, release, _sync_release) = recorder_with_syncs();
+        (batcher, started, release)
+    }
+
+    /// [`recorder`], and the switch that lets one held sync through.
+    fn recorder_with_syncs() -> (Batcher<Recorder>, mpsc::Receiver<()>, mpsc::Sender<()>, mpsc::Sender<()>) {
         let (entered, started) = mpsc::channel();
         let (release, released) = mpsc::channel();
-        let recorder =
-            Recorder { batches: Mutex::new(Vec::new()), entered: Mutex::new(entered), release: Mutex::new(released) };
-        (Batcher::new(recorder), started, release)
+        let (sync_release, sync_released) = mpsc::channel();
+        let recorder = Recorder {
+            batches: Mutex::new(Vec::new()),
+            entered: Mutex::new(entered),
+            release: Mutex::new(released),
+            syncs: AtomicUsize::new(0),
+            syncs_held: AtomicUsize::new(0),
+            fail_syncs: AtomicBool::new(false),
+            hold_syncs: AtomicBool::new(false),
+            sync_release: Mutex::new(sync_released),
+        };
+        (Batcher::new(recorder), started, release, sync_release)
     }
 
     fn batches(batcher: &Batcher<Recorder>) -> Vec<Vec<u32>> {
@@ -338,7 +421,7 @@ mod tests {
             let err = task.await.expect("task").expect_err("no write of a failed batch is acknowledged");
             let chain =
                 format!("{err}: {}", std::error::Error::source(&err).map(ToString::to_string).unwrap_or_default());
-            assert!(chain.contains("test: syncing") && chain.contains("the disk is gone"), "{chain}");
+            assert!(chain.contains("test: writing") && chain.contains("the disk is gone"), "{chain}");
         }
         assert_eq!(batcher.submit(3).await.expect("the batcher keeps working"), 30);
     }
@@ -383,5 +466,56 @@ mod tests {
         let err = batcher.submit(99).await.expect_err("a panicking batch answers with an error");
         assert!(format!("{:?}", err).contains("panicked"), "{err:?}");
         assert_eq!(batcher.submit(7).await.expect("the batcher keeps working"), 70);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn no_write_is_answered_before_its_sync_and_a_failed_sync_fails_the_batch() {
+        let (batcher, started, release, sync_release) = recorder_with_syncs();
+        let recorder = batcher.committer();
+        recorder.hold_syncs.store(true, Ordering::SeqCst);
+        let first = tokio::spawn({
+            let batcher = batcher.clone();
+            async move { batcher.submit(1).await }
+        });
+        tokio::task::block_in_place(|| wait_for_batch(&started));
+        // Queued while the first batch is made: its sync overlaps this
+        // batch's making.
+        let second: Vec<_> = [2, 3]
+            .into_iter()
+            .map(|op| {
+                let batcher = batcher.clone();
+                tokio::spawn(async move { batcher.submit(op).await })
+            })
+            .collect();
+        until_queued(&batcher, 2).await;
+        release.send(()).expect("release");
+        // The first sync holds the switch before the second batch is made.
+        while recorder.syncs_held.load(Ordering::SeqCst) < 1 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        tokio::task::block_in_place(|| wait_for_batch(&started));
+        release.send(()).expect("release");
+        while batches(&batcher).len() < 2 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let mut made = batches(&batcher);
+        made[1].sort_unstable();
+        assert_eq!(made, vec![vec![1], vec![2, 3]], "the second batch is made while the first syncs");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!first.is_finished(), "a write was answered before its sync");
+        assert!(second.iter().all(|task| !task.is_finished()), "a write was answered before its sync");
+
+        // The first batch's sync succeeds; the second batch's fails.
+        sync_release.send(()).expect("release a sync");
+        assert_eq!(first.await.expect("task").expect("answer"), 10);
+        recorder.fail_syncs.store(true, Ordering::SeqCst);
+        sync_release.send(()).expect("release a sync");
+        for task in second {
+            let err = task.await.expect("task").expect_err("a write whose sync failed is not acknowledged");
+            let chain =
+                format!("{err}: {}", std::error::Error::source(&err).map(ToString::to_string).unwrap_or_default());
+            assert!(chain.contains("test: syncing") && chain.contains("the sync failed"), "{chain}");
+        }
+        assert_eq!(recorder.syncs.load(Ordering::SeqCst), 2, "one sync per batch");
     }
 }

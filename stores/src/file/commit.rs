@@ -31,7 +31,7 @@ use std::sync::Arc;
 
 use sessionkit::StoreError;
 
-use super::batcher::{BatchError, Commit};
+use super::batcher::{BatchError, Commit, Committed};
 use super::coalesce::{Action, Op, Out, coalesce};
 use super::locks::stripe_of;
 use super::{Inner, Key, format, now_ms};
@@ -51,7 +51,7 @@ impl Commit for FileCommit {
     type Op = (Key, Op);
     type Out = Out;
 
-    fn commit(&self, ops: Vec<(Key, Op)>) -> Result<Vec<Result<Out, StoreError>>, BatchError> {
+    fn commit(&self, ops: Vec<(Key, Op)>) -> Result<Committed<Out>, BatchError> {
         let inner = &*self.0;
         #[cfg(test)]
         inner.faults.batches.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
@@ -101,10 +101,7 @@ impl Commit for FileCommit {
         // Renamed: readers and other writers see the new files. Unlock
         // before the directory sync, which other writers need not wait for.
         drop(guards);
-        if changed_dir {
-            sync_dir(inner).map_err(|err| BatchError::new("file store: syncing the session directory", err))?;
-        }
-        Ok(answers
+        let answers = answers
             .into_iter()
             .map(|answer| {
                 // Invariant: every slot belongs to exactly one session, which
@@ -114,7 +111,13 @@ impl Commit for FileCommit {
                     Err(StoreError::backend("file store: writing", io::Error::other("a write got no answer")))
                 })
             })
-            .collect())
+            .collect();
+        Ok(Committed { answers, needs_sync: changed_dir })
+    }
+
+    /// Step 6.
+    fn sync(&self) -> Result<(), BatchError> {
+        sync_dir(&self.0).map_err(|err| BatchError::new("file store: syncing the session directory", err))
     }
 }
 
