@@ -11,16 +11,34 @@
 //!   update: an expired row is never returned, swept or not.
 //! - `update` is a transaction: `SELECT ... FOR UPDATE` locks the live row
 //!   (or finds none: `Missing`, nothing written), the patch is applied in
-//!   Rust with [`Changes::apply`], and the row is written back before
-//!   `COMMIT`. Concurrent updates of one session, from any number of app
-//!   servers, queue on the row lock and each sees the previous one's result,
-//!   so none loses another's keys; a delete that commits first leaves no row
-//!   to lock, so a deleted session is never recreated. Applying the patch in
-//!   Rust keeps this correct for any operation `Changes` may carry.
+//!   Rust with [`Changes::apply`] (sets, increments, pushes, the size
+//!   limit), and the row is written back before `COMMIT`. Concurrent
+//!   updates of one session, from any number of app servers, queue on the
+//!   row lock and each sees the previous one's result, so none loses
+//!   another's keys or increments; a delete that commits first leaves no
+//!   row to lock, so a deleted session is never recreated. A patch that
+//!   does not apply rolls the transaction back: [`StoreError::Refused`].
+//! - `rename` is the same transaction, writing the patched record under
+//!   the new key and deleting the old row before `COMMIT`: a session
+//!   deleted meanwhile is `Missing` and nothing is written.
+//! - The user index is a column, `user_id`, that every write (`set`,
+//!   `update`, `rename`) fills from the data it writes, in the same
+//!   statement, so it can never disagree with the data. Listing and
+//!   revoking are single statements on its partial index, live rows only.
+//! - Leases live in a table of their own, one row per key. `try_lease` is
+//!   one `INSERT ... ON CONFLICT DO UPDATE ... WHERE` the held lease ran
+//!   out; a fenced `update` or `rename` first `SELECT`s the lease row
+//!   `FOR SHARE` with its token and a live expiry, in its transaction, and
+//!   is refused ([`PatchError::LeaseLost`]) if there is none. The share lock
+//!   makes a takeover (which updates the row) wait until the fenced write
+//!   has committed, so a write is never applied after its lease passed on.
+//! - `scan` pages on the key column in its bytewise order, after the
+//!   cursor's key: a record that lives throughout keeps its key, so it is
+//!   on exactly one page.
 //! - `delete_expired` deletes at most 1,000 rows per statement, each its own
 //!   transaction, skipping rows another transaction holds: a large sweep
 //!   never holds many locks for long, and sweeps on several app servers
-//!   share the work.
+//!   share the work. Leases that ran out are swept the same way.
 //! - Every operation runs under the store's timeout, so a server that has
 //!   gone silent gives [`StoreError::Timeout`], never a hung request.
 
@@ -66,10 +84,21 @@ const MAX_SCAN_PAGE: usize = 10_000;
 /// CREATE TABLE IF NOT EXISTS "http_sessions" (
 ///     id         TEXT COLLATE "C" NOT NULL PRIMARY KEY, -- the 43-character key
 ///     data       BYTEA NOT NULL,                        -- the data, as JSON in UTF-8
-///     expires_at BIGINT                                 -- Unix ms; NULL never expires
+///     expires_at BIGINT,                                -- Unix ms; NULL never expires
+///     user_id    TEXT COLLATE "C"                       -- the session's user; NULL for none
 /// );
 /// CREATE INDEX IF NOT EXISTS "http_sessions_expires_at" ON "http_sessions" (expires_at);
+/// CREATE INDEX IF NOT EXISTS "http_sessions_user_id" ON "http_sessions" (user_id)
+///     WHERE user_id IS NOT NULL;
 /// ```
+///
+/// The user index is the `user_id` column: the string under
+/// [`reserved::USER`](sessionkit::reserved::USER) in the session's data,
+/// written by every write from the data it writes (a user name holding
+/// U+0000, which PostgreSQL text cannot hold, is refused with
+/// [`StoreError::Encode`]). Exclusive leases are rows of
+/// `<table>_leases` (`id`, `token`, `expires_at`) beside it; see
+/// [`PostgresStore::schema_sql`] for the whole schema.
 ///
 /// One row per session. The data is JSON bytes rather than `JSONB`, which
 /// refuses strings holding U+0000 that session data may contain; read it
@@ -104,11 +133,33 @@ const MAX_SCAN_PAGE: usize = 10_000;
 /// connection notices within a fifth of the timeout (sqlx retries
 /// connecting with a backoff capped there).
 ///
+/// # Upgrading from the first version
+///
+/// A table made by the first version of this store (no `user_id` column,
+/// no leases table) is upgraded when the store opens it, unless
+/// [`create_table(false)`](PostgresStoreBuilder::create_table): the column
+/// is added (instant), every row's user is read from its data and written
+/// to it, in batches of 1,000 rows that each lock only their own rows, and
+/// the user index is built last (which briefly holds writes to the table).
+/// App servers starting together wait for the first one's upgrade (up to
+/// ten minutes) under an advisory lock; an interrupted upgrade starts over
+/// on the next open. With creation off, opening such a table is a
+/// [`StoreError::Config`] until [`upgrade_sql`](Self::upgrade_sql)
+/// (`stores/sql/postgres_upgrade_2.sql`) has been applied. A session that
+/// an app server still on the first version writes after the upgrade is
+/// listed under its user once an upgraded server writes it again.
+///
 /// # Clocks
 ///
 /// Expiry instants come from the app servers' clocks, and reads compare
 /// against the reading app server's clock: keep them in sync (NTP), as with
-/// any shared session store.
+/// any shared session store. Leases too: a lease taken for 10 s on one
+/// server runs out at that server's now + 10 s, and another server takes it
+/// over once *its* clock has passed that instant, so a server whose clock
+/// runs ahead by a second takes leases over a second early (and may then
+/// write while the first holder still runs; the holder's own fenced write
+/// is refused then, never applied after the takeover). Keep clock skew
+/// well below [`exclusive_lease`](sessionkit::SessionConfig::exclusive_lease).
 ///
 /// # Why sqlx
 ///
@@ -181,12 +232,15 @@ impl PostgresStoreBuilder {
         self
     }
 
-    /// Whether to create the table (and its schema, if named and missing)
-    /// when it does not exist [default: true]. With `false`, for teams that
-    /// run migrations themselves, a missing table is a
-    /// [`StoreError::Config`] when the store is built; apply
-    /// [`PostgresStore::schema_sql`] first. Either way an existing table is
-    /// checked for the columns the store needs, and never altered.
+    /// Whether to create the tables (and their schema, if named and
+    /// missing) when they do not exist, and upgrade a table of the store's
+    /// first version [default: true]. With `false`, for teams that run
+    /// migrations themselves, a missing table is a [`StoreError::Config`]
+    /// when the store is built (apply [`PostgresStore::schema_sql`] first),
+    /// and so is a table of the first version (apply
+    /// [`PostgresStore::upgrade_sql`]). Either way an existing table is
+    /// checked for the columns the store needs; a table of another shape is
+    /// reported and never altered.
     pub fn create_table(mut self, create: bool) -> Self {
         self.create_table = create;
         self
@@ -304,8 +358,9 @@ impl PostgresStore {
         Self::builder().from_pool(pool).await
     }
 
-    /// The SQL that creates the table `table` (`name` or `schema.name`) and
-    /// its expiry index, for migrations: what the store runs itself unless
+    /// The SQL that creates the table `table` (`name` or `schema.name`), its
+    /// expiry and user indexes, and the leases table `table_leases` beside
+    /// it (`stores/sql/postgres.sql` with the names put in), for migrations: what the store runs itself unless
     /// [`create_table(false)`](PostgresStoreBuilder::create_table). The
     /// schema of a qualified name must exist. Idempotent (`IF NOT EXISTS`).
     ///
