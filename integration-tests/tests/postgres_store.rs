@@ -925,13 +925,13 @@ impl TwoServers {
         // this test is about what they write, not how long they wait.
         let configure =
             |store: PostgresStore| SessionConfig::new(store).secure(false).exclusive_wait(Duration::from_secs(30));
-        let config = configure(store_in(&server, &table).await);
+        let config = configure(store_in(server, &table).await);
         let serve = |config: SessionConfig| {
             let layer = SessionLayer::try_new(config).expect("valid configuration");
             TestServer::start(suite_app::router(layer, Arc::new(suite_app::Gates::default())))
         };
         let a = serve(config.clone()).await;
-        let b = serve(configure(store_in(&server, &table).await)).await;
+        let b = serve(configure(store_in(server, &table).await)).await;
         Self { a, b, config, table }
     }
 
