@@ -1,8 +1,7 @@
 //! Store operations, one at a time: `get`, `set`, `update`, `touch` and
 //! `delete` on every store, with payloads of 100 B, 4 KiB and 64 KiB, while
 //! the store holds 1,000 or 100,000 live sessions (and a million for the
-//! memory store); `delete_expired` when 1% of 100,000 sessions expired; and
-//! what the user index costs ([`index_cost`]).
+//! memory store); and `delete_expired` when 1% of 100,000 sessions expired.
 //!
 //! # How an operation is timed
 //!
@@ -31,10 +30,6 @@ use sessionkit_benches::results::RunStart;
 use sessionkit_benches::settings;
 use tokio::runtime::Runtime;
 
-// In a subdirectory, so that Cargo does not take it for a benchmark of its own.
-#[path = "stores/index_cost.rs"]
-mod index_cost;
-
 /// Sessions rewritten to a large payload for the 4 KiB and 64 KiB runs.
 const LARGE_TARGETS: usize = 1_000;
 
@@ -52,7 +47,6 @@ fn main() {
             operations(&mut criterion, &runtime, spec, population);
         }
         delete_expired(&mut criterion, &runtime, spec);
-        index_cost::index_cost(&mut criterion, &runtime, spec);
     }
     criterion.final_summary();
 }
