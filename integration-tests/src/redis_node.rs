@@ -245,3 +245,49 @@ pub fn wait_for<T>(what: &str, limit: Duration, mut probe: impl FnMut() -> Resul
         }
     }
 }
+
+/// The live sessions a `RedisStore` with `prefix` (no glob characters)
+/// keeps on the node at `port` (on a Cluster: the keys that node holds),
+/// sorted: hashes named exactly `<prefix>{<store key>}` whose marker field
+/// says layout `2`. A rename's short-lived `moved` marker under the old key
+/// and the tombstone of a rename stopped by a logout (markers `moved` and
+/// `gone`), leases (`...}:lease`) and user indexes (`<prefix>user:{...}`)
+/// are not sessions, and neither is an expired hash (`KEYS` skips those).
+pub fn live_sessions(port: u16, prefix: &str) -> Vec<String> {
+    const MARKER: &[u8] = b"\xffsessionkit";
+    let connect = || -> redis::RedisResult<redis::Connection> {
+        let client = redis::Client::open(format!("redis://127.0.0.1:{port}/"))?;
+        let connection = client.get_connection_with_timeout(Duration::from_millis(500))?;
+        connection.set_read_timeout(Some(Duration::from_secs(5)))?;
+        Ok(connection)
+    };
+    let mut connection = connect().unwrap_or_else(|err| panic!("cannot connect to node {port}: {err}"));
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}{{*"))
+        .query(&mut connection)
+        .unwrap_or_else(|err| panic!("KEYS on node {port}: {err}"));
+    let shaped: Vec<String> = keys
+        .into_iter()
+        .filter(|key| {
+            let inner = key.strip_prefix(prefix).and_then(|rest| rest.strip_prefix('{')?.strip_suffix('}'));
+            inner.is_some_and(|inner| sessionkit::StoreKey::parse(inner).is_some())
+        })
+        .collect();
+    if shaped.is_empty() {
+        return shaped;
+    }
+    let mut pipeline = redis::pipe();
+    for key in &shaped {
+        pipeline.hget(key, MARKER);
+    }
+    let markers: Vec<Option<Vec<u8>>> =
+        pipeline.query(&mut connection).unwrap_or_else(|err| panic!("HGET on node {port}: {err}"));
+    let mut live: Vec<String> = shaped
+        .into_iter()
+        .zip(markers)
+        .filter(|(_, marker)| marker.as_deref() == Some(b"2".as_slice()))
+        .map(|(key, _)| key)
+        .collect();
+    live.sort();
+    live
+}

@@ -23,13 +23,16 @@ async fn with_session(h: &Harness) -> Visitor {
     visitor
 }
 
-/// Sends `requests` requests to `path`, from `connections` concurrent
-/// connections of the same visitor; returns each status.
-async fn hammer(visitor: &Visitor, path: &str, requests: usize, connections: usize) -> Vec<StatusCode> {
+/// Sends `requests` requests to `path` (`{i}` replaced by the request's
+/// number) from `connections` concurrent connections, connection `c` as
+/// `visitors[c % visitors.len()]` (one visitor per app server: the same
+/// cookie on each); returns each status.
+pub async fn hammer(visitors: &[Visitor], path: &str, requests: usize, connections: usize) -> Vec<StatusCode> {
+    assert!(!visitors.is_empty(), "hammer needs a visitor");
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let workers: Vec<_> = (0..connections)
-        .map(|_| {
-            let visitor = visitor.new_connection();
+        .map(|c| {
+            let visitor = visitors[c % visitors.len()].new_connection();
             let (next, path) = (Arc::clone(&next), path.to_owned());
             tokio::spawn(async move {
                 let mut statuses = Vec::new();
@@ -57,7 +60,7 @@ async fn hammer(visitor: &Visitor, path: &str, requests: usize, connections: usi
 pub async fn concurrent_increments_of_one_key_all_count(under_test: StoreUnderTest) {
     let h = Harness::start(under_test, |c| c).await;
     let mut visitor = with_session(&h).await;
-    let statuses = hammer(&visitor, "/increment/visits", 200, 32).await;
+    let statuses = hammer(std::slice::from_ref(&visitor), "/increment/visits", 200, 32).await;
     assert!(statuses.iter().all(|s| *s == StatusCode::OK), "{statuses:?}");
     assert_eq!(visitor.get("/get/visits").await.body, "200", "concurrent increments of one key were lost");
 }
@@ -66,7 +69,7 @@ pub async fn concurrent_increments_of_one_key_all_count(under_test: StoreUnderTe
 pub async fn concurrent_pushes_onto_one_key_all_land(under_test: StoreUnderTest) {
     let h = Harness::start(under_test, |c| c).await;
     let mut visitor = with_session(&h).await;
-    let statuses = hammer(&visitor, "/push/cart/item-{i}", 100, 32).await;
+    let statuses = hammer(std::slice::from_ref(&visitor), "/push/cart/item-{i}", 100, 32).await;
     assert!(statuses.iter().all(|s| *s == StatusCode::OK), "{statuses:?}");
     let cart: Vec<String> = serde_json::from_str(&visitor.get("/get/cart").await.body).expect("a list");
     let mut items = cart.clone();
@@ -80,7 +83,7 @@ pub async fn concurrent_pushes_onto_one_key_all_land(under_test: StoreUnderTest)
 pub async fn exclusive_read_modify_writes_lose_nothing(under_test: StoreUnderTest) {
     let h = Harness::start(under_test, |c| c).await;
     let mut visitor = with_session(&h).await;
-    let statuses = hammer(&visitor, "/exclusive/bump/counter", 50, 16).await;
+    let statuses = hammer(std::slice::from_ref(&visitor), "/exclusive/bump/counter", 50, 16).await;
     assert!(statuses.iter().all(|s| *s == StatusCode::OK), "{statuses:?}");
     let object: Value = serde_json::from_str(&visitor.get("/get/counter").await.body).expect("json");
     assert_eq!(object["n"], 50, "an exclusive read-modify-write was lost: {object}");
@@ -142,7 +145,7 @@ pub async fn max_size_holds_on_the_stored_result(under_test: StoreUnderTest) {
     let h = Harness::start(under_test, |c| c.max_size(LIMIT)).await;
     let mut visitor = with_session(&h).await;
     let item = "x".repeat(200);
-    let statuses = hammer(&visitor, &format!("/push/items/{{i}}-{item}"), 64, 16).await;
+    let statuses = hammer(std::slice::from_ref(&visitor), &format!("/push/items/{{i}}-{item}"), 64, 16).await;
     let accepted = statuses.iter().filter(|s| **s == StatusCode::OK).count();
     assert!(statuses.iter().all(|s| *s == StatusCode::OK || *s == StatusCode::PAYLOAD_TOO_LARGE), "{statuses:?}");
     assert!(accepted < statuses.len(), "64 pushes of 200 bytes must meet a 4 KiB limit");

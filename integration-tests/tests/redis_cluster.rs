@@ -17,11 +17,13 @@ use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use serde_json::json;
-use sessionkit::{Changes, Session, SessionConfig, SessionError, SessionLayer, SessionMap, SessionStore, StoreKey};
+use sessionkit::{
+    Changes, ScanCursor, Session, SessionConfig, SessionError, SessionLayer, SessionMap, SessionStore, StoreKey,
+};
 use sessionkit::{StoreError, UpdateOutcome, expiry};
 use sessionkit_integration_tests::failover_workload::Writers;
 use sessionkit_integration_tests::redis_cluster::RedisCluster;
-use sessionkit_integration_tests::redis_node::{info_field, query};
+use sessionkit_integration_tests::redis_node::{info_field, live_sessions, query};
 use sessionkit_integration_tests::redis_suites;
 use sessionkit_integration_tests::server::TestServer;
 use sessionkit_integration_tests::stores::StoreUnderTest;
@@ -112,17 +114,27 @@ async fn send(request: reqwest::RequestBuilder) -> (u16, String) {
     (response.status().as_u16(), response.text().await.expect("body"))
 }
 
-/// Every key under `prefix`, on every primary.
-fn keys_on_primaries(cluster: &RedisCluster, prefix: &str) -> BTreeMap<u16, Vec<String>> {
-    cluster
-        .primary_ports()
-        .into_iter()
-        .map(|port| {
-            let keys: Vec<String> =
-                query(port, redis::cmd("KEYS").arg(format!("{prefix}*"))).expect("KEYS on a primary");
-            (port, keys)
-        })
-        .collect()
+/// The live sessions under `prefix` on each primary (not the short-lived
+/// `moved` markers that a login's rename leaves under the old key, nor
+/// tombstones, leases or user indexes).
+fn sessions_on_primaries(cluster: &RedisCluster, prefix: &str) -> BTreeMap<u16, Vec<String>> {
+    cluster.primary_ports().into_iter().map(|port| (port, live_sessions(port, prefix))).collect()
+}
+
+/// Every session a full scan of `store` returns, with how often.
+async fn scan_all(store: &RedisStore) -> BTreeMap<StoreKey, usize> {
+    let mut seen = BTreeMap::new();
+    let mut cursor = ScanCursor::start();
+    loop {
+        let page = store.scan(&cursor, 25).await.expect("scan");
+        for (key, _) in page.records {
+            *seen.entry(key).or_default() += 1;
+        }
+        match page.next {
+            Some(next) => cursor = next,
+            None => return seen,
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -156,10 +168,123 @@ async fn two_app_servers_share_sessions_through_the_cluster_under_64_concurrent_
         client.await.expect("a client failed");
     }
 
-    let keys = keys_on_primaries(&cluster, "session:");
-    let total: usize = keys.values().map(Vec::len).sum();
-    assert_eq!(total, CLIENTS, "one session per client, the pre-login ones gone: {keys:?}");
-    assert!(keys.values().all(|keys| !keys.is_empty()), "sessions should spread over every primary: {keys:?}");
+    let sessions = sessions_on_primaries(&cluster, "session:");
+    let total: usize = sessions.values().map(Vec::len).sum();
+    assert_eq!(total, CLIENTS, "one session per client, the pre-login ones gone: {sessions:?}");
+    assert!(
+        sessions.values().all(|sessions| !sessions.is_empty()),
+        "sessions should spread over every primary: {sessions:?}"
+    );
+    // The store's own scan, walking the primaries, finds the same sessions.
+    let scanned = scan_all(&store_on(&cluster, "session:").await).await;
+    let mut on_nodes: Vec<String> = sessions.into_values().flatten().collect();
+    on_nodes.sort();
+    let mut by_scan: Vec<String> = scanned.keys().map(|key| format!("session:{{{}}}", key.as_str())).collect();
+    by_scan.sort();
+    assert_eq!(by_scan, on_nodes, "a scan of the cluster must return exactly its live sessions");
+    assert!(scanned.values().all(|n| *n == 1), "a scan returned a session twice");
+}
+
+/// Issue 12 across app servers: concurrent increments, pushes and
+/// exclusive read-modify-writes of one key, spread over two app servers
+/// with a store each, all land; a lease holder killed in another process
+/// blocks exclusive requests only until its lease runs out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_app_servers_lose_no_write_to_one_key_through_the_cluster() {
+    let Some(cluster) = RedisCluster::start_or_skip() else { return };
+    let url = cluster.url();
+    redis_suites::run_two_servers_suite(
+        "redis cluster",
+        |prefix| {
+            let url = url.clone();
+            async move {
+                let store = RedisStore::builder().prefix(prefix).open(&url).await.expect("open on the cluster");
+                StoreUnderTest::new("redis cluster", store)
+            }
+        },
+        |prefix, key, ttl| redis_suites::lease_holder(env!("CARGO_BIN_EXE_lease-holder"), &url, prefix, key, ttl),
+    )
+    .await;
+}
+
+// ---------------------------------------------------------------------------
+// Scans across the primaries.
+
+/// A scan walks one primary at a time; when the one it is walking fails
+/// over, it walks the promoted replica from its start: the sessions that
+/// primary had already returned come again, and none is missed (the writes
+/// waited for a replica, so the failover lost none).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scan_survives_a_failover_of_the_primary_it_walks() {
+    const SESSIONS: usize = 300;
+    let Some(cluster) = RedisCluster::start_or_skip() else { return };
+    let store = RedisStore::builder()
+        .prefix("scan-failover:")
+        .wait_for_replicas(1, Duration::from_millis(1500))
+        .open(&cluster.url())
+        .await
+        .expect("open with WAIT");
+    let ids: Vec<StoreKey> = (0..SESSIONS).map(|_| sessionkit_integration_tests::support::key()).collect();
+    for (i, id) in ids.iter().enumerate() {
+        store.set(id, &map(json!({ "i": i })), Some(in_secs(600))).await.expect("set");
+    }
+
+    let first = store.scan(&ScanCursor::start(), 20).await.expect("the first page");
+    assert_eq!(first.records.len(), 20);
+    let cursor = first.next.clone().expect("more pages");
+    // `1:<slot>.<node id>:<SCAN cursor>:<carried keys>`: the walk is in
+    // the middle of the node it names.
+    let fields: Vec<&str> = cursor.as_str().splitn(4, ':').collect();
+    let walked = fields[1].split_once('.').map(|(_, id)| id.to_owned()).expect("a Cluster cursor names its node");
+    assert_ne!(fields[2], "0", "the first page should end inside the first primary: {fields:?}");
+    let victim = cluster
+        .primary_ports()
+        .into_iter()
+        .find(|port| query::<String>(*port, redis::cmd("CLUSTER").arg("MYID")).is_ok_and(|id| id == walked))
+        .expect("the node the cursor names is a primary");
+    let replica = cluster.replica_of(victim);
+    let cluster = tokio::task::spawn_blocking(move || {
+        let mut cluster = cluster;
+        cluster.kill(victim);
+        cluster.wait_for_promotion(replica);
+        cluster
+    })
+    .await
+    .expect("the failover");
+
+    let mut seen = BTreeMap::<StoreKey, usize>::new();
+    for (key, _) in &first.records {
+        *seen.entry(key.clone()).or_default() += 1;
+    }
+    let (mut cursor, mut failures) = (cursor, 0);
+    loop {
+        // A page asked while the Cluster still settles may fail; its
+        // cursor stays valid.
+        let page = match store.scan(&cursor, 20).await {
+            Ok(page) => page,
+            Err(err) => {
+                failures += 1;
+                assert!(failures < 50, "the scan does not go on after the failover: {err:?}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+        };
+        for (key, _) in page.records {
+            *seen.entry(key).or_default() += 1;
+        }
+        match page.next {
+            Some(next) => cursor = next,
+            None => break,
+        }
+    }
+    let missed = ids.iter().filter(|id| !seen.contains_key(*id)).count();
+    assert_eq!(missed, 0, "a scan through a failover missed {missed} of {SESSIONS} sessions");
+    assert!(seen.values().all(|n| *n <= 2), "a session came more than twice");
+    assert!(
+        first.records.iter().all(|(key, _)| seen[key] == 2),
+        "the failed-over primary is walked again from its start, so its first page comes twice"
+    );
+    drop(cluster);
 }
 
 // ---------------------------------------------------------------------------
@@ -185,8 +310,11 @@ fn crossslot_errors(cluster: &RedisCluster) -> u64 {
 }
 
 /// Every store operation, in every variant, on sessions spread over every
-/// slot range; the nodes' own error counters prove that none of them was
-/// refused as `CROSSSLOT` (the counters do see one: the control below).
+/// slot range, with and without waiting for replicas: the first round's
+/// (`get`, `set`, `touch`, `update`, `delete`) and the second round's
+/// (renames, the user index, leases and fenced writes, increments and
+/// pushes, scans). The nodes' own error counters prove that none of them
+/// was refused as `CROSSSLOT` (the counters do see one: the control below).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_store_operation_ever_crosses_slots() {
     let Some(cluster) = RedisCluster::start_or_skip() else { return };
@@ -240,6 +368,19 @@ async fn no_store_operation_ever_crosses_slots() {
             store.delete(&missing).await.expect("delete missing");
             assert_eq!(store.get(&id).await.expect("get deleted"), None);
         }
+        for round in 0..25 {
+            every_second_round_operation(store, &format!("user-{round}")).await;
+        }
+        // Everything above ended its sessions; a scan over every primary
+        // finds exactly those written now.
+        let mut kept: Vec<StoreKey> = (0..30).map(|_| sessionkit_integration_tests::support::key()).collect();
+        for id in &kept {
+            store.set(id, &map(json!({ "kept": true })), Some(in_secs(60))).await.expect("set");
+        }
+        kept.sort();
+        let scanned = scan_all(store).await;
+        assert!(scanned.values().all(|n| *n == 1), "a scan returned a session twice");
+        assert_eq!(scanned.into_keys().collect::<Vec<_>>(), kept, "a scan over every primary");
     }
     let stats = error_stats(&cluster);
     assert_eq!(crossslot_errors(&cluster), 0, "a store operation crossed slots: {stats:?}");
@@ -249,6 +390,85 @@ async fn no_store_operation_ever_crosses_slots() {
     let refusals: Vec<_> =
         stats.iter().filter(|((_, code), count)| **count > 0 && !matches!(code.as_str(), "ERR" | "NOSCRIPT")).collect();
     assert!(refusals.is_empty(), "the nodes refused store commands: {refusals:?}");
+}
+
+/// The operations of the second-round contract, each in the variants that
+/// take different paths through the store's scripts: a login's rename (the
+/// patch names the user) and a regenerate's (the record has one), onto a
+/// fresh key and from a missing one; a delete of a renamed session's old key
+/// (which buries the new one); increments, pushes and removals; a touch that
+/// raises the index bound; leases, fenced updates and renames, a fence that
+/// no longer holds; listing and revoking, one and all. Their keys are
+/// random, so over the rounds they land on every primary.
+async fn every_second_round_operation(store: &RedisStore, user: &str) {
+    use sessionkit::{PatchError, reserved};
+    use sessionkit_integration_tests::support::key;
+    let owned = |value: serde_json::Value| {
+        let mut data = map(value);
+        data.insert(reserved::USER.to_owned(), json!(user));
+        data
+    };
+    let (visitor, logged_in, other, regenerated, missing) = (key(), key(), key(), key(), key());
+
+    store.set(&visitor, &map(json!({ "cart": [1, 2] })), Some(in_secs(60))).await.expect("set");
+    let mut login = Changes::new();
+    login.set(reserved::USER, json!(user));
+    let renamed = store.rename(&visitor, &logged_in, &login, Some(in_secs(60))).await.expect("rename: a login");
+    assert_eq!(renamed, UpdateOutcome::Applied);
+    store.set(&other, &owned(json!({ "n": 1 })), Some(in_secs(60))).await.expect("set with a user");
+    let renamed = store.rename(&other, &regenerated, &Changes::new(), Some(in_secs(90))).await.expect("rename");
+    assert_eq!(renamed, UpdateOutcome::Applied);
+    let renamed = store.rename(&missing, &key(), &Changes::new(), None).await.expect("rename a missing session");
+    assert_eq!(renamed, UpdateOutcome::Missing);
+
+    let mut operations = Changes::new();
+    operations.increment("visits", 1).expect("increment");
+    operations.push("recent", json!("a"), Some(3)).expect("push");
+    operations.remove_first("cart", json!(1)).expect("remove_first");
+    assert_eq!(
+        store.update(&logged_in, &operations, Some(in_secs(600))).await.expect("update"),
+        UpdateOutcome::Applied
+    );
+    let mut overflow = Changes::new();
+    overflow.increment("cart", 1).expect("increment");
+    let refused = store.update(&logged_in, &overflow, None).await;
+    assert!(matches!(refused, Err(StoreError::Refused(PatchError::NotAnInteger { .. }))), "{refused:?}");
+    assert!(store.touch(&regenerated, Some(in_secs(3600))).await.expect("touch past the index bound"));
+
+    let lease = store.try_lease(&logged_in, Duration::from_secs(10)).await.expect("try_lease").expect("free");
+    assert!(store.try_lease(&logged_in, Duration::from_secs(10)).await.expect("try_lease").is_none());
+    let mut fenced = Changes::new();
+    fenced.set("fenced", json!(true));
+    fenced.fence(lease.token);
+    assert_eq!(store.update(&logged_in, &fenced, None).await.expect("fenced update"), UpdateOutcome::Applied);
+    store.release_lease(&logged_in, lease.token).await.expect("release_lease");
+    let refused = store.update(&logged_in, &fenced, None).await;
+    assert!(matches!(refused, Err(StoreError::Refused(PatchError::LeaseLost))), "{refused:?}");
+    let lease = store.try_lease(&regenerated, Duration::from_secs(10)).await.expect("try_lease").expect("free");
+    let mut fenced = Changes::new();
+    fenced.fence(lease.token);
+    let moved = key();
+    assert_eq!(store.rename(&regenerated, &moved, &fenced, None).await.expect("fenced rename"), UpdateOutcome::Applied);
+    store.release_lease(&regenerated, lease.token).await.expect("release_lease");
+
+    let mut listed: Vec<StoreKey> =
+        store.sessions_of(user).await.expect("sessions_of").into_iter().map(|(key, _)| key).collect();
+    listed.sort();
+    let mut expected = vec![logged_in.clone(), moved.clone()];
+    expected.sort();
+    assert_eq!(listed, expected, "the user's listing");
+    assert!(!store.revoke("someone else", &moved).await.expect("revoke another's"));
+    assert!(store.revoke(user, &moved).await.expect("revoke"));
+    assert_eq!(store.revoke_all(user, Some(&logged_in)).await.expect("revoke_all but one"), 0);
+    assert_eq!(store.revoke_all(user, None).await.expect("revoke_all"), 1);
+
+    // A logout with the old cookie right after a login ends the new session.
+    let (before, after) = (key(), key());
+    store.set(&before, &SessionMap::new(), Some(in_secs(60))).await.expect("set");
+    let renamed = store.rename(&before, &after, &login, Some(in_secs(60))).await.expect("rename");
+    assert_eq!(renamed, UpdateOutcome::Applied);
+    store.delete(&before).await.expect("delete the old key");
+    assert_eq!(store.get(&after).await.expect("get"), None, "deleting the old key buries the new one");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -350,6 +350,34 @@ async fn deleting_the_old_key_of_a_rename_ends_the_new_session() {
     }
 }
 
+/// "Sign out my other sessions" shortly after a regenerate: the old key
+/// still holds the rename's marker, and the user's index still lists it
+/// (within the grace period). Revoking it must not follow the marker into
+/// the session spared, the one it moved to, however long the chain of
+/// renames; nor count it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoking_all_but_the_current_session_spares_it_after_a_regenerate() {
+    let Some(server) = RedisServer::start_or_skip() else { return };
+    let store = store_on(&server).await;
+    let (first, second, third, other) = (key(), key(), key(), key());
+    store.set(&first, &owned("ada", json!({ "n": 1 })), Some(in_secs(600))).await.expect("set");
+    store.set(&other, &owned("ada", json!({ "n": 2 })), Some(in_secs(600))).await.expect("set");
+    for (from, to) in [(&first, &second), (&second, &third)] {
+        let outcome = store.rename(from, to, &Changes::new(), Some(in_secs(600))).await.expect("rename");
+        assert_eq!(outcome, UpdateOutcome::Applied);
+    }
+    let listed: Vec<StoreKey> =
+        store.sessions_of("ada").await.expect("sessions_of").into_iter().map(|(k, _)| k).collect();
+    assert_eq!(listed.len(), 2, "the current session and the other one: {listed:?}");
+
+    assert_eq!(store.revoke_all("ada", Some(&third)).await.expect("revoke_all"), 1, "only the other session ends");
+    assert!(store.get(&third).await.expect("get").is_some(), "revoking the others ended the current session");
+    assert_eq!(store.get(&other).await.expect("get"), None);
+    let listed: Vec<StoreKey> =
+        store.sessions_of("ada").await.expect("sessions_of").into_iter().map(|(k, _)| k).collect();
+    assert_eq!(listed, vec![third.clone()]);
+}
+
 /// A delete that meets a session between the two steps of a rename (the
 /// state step 1 leaves, built here by hand) tombstones the new key, and
 /// step 2 then writes nothing.

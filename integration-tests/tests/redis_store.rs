@@ -20,9 +20,13 @@ use serde_json::{Value, json};
 use sessionkit::testing::Guarded;
 use sessionkit::{Changes, Session, SessionConfig, SessionError, SessionLayer, SessionMap, SessionStore, StoreKey};
 use sessionkit::{StoreError, UpdateOutcome, expiry};
+use sessionkit_integration_tests::redis_node::live_sessions;
 use sessionkit_integration_tests::redis_server::{Persistence, RedisServer};
+use sessionkit_integration_tests::redis_suites;
 use sessionkit_integration_tests::server::TestServer;
+use sessionkit_integration_tests::stores::StoreUnderTest;
 use sessionkit_integration_tests::support::{in_secs, map};
+use sessionkit_integration_tests::two_servers_suite;
 use sessionkit_stores::RedisStore;
 
 /// The marker field every session hash carries (see the store's docs).
@@ -74,6 +78,22 @@ fn the_conformance_kit_passes_over_resp3_too() {
         },
         sessionkit::testing::Options::expiring_on_its_own(),
     ));
+}
+
+/// The three HTTP suites over RESP3 as well, each check on a prefix of its
+/// own on one server (`tests/http.rs` runs them over RESP2).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_http_suites_pass_over_resp3_too() {
+    let Some(server) = RedisServer::start_or_skip() else { return };
+    let url = format!("{}?protocol=resp3", server.url());
+    redis_suites::run_http_suite("redis resp3", |prefix| {
+        let url = url.clone();
+        async move {
+            let store = RedisStore::builder().prefix(prefix).open(&url).await.expect("open over RESP3");
+            StoreUnderTest::new("redis resp3", store)
+        }
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -431,16 +451,8 @@ async fn send(request: reqwest::RequestBuilder) -> (StatusCode, String) {
 
 /// The live session hashes in Redis (a rename leaves a short-lived marker
 /// under the old key, and a login an index entry: neither is a session).
-async fn session_keys(server: &RedisServer) -> Vec<String> {
-    let mut redis = raw(server).await;
-    let mut live = Vec::new();
-    for key in redis.keys::<_, Vec<String>>("session:{*").await.expect("KEYS") {
-        let marker: Option<Vec<u8>> = redis.hget(&key, MARKER).await.unwrap_or(None);
-        if marker.as_deref() == Some(b"2".as_slice()) {
-            live.push(key);
-        }
-    }
-    live
+fn session_keys(server: &RedisServer) -> Vec<String> {
+    live_sessions(server.port(), "session:")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -451,15 +463,15 @@ async fn http_sessions_live_in_redis_from_login_to_logout() {
     let http = client();
 
     assert_eq!(send(http.get(format!("{base}/me"))).await, (StatusCode::UNAUTHORIZED, String::new()));
-    assert!(session_keys(&server).await.is_empty(), "a read-only visit stored a session");
+    assert!(session_keys(&server).is_empty(), "a read-only visit stored a session");
     for expected in ["1", "2", "3"] {
         assert_eq!(send(http.post(format!("{base}/visit"))).await, (StatusCode::OK, expected.to_owned()));
     }
-    let before_login = session_keys(&server).await;
+    let before_login = session_keys(&server);
     assert_eq!(before_login.len(), 1);
 
     assert_eq!(send(http.post(format!("{base}/login/ana"))).await.0, StatusCode::NO_CONTENT);
-    let after_login = session_keys(&server).await;
+    let after_login = session_keys(&server);
     assert_eq!(after_login.len(), 1, "login must leave exactly one session");
     assert_ne!(after_login, before_login, "login must move the session to a new id");
     assert_eq!(send(http.get(format!("{base}/me"))).await, (StatusCode::OK, "ana".to_owned()));
@@ -467,7 +479,7 @@ async fn http_sessions_live_in_redis_from_login_to_logout() {
 
     assert_eq!(send(http.post(format!("{base}/logout"))).await.0, StatusCode::NO_CONTENT);
     assert_eq!(send(http.get(format!("{base}/me"))).await.0, StatusCode::UNAUTHORIZED);
-    assert!(session_keys(&server).await.is_empty(), "logout left the session in Redis");
+    assert!(session_keys(&server).is_empty(), "logout left the session in Redis");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -510,7 +522,48 @@ async fn two_app_servers_share_one_session_space() {
         StatusCode::UNAUTHORIZED,
         "A still saw B's logged-out session"
     );
-    assert!(session_keys(&server).await.is_empty());
+    assert!(session_keys(&server).is_empty());
+}
+
+/// Two stores on one server, as two app servers have, for
+/// `two_servers_suite`; the server lives as long as the first.
+async fn two_stores(server: RedisServer) -> (StoreUnderTest, StoreUnderTest) {
+    let b = StoreUnderTest::new("redis", store_on(&server).await);
+    (StoreUnderTest::guarded("redis", store_on(&server).await, server), b)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_app_servers_count_every_concurrent_increment_of_one_key() {
+    let Some(server) = RedisServer::start_or_skip() else { return };
+    let (a, b) = two_stores(server).await;
+    two_servers_suite::concurrent_increments_across_two_app_servers_all_count(a, b).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_app_servers_keep_every_concurrent_push_onto_one_key() {
+    let Some(server) = RedisServer::start_or_skip() else { return };
+    let (a, b) = two_stores(server).await;
+    two_servers_suite::concurrent_pushes_across_two_app_servers_all_land(a, b).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_app_servers_run_exclusive_read_modify_writes_one_at_a_time() {
+    let Some(server) = RedisServer::start_or_skip() else { return };
+    let (a, b) = two_stores(server).await;
+    two_servers_suite::exclusive_read_modify_writes_across_two_app_servers_lose_nothing(a, b).await;
+}
+
+/// The holder is another process (`src/bin/lease-holder.rs`), SIGKILLed
+/// while it holds the lease.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_lease_holder_blocks_both_app_servers_only_until_its_lease_runs_out() {
+    let Some(server) = RedisServer::start_or_skip() else { return };
+    let url = server.url();
+    let (a, b) = two_stores(server).await;
+    two_servers_suite::a_killed_lease_holder_blocks_only_until_its_lease_runs_out(a, b, |key, ttl| {
+        redis_suites::lease_holder(env!("CARGO_BIN_EXE_lease-holder"), &url, RedisStore::DEFAULT_PREFIX, key, ttl)
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -30,6 +30,8 @@ mod map_store {
         ListsExpiredSessions,
         /// `revoke` deletes the key whoever it belongs to.
         RevokeIgnoresTheUser,
+        /// `revoke_all` ends its exception too.
+        RevokeAllSparesNothing,
         /// The index is a per-user list updated by a separate read, then
         /// write: concurrent logins lose entries.
         IndexLosesConcurrentAdds,
@@ -257,9 +259,10 @@ mod map_store {
             let now = expiry::now();
             let mut state = self.lock().await;
             let before = state.records.len();
-            state
-                .records
-                .retain(|key, record| record.user() != Some(user) || record.is_expired_at(now) || Some(key) == except);
+            let spares = !self.broken(Fault::RevokeAllSparesNothing);
+            state.records.retain(|key, record| {
+                record.user() != Some(user) || record.is_expired_at(now) || (spares && Some(key) == except)
+            });
             Ok((before - state.records.len()) as u64)
         }
 
@@ -402,6 +405,8 @@ caught! {
         expecting "a listing shows a session that is not live";
     a_revoke_that_ignores_the_user: revoke_reaches_only_the_users_own_sessions on MapStore::with_fault(Fault::RevokeIgnoresTheUser),
         expecting "revoking another user's session must refuse";
+    a_revoke_all_that_spares_nothing: revoke_all_spares_a_session_just_renamed on MapStore::with_fault(Fault::RevokeAllSparesNothing),
+        expecting "revoke_all must count the one other live session";
     an_index_that_loses_concurrent_logins: the_user_index_matches_the_records_under_a_storm on MapStore::with_fault(Fault::IndexLosesConcurrentAdds),
         expecting "listing is not the set of";
     a_patch_applied_in_part: a_failing_operation_refuses_the_whole_patch on MapStore::with_fault(Fault::PartialPatches),

@@ -255,6 +255,7 @@ macro_rules! __conformance_checks {
             rename_never_loses_a_concurrent_update,
             sessions_of_lists_a_users_live_sessions,
             revoke_reaches_only_the_users_own_sessions,
+            revoke_all_spares_a_session_just_renamed,
             the_user_index_matches_the_records_under_a_storm,
             concurrent_increments_all_count,
             concurrent_pushes_all_land_and_keep_last_holds,
@@ -888,6 +889,38 @@ pub mod checks {
         assert_eq!(listed(&*store, "ada").await, Vec::new());
         assert!(get(&*store, &bob).await.is_some(), "revoking ada's sessions must leave bob's alone");
         assert_eq!(must("revoke_all", store.revoke_all("nobody", None).await), 0);
+    }
+
+    /// `revoke_all` spares its exception even right after that session was
+    /// renamed (a "sign out my other sessions" just after a login), and
+    /// counts only live sessions it ended.
+    pub async fn revoke_all_spares_a_session_just_renamed<S: SessionStore>(store: Arc<S>, _: Options) {
+        if !has_user_index(&*store).await {
+            return;
+        }
+        let (before, current) = (key(), key());
+        must("set", store.set(&before, &owned("ada", json!({})), Some(in_secs(600))).await);
+        assert_eq!(
+            must("rename", store.rename(&before, &current, &Changes::new(), Some(in_secs(600))).await),
+            UpdateOutcome::Applied
+        );
+        let (other_before, other) = (key(), key());
+        must("set", store.set(&other_before, &owned("ada", json!({})), Some(in_secs(600))).await);
+        assert_eq!(
+            must("rename", store.rename(&other_before, &other, &Changes::new(), Some(in_secs(600))).await),
+            UpdateOutcome::Applied
+        );
+        assert_eq!(
+            must("revoke_all", store.revoke_all("ada", Some(&current)).await),
+            1,
+            "revoke_all must count the one other live session, not the keys renamed away"
+        );
+        assert!(
+            get(&*store, &current).await.is_some(),
+            "revoke_all must spare a session just renamed into its exception"
+        );
+        assert_eq!(get(&*store, &other).await, None);
+        assert_eq!(listed(&*store, "ada").await, vec![current]);
     }
 
     /// Under concurrent logins, logouts, renames, revocations and writes,

@@ -63,6 +63,7 @@ mod scan;
 mod shapes;
 mod tls;
 mod url;
+mod walk;
 
 /// How often a write is retried when the user index had to be raised
 /// first (each retry follows one index write; more than two means the
@@ -635,7 +636,7 @@ impl SessionStore for RedisStore {
             b"moved" => {
                 let target =
                     StoreKey::parse(reply.text(0).map_err(corrupt)?).ok_or_else(|| corrupt(reply::Corrupt::Shape))?;
-                self.bury(&target).await?;
+                self.bury(&target, None).await?;
                 match reply.optional(1).map_err(corrupt)? {
                     Some(user) => self.unindex(user, id, now).await,
                     None => Ok(()),
@@ -741,9 +742,12 @@ impl SessionStore for RedisStore {
     /// carry a few store keys that did not fit the page. `SCAN` itself may
     /// return a key twice when Redis shrinks its keyspace table during the
     /// scan (a mass deletion): a consumer that must not see duplicates
-    /// should write idempotently. On a Redis Cluster, where `SCAN` must walk
-    /// each primary on its own, scans are not offered yet: they fail with
-    /// [`StoreError::Unsupported`] (see `docs/redis-layout.md`).
+    /// should write idempotently. On a Redis Cluster the scan walks the
+    /// primaries one after another (by the lowest slot each serves); a
+    /// failover of the primary being walked makes it walk the promoted
+    /// replica from its start, so that shard's sessions come twice but none
+    /// is skipped, and a resharding during the scan can skip or repeat the
+    /// sessions it moves (see `docs/redis-layout.md`).
     async fn scan(&self, cursor: &ScanCursor, limit: usize) -> Result<ScanPage, StoreError> {
         self.scan_page(cursor, limit).await
     }

@@ -137,6 +137,16 @@ impl Connection {
         self.wait
     }
 
+    /// Whether this is a connection to a Cluster (from a Cluster client, or
+    /// the application's own Cluster connection).
+    pub(super) fn is_cluster(&self) -> bool {
+        match &self.source {
+            Source::Cluster(_) => true,
+            Source::Client(_) | Source::Sentinel(_) => false,
+            Source::Fixed => self.read_current().is_some_and(|current| matches!(current.inner, Inner::Cluster(_))),
+        }
+    }
+
     /// A first, throwaway TLS connection to a standalone server, so that
     /// what no retry can fix (a certificate the CA did not sign, a client
     /// certificate the server wants, a server that does not speak TLS) is

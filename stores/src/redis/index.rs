@@ -67,8 +67,10 @@ pub(super) enum Revoked {
     No,
     /// The session was deleted.
     Ended,
-    /// The session was caught between the two steps of a rename, and
-    /// stopped: its new key is tombstoned (or deleted, if written).
+    /// The key was a rename's old key: the live session it moved to,
+    /// under the key given here (the end of the chain of renames), was
+    /// deleted. (Had the rename not written it yet, it is stopped, but not
+    /// counted: see [`bury`](RedisStore::bury).)
     Moved(StoreKey),
 }
 
@@ -164,9 +166,16 @@ impl RedisStore {
         Ok(live)
     }
 
-    /// Revokes `key` if it is `user`'s live session (or that session caught
-    /// mid-rename); the index entry is cleaned up after.
-    pub(super) async fn revoke_one(&self, user: &str, key: &StoreKey, observed: i64) -> Result<Revoked, StoreError> {
+    /// Revokes `key` if it is `user`'s live session (or a rename's old key
+    /// of one, but never leading to `spare`); the index entry is cleaned up
+    /// after.
+    pub(super) async fn revoke_one(
+        &self,
+        user: &str,
+        key: &StoreKey,
+        spare: Option<&StoreKey>,
+        observed: i64,
+    ) -> Result<Revoked, StoreError> {
         const CONTEXT: &str = "redis store: revoking a session";
         let user_json = serde_json::to_string(user).map_err(StoreError::Encode)?;
         let call = calls::revoke(&self.prefix, key, observed, &user_json);
@@ -183,8 +192,10 @@ impl RedisStore {
             b"moved" => {
                 let target =
                     StoreKey::parse(reply.text(0).map_err(corrupt)?).ok_or_else(|| corrupt(reply::Corrupt::Shape))?;
-                self.bury(&target).await?;
-                return Ok(Revoked::Moved(target));
+                return Ok(match self.bury(&target, spare).await? {
+                    Some(ended) => Revoked::Moved(ended),
+                    None => Revoked::No,
+                });
             }
             _ => return Ok(Revoked::No),
         }
@@ -194,7 +205,7 @@ impl RedisStore {
     /// `revoke` of the trait: one session, then its index entry.
     pub(super) async fn revoke_session(&self, user: &str, key: &StoreKey) -> Result<bool, StoreError> {
         let observed = now_ms();
-        let revoked = self.revoke_one(user, key, observed).await?;
+        let revoked = self.revoke_one(user, key, None, observed).await?;
         self.index_remove(user, &[key.as_str().as_bytes()], observed).await?;
         Ok(revoked != Revoked::No)
     }
@@ -209,9 +220,9 @@ impl RedisStore {
             .filter_map(|m| std::str::from_utf8(m).ok().and_then(StoreKey::parse))
             .filter(|key| Some(key) != except)
             .collect();
-        let results = join_all(keys.iter().map(|key| self.revoke_one(user, key, observed))).await;
+        let results = join_all(keys.iter().map(|key| self.revoke_one(user, key, except, observed))).await;
         // A session caught mid-rename may be listed under both its keys:
-        // count it once, by its old key.
+        // count it once, by the key it ended under.
         let mut ended = HashSet::new();
         let mut moved = HashSet::new();
         for (key, result) in keys.iter().zip(results) {

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use ::redis::aio::{ConnectionLike, ConnectionManager};
 use ::redis::cluster_async::ClusterConnection;
+use ::redis::cluster_routing::{Route, SingleNodeRoutingInfo, Slot, SlotAddr};
 use ::redis::{Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, RedisResult, Value};
 
 /// A connection of either shape.
@@ -42,6 +43,31 @@ pub(crate) struct Link {
 impl Link {
     pub(super) fn new(inner: Inner, wait: Option<Wait>) -> Self {
         Self { inner, wait }
+    }
+
+    /// Whether this is a Cluster connection, where a keyless command such
+    /// as `SCAN` must be addressed to one node.
+    pub(super) fn is_cluster(&self) -> bool {
+        matches!(self.inner, Inner::Cluster(_))
+    }
+
+    /// Sends `pipeline` as one unit to the node the Cluster client holds
+    /// for the primary of `slot`, and returns each command's reply. The
+    /// client may pick a replica of that primary while the primary is
+    /// unreachable, or a node that no longer serves the slot while its
+    /// view of the Cluster is stale: a caller that must know which node
+    /// answered puts `CLUSTER MYID` in the pipeline. Never waits for
+    /// replicas (only reads go this way).
+    pub(super) async fn send_to_primary_of_slot(&mut self, slot: u16, pipeline: Pipeline) -> RedisResult<Vec<Value>> {
+        let Inner::Cluster(connection) = &mut self.inner else {
+            return Err(RedisError::from((ErrorKind::Client, "only a Cluster connection routes by slot")));
+        };
+        let Some(slot) = Slot::new(slot) else {
+            return Err(RedisError::from((ErrorKind::Client, "no such hash slot", slot.to_string())));
+        };
+        let count = pipeline.len();
+        let route = SingleNodeRoutingInfo::SpecificNode(Route::with_slot(slot, SlotAddr::Master));
+        connection.route_pipeline(pipeline, 0, count, route).await
     }
 
     fn wait_cmd(wait: Wait) -> Cmd {

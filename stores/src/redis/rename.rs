@@ -140,12 +140,21 @@ impl RedisStore {
     }
 
     /// Ends the session a rename is moving into `key` (see the [module
-    /// docs](self)), following renames of renames.
-    pub(super) async fn bury(&self, key: &StoreKey) -> Result<(), StoreError> {
+    /// docs](self)), following renames of renames, but never the session
+    /// under `spare` (the one a `revoke_all` keeps: a regenerate's old key
+    /// leads to it). Returns the key of the live session it deleted, if it
+    /// deleted one: `None` when the chain reached `spare`, or ended in a
+    /// tombstone. (A tombstone stops a rename still under way, but an old
+    /// key's marker cannot tell that rename from one whose session has
+    /// since ended: counting tombstones would count such sessions twice.)
+    pub(super) async fn bury(&self, key: &StoreKey, spare: Option<&StoreKey>) -> Result<Option<StoreKey>, StoreError> {
         const CONTEXT: &str = "redis store: ending a session caught mid-rename";
         let corrupt = |err: reply::Corrupt| err.into_store_error(CONTEXT);
         let mut key = key.clone();
         for _ in 0..MAX_CHAIN {
+            if Some(&key) == spare {
+                return Ok(None);
+            }
             let now = now_ms();
             let call = calls::bury(&self.prefix, &key, self.grace_ms());
             let reply = Tagged::parse(self.invoke(CONTEXT, &call).await?).map_err(corrupt)?;
@@ -154,7 +163,7 @@ impl RedisStore {
                     if let Some(user) = reply.optional(0).map_err(corrupt)? {
                         self.unindex(user, &key, now).await?;
                     }
-                    return Ok(());
+                    return Ok(Some(key));
                 }
                 b"moved" => {
                     if let Some(user) = reply.optional(1).map_err(corrupt)? {
@@ -163,7 +172,7 @@ impl RedisStore {
                     key = StoreKey::parse(reply.text(0).map_err(corrupt)?)
                         .ok_or_else(|| corrupt(reply::Corrupt::Shape))?;
                 }
-                _ => return Ok(()),
+                _ => return Ok(None),
             }
         }
         Err(StoreError::backend(CONTEXT, "a session was renamed more than 8 times while it was being deleted"))

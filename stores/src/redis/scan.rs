@@ -12,11 +12,11 @@
 //! # Cursor text
 //!
 //! `1:<node>:<SCAN cursor, or "end">:<store key>,<store key>,...`: the
-//! format version, the node being walked (always 0 on a standalone server
-//! or behind Sentinel), Redis's cursor on it, and the keys carried over.
-//! Carried keys are store keys, the same handles the page hands out, so
-//! keep a saved cursor as private as the listing itself. The start cursor
-//! is the empty text.
+//! format version, the node being walked (`0` on a standalone server or
+//! behind Sentinel; `<slot>.<node id>` on a Cluster, see [`walk`](super::walk)),
+//! Redis's cursor on it, and the keys carried over. Carried keys are store
+//! keys, the same handles the page hands out, so keep a saved cursor as
+//! private as the listing itself. The start cursor is the empty text.
 //!
 //! # Exactly once, and what is left of it
 //!
@@ -32,21 +32,19 @@
 //! # On a Redis Cluster
 //!
 //! `SCAN` walks one node, and its cursor is only valid on the node that
-//! issued it. The cursor's `<node>` numbers the primaries in the order of
-//! the slots they serve (an order a failover keeps), so that a scan walks
-//! each in turn: `SCAN` on node 0 to its end, then node 1 from cursor 0,
-//! and so on. That walk needs a connection that can address one primary
-//! at a time; until the store's connection offers it, a scan on a server
-//! in cluster mode fails with [`StoreError::Unsupported`] rather than send
-//! `SCAN` to whichever node the client picks, which would skip sessions
-//! silently. A resharding during a scan can skip or repeat the keys it
-//! moves.
+//! issued it: a scan walks the primaries one after another, in the order
+//! of the lowest slot each serves. A failover of the primary being walked
+//! makes the scan walk its promoted replica from the start (sessions of
+//! that shard come twice, none is skipped); a resharding during a scan can
+//! skip or repeat the sessions it moves. [`walk`](super::walk) has the
+//! details.
 
 use std::collections::{HashSet, VecDeque};
 
 use futures_util::future::join_all;
 use sessionkit::{ScanCursor, ScanPage, SessionStore as _, StoreError, StoreKey};
 
+use super::walk::{self, Node};
 use super::{RedisStore, keys};
 
 const VERSION: &str = "1";
@@ -57,8 +55,8 @@ const MAX_SCANS_PER_PAGE: usize = 64;
 /// Where a scan stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Position {
-    node: u32,
-    /// Redis's cursor on that node; `None` once the node is done.
+    node: Node,
+    /// Redis's cursor on that node; `None` once every node is done.
     cursor: Option<u64>,
     /// Keys `SCAN` returned that the last page had no room for.
     carried: VecDeque<StoreKey>,
@@ -67,7 +65,7 @@ struct Position {
 impl Position {
     fn parse(cursor: &ScanCursor) -> Result<Self, StoreError> {
         if cursor.is_start() {
-            return Ok(Self { node: 0, cursor: Some(0), carried: VecDeque::new() });
+            return Ok(Self { node: Node::FIRST, cursor: Some(0), carried: VecDeque::new() });
         }
         let invalid = || StoreError::config("not a RedisStore scan cursor");
         let mut parts = cursor.as_str().splitn(4, ':');
@@ -76,7 +74,7 @@ impl Position {
         else {
             return Err(invalid());
         };
-        let node = node.parse().map_err(|_| invalid())?;
+        let node = Node::parse(node).ok_or_else(invalid)?;
         let cursor = match position {
             "end" => None,
             number => Some(number.parse().map_err(|_| invalid())?),
@@ -92,7 +90,7 @@ impl Position {
     fn to_cursor(&self) -> ScanCursor {
         let position = self.cursor.map_or_else(|| "end".to_owned(), |cursor| cursor.to_string());
         let carried: Vec<&str> = self.carried.iter().map(StoreKey::as_str).collect();
-        ScanCursor::from_text(format!("{VERSION}:{}:{position}:{}", self.node, carried.join(",")))
+        ScanCursor::from_text(format!("{VERSION}:{}:{position}:{}", self.node.to_text(), carried.join(",")))
     }
 
     fn is_done(&self) -> bool {
@@ -104,7 +102,9 @@ impl RedisStore {
     pub(super) async fn scan_page(&self, cursor: &ScanCursor, limit: usize) -> Result<ScanPage, StoreError> {
         let limit = limit.max(1);
         let mut position = Position::parse(cursor)?;
-        self.refuse_cluster_scans().await?;
+        if !position.node.is_single() && !self.connection.is_cluster() {
+            return Err(StoreError::config("a Redis Cluster's scan cursor, given to a store on one server"));
+        }
         let pattern = keys::session_pattern(&self.prefix);
         let mut records = Vec::new();
         let mut seen: HashSet<StoreKey> = position.carried.iter().cloned().collect();
@@ -126,17 +126,17 @@ impl RedisStore {
             }
             let Some(at) = position.cursor else { break };
             let count = (limit - records.len()).clamp(10, 1_000);
-            let (next, found) = self
+            let found = self
                 .connection
-                .run("redis store: scanning sessions", |mut connection| {
-                    let mut scan = ::redis::cmd("SCAN");
-                    scan.arg(at).arg("MATCH").arg(&pattern).arg("COUNT").arg(count).arg("TYPE").arg("hash");
-                    async move { scan.query_async::<(u64, Vec<Vec<u8>>)>(&mut connection).await }
+                .run("redis store: scanning sessions", |link| {
+                    let (node, pattern) = (position.node.clone(), pattern.as_str());
+                    async move { walk::scan(link, node, at, pattern, count).await }
                 })
                 .await?;
             scans += 1;
-            position.cursor = (next != 0).then_some(next);
-            for found in found {
+            position.node = found.node;
+            position.cursor = found.cursor;
+            for found in found.keys {
                 if let Some(key) = keys::parse_session(&self.prefix, &found)
                     && seen.insert(key.clone())
                 {
@@ -149,22 +149,6 @@ impl RedisStore {
     }
 }
 
-impl RedisStore {
-    /// Fails on a server in cluster mode (see the [module docs](self)).
-    async fn refuse_cluster_scans(&self) -> Result<(), StoreError> {
-        let info = self
-            .connection
-            .run("redis store: checking for cluster mode", |mut connection| async move {
-                ::redis::cmd("INFO").arg("cluster").query_async::<String>(&mut connection).await
-            })
-            .await?;
-        if info.lines().any(|line| line.trim() == "cluster_enabled:1") {
-            return Err(StoreError::unsupported("scanning a Redis Cluster node by node"));
-        }
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -174,22 +158,26 @@ mod tests {
         let key = StoreKey::from_bytes([7; 32]);
         let other = StoreKey::from_bytes([8; 32]);
         for position in [
-            Position { node: 0, cursor: Some(0), carried: VecDeque::new() },
-            Position { node: 2, cursor: Some(123_456), carried: VecDeque::from([key.clone(), other]) },
-            Position { node: 0, cursor: None, carried: VecDeque::from([key]) },
+            Position { node: Node::FIRST, cursor: Some(0), carried: VecDeque::new() },
+            Position {
+                node: Node::parse(&format!("5461.{}", "ab".repeat(20))).expect("a Cluster node"),
+                cursor: Some(123_456),
+                carried: VecDeque::from([key.clone(), other]),
+            },
+            Position { node: Node::FIRST, cursor: None, carried: VecDeque::from([key]) },
         ] {
             let text = position.to_cursor();
             assert_eq!(Position::parse(&text).expect("parses"), position, "{}", text.as_str());
         }
         assert_eq!(
             Position::parse(&ScanCursor::start()).expect("start"),
-            Position { node: 0, cursor: Some(0), carried: VecDeque::new() }
+            Position { node: Node::FIRST, cursor: Some(0), carried: VecDeque::new() }
         );
     }
 
     #[test]
     fn foreign_cursors_are_refused() {
-        for text in ["x", "2:0:0:", "1:a:0:", "1:0:zz:", "1:0:0:not-a-key", "1:0:0"] {
+        for text in ["x", "2:0:0:", "1:a:0:", "1:0:zz:", "1:0:0:not-a-key", "1:0:0", "1:16384:0:", "1:1.xyz:0:"] {
             assert!(Position::parse(&ScanCursor::from_text(text)).is_err(), "{text}");
         }
     }
