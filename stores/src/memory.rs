@@ -7,9 +7,9 @@
 //! allocations, and a million sessions must fit in a few hundred MiB. The
 //! encoding is text with raw, length-prefixed strings, so that a read, the
 //! hottest path, copies strings out instead of parsing JSON. Each record is
-//! one allocation holding its key, its user, its data and the data's
-//! length as JSON ([`record`]); a table slot holds a pointer to it and its
-//! expiry ([`shard`]).
+//! one allocation holding its user, its data and the data's length as JSON
+//! ([`record`]); a table slot holds the key, a pointer to the record and
+//! the expiry ([`shard`]).
 //!
 //! A key is hashed once per operation; the hash picks the shard and then
 //! the slot in the shard's table. Each shard holds its records, an expiry
@@ -20,7 +20,9 @@
 //!
 //! `update` and `rename` patch the encoded record ([`patch`], [`ops`]):
 //! untouched keys are copied, operations run on the stored encoding, and
-//! the size limit is checked against the record's kept JSON length.
+//! the size limit is checked against the record's JSON length, which every
+//! patched record keeps (a record written by `set` is measured once, by the
+//! first patch with a limit).
 //!
 //! # The user index
 //!
@@ -96,15 +98,26 @@ use sessionkit::{
 };
 
 use self::record::Record;
-use self::shard::{Entry, Shard};
+use self::shard::{Entry, Key, Shard};
 use self::users::UserIndex;
 
 /// An in-memory session store, safe to share between threads and requests.
 ///
 /// Sessions do not survive a restart and are not shared between processes;
 /// use a persistent store for that. Every part of the store contract is
-/// offered: atomic patches with operations and size limits, the user index,
-/// exclusive leases and scans (see the [module docs](self) for how).
+/// offered, each atomic under the store's shard locks:
+///
+/// - patches with operations and size limits, applied to the stored
+///   encoding without decoding the whole session;
+/// - `rename`, which moves a live session to its new key or reports it
+///   missing, never bringing back a destroyed one;
+/// - the user index (`sessions_of`, `revoke`, `revoke_all`), which lists
+///   and revokes a user's sessions as they are at one instant, even while
+///   they are renamed;
+/// - exclusive leases, one per key, with fencing of the patches they guard;
+/// - scans, whose cursors are valid for the store that issued them.
+///
+/// Design notes: `docs/memory-store.md` in the repository.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), sessionkit::StoreError> {
@@ -172,8 +185,8 @@ impl MemoryStore {
         self.len() == 0
     }
 
-    fn hash(&self, key: &StoreKey) -> u64 {
-        shard::hash_key(&self.hasher, key.as_str())
+    fn hash(&self, key: &Key) -> u64 {
+        shard::hash_key(&self.hasher, key)
     }
 
     /// The shard of a hash, from bits of it that the shard's table does not
@@ -195,7 +208,7 @@ impl MemoryStore {
         &'s self,
         user: &str,
         lock: impl Fn(&'s RwLock<Shard>) -> G,
-    ) -> (Vec<(usize, G)>, Vec<StoreKey>) {
+    ) -> (Vec<(usize, G)>, Vec<Key>) {
         let mut wanted = BTreeSet::new();
         let mut keys = self.users.keys(user);
         let mut attempt = 0;
@@ -339,8 +352,8 @@ fn check_fence(shard: &mut Shard, key: &StoreKey, changes: &Changes, now_ms: i64
 #[sessionkit::async_trait]
 impl SessionStore for MemoryStore {
     async fn get(&self, id: &StoreKey) -> Result<Option<SessionRecord>, StoreError> {
-        let key = id.as_str();
-        let hash = self.hash(id);
+        let key = id.as_bytes();
+        let hash = self.hash(key);
         let shard = read(self.shard(hash));
         let Some(entry) = shard.find(hash, key).filter(|entry| entry.is_live_now()) else {
             return Ok(None);
@@ -356,11 +369,14 @@ impl SessionStore for MemoryStore {
 
     async fn set(&self, id: &StoreKey, data: &SessionMap, expires_at: Option<SystemTime>) -> Result<(), StoreError> {
         let user = reserved::user_of(data);
-        let record = Record::build(id, user, |out| codec::encode(out, data))?;
-        let hash = self.hash(id);
+        // Not measured: see `patch` for why a `set` leaves that to the
+        // first patch that needs it.
+        let record = Record::build(user, |out| codec::encode(out, data).map(|()| None))?;
+        let key = id.as_bytes();
+        let hash = self.hash(key);
         let mut shard = write(self.shard(hash));
-        let replaced = shard.put(&self.hasher, hash, id, record, expires_at.map(expiry::to_unix_ms));
-        self.users.moved(id, replaced.as_ref().and_then(Record::user), user);
+        let replaced = shard.put(&self.hasher, hash, key, record, expires_at.map(expiry::to_unix_ms));
+        self.users.moved(key, replaced.as_ref().and_then(Record::user), user);
         drop(shard);
         // Freed after releasing the lock: freeing a large session is work
         // other requests on this shard need not wait for.
@@ -369,11 +385,12 @@ impl SessionStore for MemoryStore {
     }
 
     async fn delete(&self, id: &StoreKey) -> Result<(), StoreError> {
-        let hash = self.hash(id);
+        let key = id.as_bytes();
+        let hash = self.hash(key);
         let mut shard = write(self.shard(hash));
-        let removed = shard.take(hash, id);
+        let removed = shard.take(hash, key);
         if let Some(user) = removed.as_ref().and_then(|entry| entry.record.user()) {
-            self.users.moved(id, Some(user), None);
+            self.users.moved(key, Some(user), None);
         }
         drop(shard);
         drop(removed);
@@ -381,12 +398,13 @@ impl SessionStore for MemoryStore {
     }
 
     async fn touch(&self, id: &StoreKey, expires_at: Option<SystemTime>) -> Result<bool, StoreError> {
-        let hash = self.hash(id);
+        let key = id.as_bytes();
+        let hash = self.hash(key);
         let mut shard = write(self.shard(hash));
-        if shard.find(hash, id.as_str()).is_none_or(|entry| !entry.is_live_now()) {
+        if shard.find(hash, key).is_none_or(|entry| !entry.is_live_now()) {
             return Ok(false);
         }
-        Ok(shard.set_expiry(hash, id, expires_at.map(expiry::to_unix_ms)))
+        Ok(shard.set_expiry(hash, key, expires_at.map(expiry::to_unix_ms)))
     }
 
     async fn update(
@@ -395,23 +413,24 @@ impl SessionStore for MemoryStore {
         changes: &Changes,
         expires_at: Option<SystemTime>,
     ) -> Result<UpdateOutcome, StoreError> {
-        let hash = self.hash(id);
+        let key = id.as_bytes();
+        let hash = self.hash(key);
         let user_after = UserAfter::of(changes);
         // The whole read-modify-write happens under the shard's write lock:
         // that is what makes concurrent updates of one session lose nothing.
         let mut shard = write(self.shard(hash));
         let now = now_ms();
         check_fence(&mut shard, id, changes, now)?;
-        let Some(entry) = shard.live(hash, id.as_str(), now) else {
+        let Some(entry) = shard.live(hash, key, now) else {
             return Ok(UpdateOutcome::Missing);
         };
         let old = &entry.record;
-        let record = Record::build(id, user_after.applied_to(old.user()), |out| {
+        let record = Record::build(user_after.applied_to(old.user()), |out| {
             patch::patch(out, old.data(), old.json_len(), changes)
         })?;
-        let replaced = shard.put(&self.hasher, hash, id, record, expires_at.map(expiry::to_unix_ms));
+        let replaced = shard.put(&self.hasher, hash, key, record, expires_at.map(expiry::to_unix_ms));
         let before = replaced.as_ref().and_then(Record::user);
-        self.users.moved(id, before, user_after.applied_to(before));
+        self.users.moved(key, before, user_after.applied_to(before));
         drop(shard);
         drop(replaced);
         Ok(UpdateOutcome::Applied)
@@ -427,26 +446,27 @@ impl SessionStore for MemoryStore {
         if from == to {
             return self.update(from, changes, expires_at).await;
         }
-        let (from_hash, to_hash) = (self.hash(from), self.hash(to));
+        let (from_key, to_key) = (from.as_bytes(), to.as_bytes());
+        let (from_hash, to_hash) = (self.hash(from_key), self.hash(to_key));
         let user_after = UserAfter::of(changes);
         let mut shards = self.lock_pair(self.shard_index(from_hash), self.shard_index(to_hash));
         let now = now_ms();
         check_fence(shards.from(), from, changes, now)?;
-        let Some(entry) = shards.from().live(from_hash, from.as_str(), now) else {
+        let Some(entry) = shards.from().live(from_hash, from_key, now) else {
             return Ok(UpdateOutcome::Missing);
         };
         let old = &entry.record;
-        let record = Record::build(to, user_after.applied_to(old.user()), |out| {
+        let record = Record::build(user_after.applied_to(old.user()), |out| {
             patch::patch(out, old.data(), old.json_len(), changes)
         })?;
         // Live a moment ago, under the lock still held.
-        let Some(moved) = shards.from().take(from_hash, from) else {
+        let Some(moved) = shards.from().take(from_hash, from_key) else {
             return Ok(UpdateOutcome::Missing);
         };
-        let replaced = shards.to().put(&self.hasher, to_hash, to, record, expires_at.map(expiry::to_unix_ms));
+        let replaced = shards.to().put(&self.hasher, to_hash, to_key, record, expires_at.map(expiry::to_unix_ms));
         let user = moved.record.user();
-        self.users.moved(from, user, None);
-        self.users.moved(to, replaced.as_ref().and_then(Record::user), user_after.applied_to(user));
+        self.users.moved(from_key, user, None);
+        self.users.moved(to_key, replaced.as_ref().and_then(Record::user), user_after.applied_to(user));
         drop(shards);
         drop((moved, replaced));
         Ok(UpdateOutcome::Applied)
@@ -458,9 +478,9 @@ impl SessionStore for MemoryStore {
         for shard in self.shards.iter() {
             let mut shard = write(shard);
             let expired = shard.take_expired(&self.hasher, now);
-            for (key, entry) in &expired {
+            for entry in &expired {
                 if let Some(user) = entry.record.user() {
-                    self.users.moved(key, Some(user), None);
+                    self.users.moved(&entry.key, Some(user), None);
                 }
             }
             shard.leases.sweep(now);
@@ -479,21 +499,24 @@ impl SessionStore for MemoryStore {
             let Some(shard) = guard_of(&mut guards, self.shard_index(hash)) else {
                 continue;
             };
-            if let Some(entry) = shard.live(hash, key.as_str(), now).filter(|entry| entry.record.user() == Some(user)) {
+            if let Some(entry) = shard.live(hash, &key, now).filter(|entry| entry.record.user() == Some(user)) {
                 found.push((key, entry.record.clone(), entry.expires_at_ms()));
             }
         }
         drop(guards);
         found
             .into_iter()
-            .map(|(key, record, expires_at_ms)| Ok((key, session_record(&record, expires_at_ms)?)))
+            .map(|(key, record, expires_at_ms)| {
+                Ok((StoreKey::from_bytes(key), session_record(&record, expires_at_ms)?))
+            })
             .collect()
     }
 
     async fn revoke(&self, user: &str, key: &StoreKey) -> Result<bool, StoreError> {
+        let key = key.as_bytes();
         let hash = self.hash(key);
         let mut shard = write(self.shard(hash));
-        if shard.live(hash, key.as_str(), now_ms()).is_none_or(|entry| entry.record.user() != Some(user)) {
+        if shard.live(hash, key, now_ms()).is_none_or(|entry| entry.record.user() != Some(user)) {
             return Ok(false);
         }
         let removed = shard.take(hash, key);
@@ -509,6 +532,7 @@ impl SessionStore for MemoryStore {
         let mut removed: Vec<Entry> = Vec::new();
         let mut unindexed = Vec::new();
         let mut revoked = 0;
+        let except = except.map(StoreKey::as_bytes);
         for key in keys {
             if except == Some(&key) {
                 continue;
@@ -517,7 +541,7 @@ impl SessionStore for MemoryStore {
             let Some(shard) = guard_of(&mut guards, self.shard_index(hash)) else {
                 continue;
             };
-            if shard.find(hash, key.as_str()).is_none_or(|entry| entry.record.user() != Some(user)) {
+            if shard.find(hash, &key).is_none_or(|entry| entry.record.user() != Some(user)) {
                 continue;
             }
             if let Some(entry) = shard.take(hash, &key) {
@@ -540,8 +564,8 @@ impl SessionStore for MemoryStore {
         let mut taken = Vec::new();
         let next = loop {
             let (page, rest) =
-                scan::take(&read(&self.shards[position.shard]), position.after.as_deref(), limit - taken.len(), now);
-            let last = page.last().map(|(record, _)| record.key().to_owned());
+                scan::take(&read(&self.shards[position.shard]), position.after.as_ref(), limit - taken.len(), now);
+            let last = page.last().map(|(key, _, _)| *key);
             taken.extend(page);
             if !rest {
                 position.after = last;
@@ -557,23 +581,20 @@ impl SessionStore for MemoryStore {
         };
         let records = taken
             .iter()
-            .map(|(record, expires_at_ms)| {
-                let key = record.store_key().ok_or_else(|| {
-                    StoreError::backend("memory store: reading a stored key", "a stored key does not parse")
-                })?;
-                Ok((key, session_record(record, *expires_at_ms)?))
+            .map(|(key, record, expires_at_ms)| {
+                Ok((StoreKey::from_bytes(*key), session_record(record, *expires_at_ms)?))
             })
             .collect::<Result<_, StoreError>>()?;
         Ok(ScanPage { records, next: next.map(|position| position.to_cursor(self.scan_tag)) })
     }
 
     async fn try_lease(&self, key: &StoreKey, ttl: Duration) -> Result<Option<Lease>, StoreError> {
-        let hash = self.hash(key);
+        let hash = self.hash(key.as_bytes());
         Ok(write(self.shard(hash)).leases.try_take(key, ttl, now_ms()))
     }
 
     async fn release_lease(&self, key: &StoreKey, token: LeaseToken) -> Result<(), StoreError> {
-        let hash = self.hash(key);
+        let hash = self.hash(key.as_bytes());
         write(self.shard(hash)).leases.release(key, token);
         Ok(())
     }

@@ -30,8 +30,10 @@
 //! have exactly one spelling. So two equal values have one encoding, except
 //! floats (`0.0 == -0.0`), which [`Reader::equals`] compares by value.
 //!
-//! Encoding also measures the data's length as JSON (see [`super::json_len`]),
-//! which the record keeps for the size limit of later patches.
+//! The encoder can also measure the data's length as JSON while it writes
+//! (see [`super::json_len`]), for the size limit of patches; a [`Meter`]
+//! type parameter turns that off at compile time where nobody needs it
+//! (a `set`), so that it costs nothing there.
 //!
 //! Only this module writes the encoding, but decoding still checks every
 //! length and tag: a bug must surface as an error, never as a panic.
@@ -49,47 +51,76 @@ use super::json_len;
 /// this one accepts, and decoding (which recurses) has a bounded depth.
 pub(super) const MAX_DEPTH: usize = 128;
 
-/// Appends the encoding of `data` to `out`; returns the length of `data` as
-/// JSON.
-pub(super) fn encode(out: &mut String, data: &SessionMap) -> Result<usize, StoreError> {
-    encode_map(out, data, 1)
+/// Whether an encoder measures, as JSON, what it writes.
+pub(super) trait Meter {
+    /// Measuring: the lengths returned are the JSON lengths; otherwise 0.
+    const ON: bool;
 }
 
-fn encode_map(out: &mut String, map: &SessionMap, depth: usize) -> Result<usize, StoreError> {
+/// Measures.
+pub(super) struct Measured;
+
+impl Meter for Measured {
+    const ON: bool = true;
+}
+
+/// Does not measure: every length returned is 0.
+pub(super) struct Unmeasured;
+
+impl Meter for Unmeasured {
+    const ON: bool = false;
+}
+
+/// Appends the encoding of `data` to `out`.
+pub(super) fn encode(out: &mut String, data: &SessionMap) -> Result<(), StoreError> {
+    encode_map::<Unmeasured>(out, data, 1).map(drop)
+}
+
+/// Appends the encoding of `data` to `out`; returns the length of `data` as
+/// JSON.
+pub(super) fn encode_measured(out: &mut String, data: &SessionMap) -> Result<usize, StoreError> {
+    encode_map::<Measured>(out, data, 1)
+}
+
+fn encode_map<M: Meter>(out: &mut String, map: &SessionMap, depth: usize) -> Result<usize, StoreError> {
     if depth > MAX_DEPTH {
         return Err(too_deep());
     }
     push_number(out, map.len() as u64, ':');
-    let mut len = json_len::container(map.len());
+    let mut len = if M::ON { json_len::container(map.len()) } else { 0 };
     for (key, value) in map {
         push_bytes(out, key);
-        len += json_len::member(key, encode_value(out, value, depth)?);
+        let value = encode_value::<M>(out, value, depth)?;
+        if M::ON {
+            len += json_len::member(key, value);
+        }
     }
     Ok(len)
 }
 
 /// Appends the encoding of `value`, found at `depth` (a top-level value is
 /// at depth 1, an element of a top-level array at 2); returns its length as
-/// JSON.
-pub(super) fn encode_value(out: &mut String, value: &Value, depth: usize) -> Result<usize, StoreError> {
+/// JSON if `M` measures.
+pub(super) fn encode_value<M: Meter>(out: &mut String, value: &Value, depth: usize) -> Result<usize, StoreError> {
+    let measured = |len: usize| if M::ON { len } else { 0 };
     Ok(match value {
         Value::Null => {
             out.push('n');
-            json_len::NULL
+            measured(json_len::NULL)
         }
         Value::Bool(true) => {
             out.push('t');
-            json_len::TRUE
+            measured(json_len::TRUE)
         }
         Value::Bool(false) => {
             out.push('f');
-            json_len::FALSE
+            measured(json_len::FALSE)
         }
-        Value::Number(number) => encode_number(out, number),
+        Value::Number(number) => encode_number::<M>(out, number),
         Value::String(text) => {
             out.push('s');
             push_bytes(out, text);
-            json_len::string(text)
+            if M::ON { json_len::string(text) } else { 0 }
         }
         Value::Array(items) => {
             if depth + 1 > MAX_DEPTH {
@@ -97,20 +128,20 @@ pub(super) fn encode_value(out: &mut String, value: &Value, depth: usize) -> Res
             }
             out.push('a');
             push_number(out, items.len() as u64, ':');
-            let mut len = json_len::container(items.len());
+            let mut len = measured(json_len::container(items.len()));
             for item in items {
-                len += encode_value(out, item, depth + 1)?;
+                len += encode_value::<M>(out, item, depth + 1)?;
             }
             len
         }
         Value::Object(map) => {
             out.push('o');
-            encode_map(out, map, depth + 1)?
+            encode_map::<M>(out, map, depth + 1)?
         }
     })
 }
 
-fn encode_number(out: &mut String, number: &Number) -> usize {
+fn encode_number<M: Meter>(out: &mut String, number: &Number) -> usize {
     if let Some(unsigned) = number.as_u64() {
         encode_integer(out, i128::from(unsigned))
     } else if let Some(signed) = number.as_i64() {
@@ -125,7 +156,7 @@ fn encode_number(out: &mut String, number: &Number) -> usize {
             let nibble = ((bits >> (shift * 4)) & 0xf) as u8;
             out.push(char::from(if nibble < 10 { b'0' + nibble } else { b'a' + nibble - 10 }));
         }
-        json_len::float(float)
+        if M::ON { json_len::float(float) } else { 0 }
     }
 }
 
@@ -210,6 +241,19 @@ impl fmt::Display for Corrupt {
 }
 
 impl std::error::Error for Corrupt {}
+
+/// The length as JSON of the data `text` encodes, read without decoding
+/// it.
+pub(super) fn json_len_of(text: &str) -> Result<usize, Corrupt> {
+    let mut reader = Reader::new(text);
+    let count = reader.count()?;
+    let mut len = json_len::container(count);
+    for _ in 0..count {
+        let key = reader.bytes()?;
+        len += json_len::member(key, reader.json_len(1)?);
+    }
+    if reader.is_done() { Ok(len) } else { Err(reader.corrupt()) }
+}
 
 /// Decodes what [`encode`] made.
 pub(super) fn decode(text: &str) -> Result<SessionMap, Corrupt> {
@@ -512,9 +556,12 @@ mod tests {
     }
 
     /// The encoding of `data` and its length as JSON.
-    pub(in super::super) fn encoded(data: &SessionMap) -> (String, usize) {
+    fn encoded(data: &SessionMap) -> (String, usize) {
         let mut out = String::new();
-        let len = encode(&mut out, data).expect("encode");
+        let len = encode_measured(&mut out, data).expect("encode");
+        let mut unmeasured = String::new();
+        encode(&mut unmeasured, data).expect("encode");
+        assert_eq!(unmeasured, out, "measuring changes nothing in the encoding");
         (out, len)
     }
 
@@ -545,14 +592,7 @@ mod tests {
         for data in [rich(), SessionMap::new(), map(json!({ "a": [] })), map(json!({ "a": [1], "b": {} }))] {
             let (text, len) = encoded(&data);
             assert_eq!(len, sessionkit::limits::serialized_len(&data), "{data:?}");
-            let mut reader = Reader::new(&text);
-            let count = reader.count().expect("count");
-            let mut measured = json_len::container(count);
-            for _ in 0..count {
-                let key = reader.bytes().expect("key");
-                measured += json_len::member(key, reader.json_len(1).expect("value"));
-            }
-            assert_eq!(measured, len, "{data:?}");
+            assert_eq!(json_len_of(&text).expect("measure"), len, "{data:?}");
         }
     }
 
@@ -582,7 +622,7 @@ mod tests {
         ];
         for stored in &values {
             let mut text = String::new();
-            encode_value(&mut text, stored, 1).expect("encode");
+            encode_value::<Unmeasured>(&mut text, stored, 1).expect("encode");
             for value in &values {
                 let mut reader = Reader::new(&text);
                 assert_eq!(reader.equals(value, 1).expect("compare"), stored == value, "{stored} against {value}");
@@ -634,8 +674,7 @@ mod tests {
                 let mut bad = good.to_string();
                 bad.replace_range(at..at + 1, replacement);
                 let _ = decode(&bad);
-                let mut reader = Reader::new(&bad);
-                let _ = reader.count().and_then(|_| reader.json_len(1));
+                let _ = json_len_of(&bad);
                 let _ = Reader::new(&bad).equals(&json!([1]), 1);
             }
         }

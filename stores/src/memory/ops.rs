@@ -5,13 +5,13 @@
 //! the decoded value, errors included, without decoding it: an increment
 //! rewrites a few digits, a push copies the stored elements as they are
 //! (skipping over those `keep_last` drops) and encodes the new one, a
-//! removal compares elements in place and copies the others. Each also
-//! reports how the value's length as JSON changed, for the size limit.
+//! removal compares elements in place and copies the others. Each can also
+//! report how the value's length as JSON changed, for the size limit.
 
 use serde_json::Value;
 use sessionkit::{Op, PatchError};
 
-use super::codec::{self, Corrupt, Reader};
+use super::codec::{self, Corrupt, Measured, Reader, Unmeasured};
 use super::json_len;
 
 /// Why an operation (or a patch) stopped.
@@ -34,18 +34,25 @@ impl From<Corrupt> for Abort {
 
 /// Applies `op` to the value under `key` (`current`, its encoding as a
 /// [`Reader`] checked it, or one of these operations made it; `None` for an
-/// absent key) and appends the encoding of the result to `out`.
-/// Returns the result's length as JSON minus the current one's (an absent
-/// value counting as 0).
+/// absent key) and appends the encoding of the result to `out`. With
+/// `measure`, returns the result's length as JSON minus the current one's
+/// (an absent value counting as 0); otherwise 0.
 ///
 /// The caller handles the one operation that leaves an absent key absent:
 /// a removal from a missing array ([`leaves_absent`]).
-pub(super) fn apply(key: &str, current: Option<&str>, op: &Op, out: &mut String) -> Result<isize, Abort> {
+pub(super) fn apply(
+    key: &str,
+    current: Option<&str>,
+    op: &Op,
+    out: &mut String,
+    measure: bool,
+) -> Result<isize, Abort> {
     match op {
+        // Measuring an integer is counting its digits: always done.
         Op::Increment(by) => increment(key, current, *by, out),
-        Op::Push { value, keep_last } => push(key, current, value, *keep_last, out),
+        Op::Push { value, keep_last } => push(key, current, value, *keep_last, out, measure),
         Op::RemoveFirst(value) => match current {
-            Some(current) => remove_first(key, current, value, out),
+            Some(current) => remove_first(key, current, value, out, measure),
             None => Err(Abort::Decode),
         },
         _ => Err(Abort::Decode),
@@ -93,6 +100,7 @@ fn push(
     value: &Value,
     keep_last: Option<usize>,
     out: &mut String,
+    measure: bool,
 ) -> Result<isize, Abort> {
     let (mut stored, count) = match current {
         None => (None, 0),
@@ -112,31 +120,40 @@ fn push(
     if let Some(reader) = stored.as_mut() {
         delta -= json_len::container(count) as isize;
         for _ in 0..dropped.min(count) {
-            delta -= reader.json_len(2)? as isize;
+            if measure {
+                delta -= reader.json_len(2)? as isize;
+            } else {
+                reader.skip_value(2)?;
+            }
         }
         // The kept elements, as stored.
         out.push_str(reader.rest());
     }
     if dropped <= count {
-        delta += codec::encode_value(out, value, 2).map_err(|_| Abort::Decode)? as isize;
+        let encoded = if measure {
+            codec::encode_value::<Measured>(out, value, 2)
+        } else {
+            codec::encode_value::<Unmeasured>(out, value, 2)
+        };
+        delta += encoded.map_err(|_| Abort::Decode)? as isize;
     }
-    Ok(delta)
+    Ok(if measure { delta } else { 0 })
 }
 
-fn remove_first(key: &str, raw: &str, value: &Value, out: &mut String) -> Result<isize, Abort> {
+fn remove_first(key: &str, raw: &str, value: &Value, out: &mut String, measure: bool) -> Result<isize, Abort> {
     let (mut reader, count) = array(key, raw)?;
     let elements = reader.at();
     for _ in 0..count {
         let start = reader.at();
         if reader.equals(value, 2)? {
             let end = reader.at();
-            let removed = Reader::new(reader.since(start)?).json_len(2)?;
+            let removed = if measure { Reader::new(reader.since(start)?).json_len(2)? } else { 0 };
             out.push('a');
             codec::push_number(out, (count - 1) as u64, ':');
             out.push_str(raw.get(elements..start).ok_or_else(|| reader.corrupt())?);
             out.push_str(raw.get(end..).ok_or_else(|| reader.corrupt())?);
             let containers = json_len::container(count - 1) as isize - json_len::container(count) as isize;
-            return Ok(containers - removed as isize);
+            return Ok(if measure { containers - removed as isize } else { 0 });
         }
     }
     out.push_str(raw);

@@ -4,10 +4,15 @@
 //! write, and refuses what that refuses, without decoding the values the
 //! patch leaves alone. Untouched entries are copied as they are stored,
 //! merged by key with the patch's (both are in key order); sets are
-//! encoded; operations run on the stored encoding ([`super::ops`]). The
-//! size limit is checked on the result's length as JSON, which is the
-//! stored record's length plus what the patch adds minus what it replaces:
-//! only the replaced values are measured, never the whole record.
+//! encoded; operations run on the stored encoding ([`super::ops`]).
+//!
+//! The size limit is checked on the result's length as JSON: the stored
+//! record's length, plus what the patch writes, minus what it replaces.
+//! Only the replaced values are measured, never the whole record. A record
+//! written by `set` has no length yet (measuring it there would slow every
+//! `set` for the sake of later patches); the first patch with a limit
+//! measures it once by reading it (no decoding, no allocation), and every
+//! patch result has its length from then on.
 //!
 //! A value too deep to store, or an operation [`super::ops`] does not know,
 //! sends the patch down the decoding path instead, which reports exactly
@@ -16,26 +21,36 @@
 
 use std::borrow::Cow;
 
-use sessionkit::{Change, Changes, Op, StoreError};
+use sessionkit::{Change, Changes, Op, PatchError, StoreError};
 
-use super::codec::{self, Corrupt, Reader};
+use super::codec::{self, Corrupt, Measured, Reader, Unmeasured};
 use super::json_len;
 use super::ops::{self, Abort};
 
 /// Appends to `out` the encoding of `old` (whose length as JSON is
-/// `old_json_len`) with `changes` applied; returns the result's length as
-/// JSON. On an error `out` holds garbage past its former length.
-pub(super) fn patch(out: &mut String, old: &str, old_json_len: usize, changes: &Changes) -> Result<usize, StoreError> {
+/// `old_json_len`, if known) with `changes` applied; returns the result's
+/// length as JSON, known whenever the old one was or the patch has a size
+/// limit. On an error `out` holds garbage past its former length.
+pub(super) fn patch(
+    out: &mut String,
+    old: &str,
+    old_json_len: Option<usize>,
+    changes: &Changes,
+) -> Result<Option<usize>, StoreError> {
     let start = out.len();
     // Merging needs both sides in key order; with serde_json's
     // `preserve_order` maps keep insertion order, which only a real decode
     // reproduces.
     if codec::maps_are_sorted() {
+        let old_json_len = match (old_json_len, changes.size_limit()) {
+            (None, Some(_)) => Some(codec::json_len_of(old).map_err(corrupt)?),
+            (known, _) => known,
+        };
         match merge(out, old, old_json_len, changes) {
             Ok(len) => {
-                return match changes.size_limit() {
-                    Some(limit) if len > limit => {
-                        Err(StoreError::Refused(sessionkit::PatchError::TooLarge { size: len, limit }))
+                return match (len, changes.size_limit()) {
+                    (Some(size), Some(limit)) if size > limit => {
+                        Err(StoreError::Refused(PatchError::TooLarge { size, limit }))
                     }
                     _ => Ok(len),
                 };
@@ -47,30 +62,42 @@ pub(super) fn patch(out: &mut String, old: &str, old_json_len: usize, changes: &
     }
     let data = codec::decode(old).map_err(corrupt)?;
     let data = changes.applied_to(data).map_err(StoreError::Refused)?;
-    codec::encode(out, &data)
+    codec::encode_measured(out, &data).map(Some)
 }
 
 fn corrupt(err: Corrupt) -> StoreError {
     StoreError::backend("memory store: reading a stored record", err)
 }
 
-/// The result's entries so far: how many, and the sum of their lengths as
-/// JSON members (`"key":value`).
+/// The result's entries so far: how many, and (when measuring) the sum of
+/// their lengths as JSON members (`"key":value`).
 struct Tally {
     count: usize,
+    measure: bool,
     members: isize,
 }
 
-fn merge(out: &mut String, old: &str, old_json_len: usize, changes: &Changes) -> Result<usize, Abort> {
+impl Tally {
+    /// Counts out a stored member that the patch replaces or removes.
+    fn replaced(&mut self, key: &str, raw: &str) -> Result<(), Abort> {
+        if self.measure {
+            self.members -= json_len::member(key, Reader::new(raw).json_len(1)?) as isize;
+        }
+        Ok(())
+    }
+}
+
+fn merge(out: &mut String, old: &str, old_json_len: Option<usize>, changes: &Changes) -> Result<Option<usize>, Abort> {
     let start = out.len();
     let mut reader = Reader::new(old);
     let stored = reader.count()?;
+    let measure = old_json_len.is_some();
     let (mut left, mut tally) = if changes.is_cleared() {
-        (0, Tally { count: 0, members: 0 })
+        (0, Tally { count: 0, measure, members: 0 })
     } else {
         // Every stored member, until the patch replaces or removes one.
-        let members = old_json_len.saturating_sub(json_len::container(stored));
-        (stored, Tally { count: 0, members: members as isize })
+        let members = old_json_len.unwrap_or_default().saturating_sub(json_len::container(stored));
+        (stored, Tally { count: 0, measure, members: members as isize })
     };
     let mut patch = changes.iter().peekable();
     let mut previous: Option<&str> = None;
@@ -109,7 +136,7 @@ fn merge(out: &mut String, old: &str, old_json_len: usize, changes: &Changes) ->
     }
     let mut head = [0u8; 21];
     out.insert_str(start, codec::number_text(tally.count as u64, b':', &mut head));
-    Ok(json_len::container(tally.count) + tally.members.max(0) as usize)
+    Ok(measure.then(|| json_len::container(tally.count) + tally.members.max(0) as usize))
 }
 
 /// Writes what `change` makes of the stored value (`None`: the key is
@@ -118,16 +145,20 @@ fn apply(out: &mut String, change: Change<'_>, stored: Option<&str>, tally: &mut
     match change {
         Change::Set(key, value) => {
             if let Some(raw) = stored {
-                tally.members -= json_len::member(key, Reader::new(raw).json_len(1)?) as isize;
+                tally.replaced(key, raw)?;
             }
             codec::push_bytes(out, key);
-            let len = codec::encode_value(out, value, 1).map_err(|_| Abort::Decode)?;
-            tally.members += json_len::member(key, len) as isize;
+            if tally.measure {
+                let len = codec::encode_value::<Measured>(out, value, 1).map_err(|_| Abort::Decode)?;
+                tally.members += json_len::member(key, len) as isize;
+            } else {
+                codec::encode_value::<Unmeasured>(out, value, 1).map_err(|_| Abort::Decode)?;
+            }
             tally.count += 1;
         }
         Change::Remove(key) => {
             if let Some(raw) = stored {
-                tally.members -= json_len::member(key, Reader::new(raw).json_len(1)?) as isize;
+                tally.replaced(key, raw)?;
             }
         }
         Change::Modify(key, operations) => modify(out, key, stored, operations, tally)?,
@@ -166,16 +197,18 @@ fn modify(
             continue;
         }
         let mut next = String::new();
-        grown += ops::apply(key, current.as_deref(), op, &mut next)?;
+        grown += ops::apply(key, current.as_deref(), op, &mut next, tally.measure)?;
         current = Some(Cow::Owned(next));
     }
     codec::push_bytes(out, key);
-    grown += ops::apply(key, current.as_deref(), last, out)?;
+    grown += ops::apply(key, current.as_deref(), last, out, tally.measure)?;
     tally.count += 1;
-    tally.members += match stored {
-        Some(_) => grown,
-        None => json_len::member(key, 0) as isize + grown,
-    };
+    if tally.measure {
+        tally.members += match stored {
+            Some(_) => grown,
+            None => json_len::member(key, 0) as isize + grown,
+        };
+    }
     Ok(())
 }
 
@@ -197,23 +230,42 @@ mod tests {
     fn expected(data: &SessionMap, changes: &Changes) -> Result<(String, usize), StoreError> {
         let applied = changes.applied_to(data.clone()).map_err(StoreError::Refused)?;
         let mut out = String::new();
-        let len = codec::encode(&mut out, &applied)?;
+        let len = codec::encode_measured(&mut out, &applied)?;
         assert_eq!(len, sessionkit::limits::serialized_len(&applied));
         Ok((out, len))
     }
 
-    fn patched(data: &SessionMap, changes: &Changes) -> Result<(String, usize), StoreError> {
+    /// `patch` on `data`'s encoding, its length known or not; with it
+    /// known, or a size limit, the result's length must be known.
+    fn patched_with(data: &SessionMap, changes: &Changes, known: bool) -> Result<(String, Option<usize>), StoreError> {
         let mut old = String::new();
-        let old_len = codec::encode(&mut old, data).expect("encode");
+        let old_len = codec::encode_measured(&mut old, data).expect("encode");
         // Something before the data, as a record has: the patch appends.
         let mut out = String::from("prefix");
-        let len = patch(&mut out, &old, old_len, changes)?;
+        let len = patch(&mut out, &old, known.then_some(old_len), changes)?;
+        assert!(len.is_some() || !(known || changes.size_limit().is_some()), "the length was lost");
         Ok((out["prefix".len()..].to_owned(), len))
     }
 
+    fn patched(data: &SessionMap, changes: &Changes) -> Result<(String, Option<usize>), StoreError> {
+        patched_with(data, changes, true)
+    }
+
     fn same(data: &SessionMap, changes: &Changes) {
-        match (patched(data, changes), expected(data, changes)) {
-            (Ok(got), Ok(want)) => assert_eq!(got, want, "{data:?} with {changes:?}"),
+        for known in [true, false] {
+            same_with(data, changes, known);
+        }
+    }
+
+    fn same_with(data: &SessionMap, changes: &Changes, known: bool) {
+        match (patched_with(data, changes, known), expected(data, changes)) {
+            (Ok((text, len)), Ok((want_text, want_len))) => {
+                assert_eq!(text, want_text, "{data:?} with {changes:?}");
+                assert!(
+                    len.is_none_or(|len| len == want_len),
+                    "{data:?} with {changes:?}: length {len:?}, not {want_len}"
+                );
+            }
             (Err(StoreError::Refused(got)), Err(StoreError::Refused(want))) => {
                 assert_eq!(got, want, "{data:?} with {changes:?}")
             }
@@ -417,12 +469,13 @@ mod tests {
         let mut fine = Changes::new();
         fine.set("b", json!(2));
         for bad in ["", "2:1:an", "2:1:bn1:an", "1:1:an trailing", "1:1:a"] {
-            assert!(patch(&mut String::new(), bad, 10, &fine).is_err(), "{bad:?} patched");
+            assert!(patch(&mut String::new(), bad, Some(10), &fine).is_err(), "{bad:?} patched");
+            assert!(patch(&mut String::new(), bad, None, &fine).is_err(), "{bad:?} patched");
         }
         let mut increment = Changes::new();
         increment.increment("a", 1).expect("increment");
         for bad in ["1:1:au1", "1:1:ai99999999999999999999;", "1:1:ax"] {
-            assert!(patch(&mut String::new(), bad, 10, &increment).is_err(), "{bad:?} patched");
+            assert!(patch(&mut String::new(), bad, Some(10), &increment).is_err(), "{bad:?} patched");
         }
     }
 }

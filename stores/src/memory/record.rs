@@ -1,20 +1,18 @@
-//! One stored session: its key, its user, its encoded data and the data's
+//! One stored session's data: its user, its encoded data and the data's
 //! length as JSON, in one shared allocation.
 //!
 //! ```text
-//! record   = key user data json-len
-//! key      = 43 characters            ; the store key's text
-//! user     = "-" | len ":" bytes      ; reserved::user_of(data), for the user index
+//! record   = user data json-len
+//! user     = "-" | len ":" bytes        ; reserved::user_of(data), for the user index
 //! data     = the encoding of the data (see codec)
-//! json-len = 16 hex digits            ; the data's length as JSON, for size limits
+//! json-len = 8 hex digits | "--------"  ; the data's length as JSON, if known
 //! ```
 //!
-//! One allocation, key first, because a `get` of a session no recent
-//! request touched is dominated by cache misses: the table's slot holds
-//! only this pointer and the expiry, and the key that confirms the match
-//! sits on the same cache line as the start of the data that is read next.
-//! The record is immutable; a write makes a new one (the expiry, which
-//! `touch` moves, lives in the slot instead).
+//! The user is kept beside the data so that a write finds the user its
+//! session had without reading the data. The JSON length is known for
+//! records made by a patch, which measures as it goes, and not for those
+//! made by `set`, which would pay for measuring on every write (see
+//! [`super::patch`]). A record is immutable: a write makes a new one.
 //!
 //! Only [`Record::build`] makes records, so the layout is an invariant;
 //! the accessors still read with checked slicing, and a broken layout
@@ -23,13 +21,13 @@
 use std::cell::RefCell;
 use std::sync::Arc;
 
-use sessionkit::{StoreError, StoreKey};
+use sessionkit::StoreError;
 
-/// Length of a store key's text.
-pub(super) const KEY_LEN: usize = 43;
+/// Length of the trailing JSON length.
+const JSON_LEN_DIGITS: usize = 8;
 
-/// Length of the trailing JSON length: 16 hex digits.
-const JSON_LEN_DIGITS: usize = 16;
+/// The trailing JSON length when it is not known.
+const UNKNOWN: &str = "--------";
 
 /// Encoding buffers above this size are not kept for the next write: one
 /// huge session must not pin its size in every thread.
@@ -41,18 +39,17 @@ thread_local! {
     static BUFFER: RefCell<String> = const { RefCell::new(String::new()) };
 }
 
-/// A stored session; cheap to clone (a shared pointer).
+/// A stored session's data; cheap to clone (a shared pointer).
 #[derive(Clone)]
 pub(super) struct Record(Arc<str>);
 
 impl Record {
-    /// Builds the record of `key`, bound to `user`, whose data `write_data`
-    /// appends to the buffer it is given, returning the data's length as
-    /// JSON.
+    /// Builds the record of a session bound to `user`, whose data
+    /// `write_data` appends to the buffer it is given, returning the data's
+    /// length as JSON if it measured it.
     pub(super) fn build(
-        key: &StoreKey,
         user: Option<&str>,
-        write_data: impl FnOnce(&mut String) -> Result<usize, StoreError>,
+        write_data: impl FnOnce(&mut String) -> Result<Option<usize>, StoreError>,
     ) -> Result<Self, StoreError> {
         BUFFER.with(|buffer| {
             // A re-entrant call cannot happen (building calls nothing that
@@ -64,13 +61,16 @@ impl Record {
                 Err(_) => &mut fresh,
             };
             out.clear();
-            out.push_str(key.as_str());
             match user {
                 None => out.push('-'),
                 Some(user) => super::codec::push_bytes(out, user),
             }
             let built = write_data(out).map(|json_len| {
-                push_hex(out, json_len as u64);
+                match json_len.and_then(|len| u32::try_from(len).ok()) {
+                    Some(len) => push_hex(out, len),
+                    // Unknown, or past 4 GiB: measured again when needed.
+                    None => out.push_str(UNKNOWN),
+                }
                 Self(Arc::from(out.as_str()))
             });
             if out.capacity() > KEEP_BUFFER {
@@ -80,25 +80,15 @@ impl Record {
         })
     }
 
-    /// The store key's text.
-    pub(super) fn key(&self) -> &str {
-        self.0.get(..KEY_LEN).unwrap_or_default()
-    }
-
-    /// The key, parsed back (for listings).
-    pub(super) fn store_key(&self) -> Option<StoreKey> {
-        StoreKey::parse(self.key())
-    }
-
     /// The user the session belongs to, and where the data starts.
     fn user_and_data_start(&self) -> (Option<&str>, usize) {
         let text = &*self.0;
         let bytes = text.as_bytes();
-        if bytes.get(KEY_LEN) == Some(&b'-') {
-            return (None, KEY_LEN + 1);
+        if bytes.first() == Some(&b'-') {
+            return (None, 1);
         }
         let mut len = 0usize;
-        let mut at = KEY_LEN;
+        let mut at = 0;
         while let Some(&digit @ b'0'..=b'9') = bytes.get(at) {
             len = len.saturating_mul(10).saturating_add(usize::from(digit - b'0'));
             at += 1;
@@ -121,12 +111,10 @@ impl Record {
         self.0.get(start..end).unwrap_or_default()
     }
 
-    /// The data's length as JSON.
-    pub(super) fn json_len(&self) -> usize {
+    /// The data's length as JSON, if known.
+    pub(super) fn json_len(&self) -> Option<usize> {
         let digits = self.0.get(self.0.len().saturating_sub(JSON_LEN_DIGITS)..).unwrap_or_default();
-        // Unreadable (a broken layout): the largest length makes any size
-        // limit refuse, the safe answer.
-        usize::from_str_radix(digits, 16).unwrap_or(usize::MAX / 2)
+        u32::from_str_radix(digits, 16).ok().map(|len| len as usize)
     }
 
     /// The allocation's size, for decisions about copying.
@@ -135,51 +123,48 @@ impl Record {
     }
 }
 
-/// 16 hex digits.
-fn push_hex(out: &mut String, value: u64) {
-    for shift in (0..JSON_LEN_DIGITS).rev() {
-        let nibble = ((value >> (shift * 4)) & 0xf) as u8;
-        out.push(char::from(if nibble < 10 { b'0' + nibble } else { b'a' + nibble - 10 }));
+/// 8 hex digits.
+fn push_hex(out: &mut String, value: u32) {
+    let mut digits = [0u8; JSON_LEN_DIGITS];
+    for (at, digit) in digits.iter_mut().enumerate() {
+        let nibble = ((value >> ((JSON_LEN_DIGITS - 1 - at) * 4)) & 0xf) as u8;
+        *digit = if nibble < 10 { b'0' + nibble } else { b'a' + nibble - 10 };
     }
+    // Hex digits are always UTF-8.
+    out.push_str(std::str::from_utf8(&digits).unwrap_or(UNKNOWN));
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn key() -> StoreKey {
-        sessionkit::testing::checks::key()
-    }
-
     #[test]
     fn every_part_reads_back() {
-        let id = key();
-        assert_eq!(id.as_str().len(), KEY_LEN);
-        for user in [None, Some(""), Some("ada"), Some("12:3"), Some("ключ 😀")] {
-            let record = Record::build(&id, user, |out| {
-                out.push_str("1:1:an");
-                Ok(0x1234_5678_9abc)
-            })
-            .expect("build");
-            assert_eq!(record.key(), id.as_str());
-            assert_eq!(record.store_key(), Some(id.clone()));
-            assert_eq!(record.user(), user);
-            assert_eq!(record.data(), "1:1:an");
-            assert_eq!(record.json_len(), 0x1234_5678_9abc);
+        for user in [None, Some(""), Some("ada"), Some("12:3"), Some("-"), Some("ключ 😀")] {
+            for json_len in [Some(0), Some(0x1234_abcd), None, Some(u32::MAX as usize + 1)] {
+                let record = Record::build(user, |out| {
+                    out.push_str("1:1:an");
+                    Ok(json_len)
+                })
+                .expect("build");
+                assert_eq!(record.user(), user);
+                assert_eq!(record.data(), "1:1:an");
+                let kept = json_len.filter(|&len| len <= u32::MAX as usize);
+                assert_eq!(record.json_len(), kept, "a length past 4 GiB is measured again when needed");
+            }
         }
     }
 
     #[test]
     fn a_failed_build_builds_nothing_and_the_buffer_recovers() {
-        let id = key();
-        let failed = Record::build(&id, None, |out| {
+        let failed = Record::build(None, |out| {
             out.push_str("garbage");
             Err(StoreError::unsupported("testing"))
         });
         assert!(failed.is_err());
-        let record = Record::build(&id, None, |out| {
+        let record = Record::build(None, |out| {
             out.push_str("0:");
-            Ok(2)
+            Ok(Some(2))
         })
         .expect("build");
         assert_eq!(record.data(), "0:");

@@ -1,7 +1,7 @@
 //! Scans: the cursor's text, and one shard's share of a page.
 //!
 //! A scan visits the shards in turn and, within a shard, its live records
-//! in the order of their keys' text: each page takes the smallest keys
+//! in the order of their keys' bytes: each page takes the smallest keys
 //! past the cursor's, under the shard's read lock. A record that lives
 //! throughout the scan is in its shard at every page, so it is returned by
 //! the page whose range of keys covers it, and by no other: the ranges of
@@ -13,14 +13,15 @@
 //! The cursor is `m1.<tag>.<shard>.<key>`: this store's random tag (16 hex
 //! digits: the shards a key falls in differ between stores, so another
 //! store's cursor is refused rather than misread), the shard the scan is
-//! in, and the last key returned there (empty at the shard's start).
+//! in, and the last key returned there, as its 43-character text (empty at
+//! the shard's start).
 
 use std::fmt;
 
-use sessionkit::{ScanCursor, StoreError};
+use sessionkit::{ScanCursor, StoreError, StoreKey};
 
-use super::record::{KEY_LEN, Record};
-use super::shard::Shard;
+use super::record::Record;
+use super::shard::{Key, Shard};
 
 /// Where a scan stands.
 #[derive(Debug, PartialEq, Eq)]
@@ -28,7 +29,7 @@ pub(super) struct Position {
     /// The shard the scan is in.
     pub(super) shard: usize,
     /// The last key returned in it; `None` at its start.
-    pub(super) after: Option<String>,
+    pub(super) after: Option<Key>,
 }
 
 impl Position {
@@ -50,15 +51,15 @@ impl Position {
         let shard = shard.parse::<usize>().ok().filter(|&shard| shard < shards).ok_or_else(invalid)?;
         let after = match after {
             "" => None,
-            key if key.len() == KEY_LEN && sessionkit::StoreKey::parse(key).is_some() => Some(key.to_owned()),
-            _ => return Err(invalid()),
+            key => Some(*StoreKey::parse(key).ok_or_else(invalid)?.as_bytes()),
         };
         Ok(Self { shard, after })
     }
 
     /// The cursor's text, for `tag`'s store.
     pub(super) fn to_cursor(&self, tag: u64) -> ScanCursor {
-        ScanCursor::from_text(format!("m1.{tag:016x}.{}.{}", self.shard, self.after.as_deref().unwrap_or_default()))
+        let after = self.after.map(StoreKey::from_bytes);
+        ScanCursor::from_text(format!("m1.{tag:016x}.{}.{}", self.shard, after.as_ref().map_or("", StoreKey::as_str)))
     }
 }
 
@@ -75,20 +76,23 @@ impl fmt::Display for InvalidCursor {
 impl std::error::Error for InvalidCursor {}
 
 /// Up to `want` of `shard`'s live records whose keys come after `after`,
-/// in key order, with their expiry; and whether they are all that is left
-/// of the shard.
-pub(super) fn take(shard: &Shard, after: Option<&str>, want: usize, now_ms: i64) -> (Vec<(Record, Option<i64>)>, bool) {
-    let mut candidates: Vec<_> = shard
-        .entries()
-        .filter(|entry| entry.is_live(now_ms) && after.is_none_or(|after| entry.record.key() > after))
-        .collect();
+/// in key order, with their keys and expiries; and whether they are all
+/// that is left of the shard.
+pub(super) fn take(
+    shard: &Shard,
+    after: Option<&Key>,
+    want: usize,
+    now_ms: i64,
+) -> (Vec<(Key, Record, Option<i64>)>, bool) {
+    let mut candidates: Vec<_> =
+        shard.entries().filter(|entry| entry.is_live(now_ms) && after.is_none_or(|after| entry.key > *after)).collect();
     let rest = candidates.len() <= want;
     if !rest {
-        candidates.select_nth_unstable_by(want - 1, |a, b| a.record.key().cmp(b.record.key()));
+        candidates.select_nth_unstable_by_key(want - 1, |entry| entry.key);
         candidates.truncate(want);
     }
-    candidates.sort_unstable_by(|a, b| a.record.key().cmp(b.record.key()));
-    (candidates.into_iter().map(|entry| (entry.record.clone(), entry.expires_at_ms())).collect(), rest)
+    candidates.sort_unstable_by_key(|entry| entry.key);
+    (candidates.into_iter().map(|entry| (entry.key, entry.record.clone(), entry.expires_at_ms())).collect(), rest)
 }
 
 #[cfg(test)]
@@ -98,9 +102,7 @@ mod tests {
     #[test]
     fn cursors_round_trip_and_foreign_ones_are_refused() {
         let key = sessionkit::testing::checks::key();
-        for position in
-            [Position { shard: 0, after: None }, Position { shard: 63, after: Some(key.as_str().to_owned()) }]
-        {
+        for position in [Position { shard: 0, after: None }, Position { shard: 63, after: Some(*key.as_bytes()) }] {
             assert_eq!(Position::parse(&position.to_cursor(7), 7, 64).expect("parse"), position);
         }
         assert_eq!(Position::parse(&ScanCursor::start(), 7, 64).expect("start"), Position { shard: 0, after: None });

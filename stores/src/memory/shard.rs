@@ -1,11 +1,11 @@
 //! One shard of the store: its records, the expiry index over them and the
 //! leases on its keys, behind one lock (held by [`super::MemoryStore`]).
 //!
-//! The table's slot is an [`Entry`]: the record's pointer and its expiry,
-//! 24 bytes, so that 100,000 sessions' slots take about 3 MiB and mostly
-//! stay in the CPU's cache; the key is compared in the record itself (see
-//! [`super::record`]). The expiry index is ordered by expiry time, so a
-//! sweep pops exactly the expired entries instead of scanning everything.
+//! The table's slot is an [`Entry`]: the key's bytes, the record's pointer
+//! and the expiry (56 bytes), so that a lookup compares keys without
+//! following the pointer, and `touch` moves an expiry without touching the
+//! record. The expiry index is ordered by expiry time, so a sweep pops
+//! exactly the expired entries instead of scanning everything.
 
 use std::collections::BTreeSet;
 use std::hash::BuildHasher;
@@ -13,7 +13,6 @@ use std::hash::BuildHasher;
 use foldhash::fast::RandomState;
 use hashbrown::HashTable;
 use hashbrown::hash_table::Entry as TableEntry;
-use sessionkit::StoreKey;
 
 use super::leases::Leases;
 use super::record::Record;
@@ -23,8 +22,12 @@ use super::record::Record;
 /// earlier so that it stays one: a slot is smaller without an `Option`.
 const NEVER: i64 = i64::MAX;
 
+/// Raw key bytes: the 32 bytes of a [`StoreKey`].
+pub(super) type Key = [u8; 32];
+
 /// What the table holds for one session.
 pub(super) struct Entry {
+    pub(super) key: Key,
     pub(super) record: Record,
     /// Unix ms, or [`NEVER`].
     expires_at_ms: i64,
@@ -56,24 +59,23 @@ fn slot_expiry(expires_at_ms: Option<i64>) -> i64 {
 /// compare than byte arrays.
 type IndexKey = (u128, u128);
 
-fn index_key(key: &StoreKey) -> IndexKey {
-    let (high, low) = key.as_bytes().split_at(16);
+fn index_key(key: &Key) -> IndexKey {
+    let (high, low) = key.split_at(16);
     // Both halves are exactly 16 bytes, so the conversions cannot fail.
     let half = |bytes: &[u8]| u128::from_le_bytes(bytes.try_into().unwrap_or([0; 16]));
     (half(high), half(low))
 }
 
-fn key_of(index: IndexKey) -> StoreKey {
+fn key_of(index: IndexKey) -> Key {
     let mut key = [0u8; 32];
     key[..16].copy_from_slice(&index.0.to_le_bytes());
     key[16..].copy_from_slice(&index.1.to_le_bytes());
-    StoreKey::from_bytes(key)
+    key
 }
 
-/// The hash every table and shard choice uses: of the key's text, which is
-/// what a record holds.
-pub(super) fn hash_key(hasher: &RandomState, key: &str) -> u64 {
-    hasher.hash_one(key.as_bytes())
+/// The hash every table and shard choice uses.
+pub(super) fn hash_key(hasher: &RandomState, key: &Key) -> u64 {
+    hasher.hash_one(key)
 }
 
 #[derive(Default)]
@@ -92,12 +94,12 @@ impl Shard {
     }
 
     /// The record under `key`, live or not.
-    pub(super) fn find(&self, hash: u64, key: &str) -> Option<&Entry> {
-        self.records.find(hash, |entry| entry.record.key() == key)
+    pub(super) fn find(&self, hash: u64, key: &Key) -> Option<&Entry> {
+        self.records.find(hash, |entry| entry.key == *key)
     }
 
     /// The live record under `key`.
-    pub(super) fn live(&self, hash: u64, key: &str, now_ms: i64) -> Option<&Entry> {
+    pub(super) fn live(&self, hash: u64, key: &Key, now_ms: i64) -> Option<&Entry> {
         self.find(hash, key).filter(|entry| entry.is_live(now_ms))
     }
 
@@ -113,14 +115,13 @@ impl Shard {
         &mut self,
         hasher: &RandomState,
         hash: u64,
-        key: &StoreKey,
+        key: &Key,
         record: Record,
         expires_at_ms: Option<i64>,
     ) -> Option<Record> {
         let expires_at_ms = slot_expiry(expires_at_ms);
-        let rehash = |entry: &Entry| hash_key(hasher, entry.record.key());
-        let text = key.as_str();
-        match self.records.entry(hash, |entry| entry.record.key() == text, rehash) {
+        let rehash = |entry: &Entry| hash_key(hasher, &entry.key);
+        match self.records.entry(hash, |entry| entry.key == *key, rehash) {
             TableEntry::Occupied(mut slot) => {
                 let entry = slot.get_mut();
                 Self::move_in_index(&mut self.by_expiry, key, entry.expires_at_ms, expires_at_ms);
@@ -128,7 +129,7 @@ impl Shard {
                 Some(std::mem::replace(&mut entry.record, record))
             }
             TableEntry::Vacant(slot) => {
-                slot.insert(Entry { record, expires_at_ms });
+                slot.insert(Entry { key: *key, record, expires_at_ms });
                 Self::move_in_index(&mut self.by_expiry, key, NEVER, expires_at_ms);
                 None
             }
@@ -137,10 +138,9 @@ impl Shard {
 
     /// Moves the expiry of the record under `key`; returns whether there
     /// is one.
-    pub(super) fn set_expiry(&mut self, hash: u64, key: &StoreKey, expires_at_ms: Option<i64>) -> bool {
+    pub(super) fn set_expiry(&mut self, hash: u64, key: &Key, expires_at_ms: Option<i64>) -> bool {
         let expires_at_ms = slot_expiry(expires_at_ms);
-        let text = key.as_str();
-        let Some(entry) = self.records.find_mut(hash, |entry| entry.record.key() == text) else {
+        let Some(entry) = self.records.find_mut(hash, |entry| entry.key == *key) else {
             return false;
         };
         Self::move_in_index(&mut self.by_expiry, key, entry.expires_at_ms, expires_at_ms);
@@ -148,7 +148,7 @@ impl Shard {
         true
     }
 
-    fn move_in_index(by_expiry: &mut BTreeSet<(i64, IndexKey)>, key: &StoreKey, old: i64, new: i64) {
+    fn move_in_index(by_expiry: &mut BTreeSet<(i64, IndexKey)>, key: &Key, old: i64, new: i64) {
         if old == new {
             return;
         }
@@ -161,17 +161,16 @@ impl Shard {
     }
 
     /// Removes the record under `key`, live or not.
-    pub(super) fn take(&mut self, hash: u64, key: &StoreKey) -> Option<Entry> {
-        let text = key.as_str();
-        let (entry, _) = self.records.find_entry(hash, |entry| entry.record.key() == text).ok()?.remove();
+    pub(super) fn take(&mut self, hash: u64, key: &Key) -> Option<Entry> {
+        let (entry, _) = self.records.find_entry(hash, |entry| entry.key == *key).ok()?.remove();
         if entry.expires_at_ms != NEVER {
             self.by_expiry.remove(&(entry.expires_at_ms, index_key(key)));
         }
         Some(entry)
     }
 
-    /// Removes every record expired at `now_ms`, with its key.
-    pub(super) fn take_expired(&mut self, hasher: &RandomState, now_ms: i64) -> Vec<(StoreKey, Entry)> {
+    /// Removes every record expired at `now_ms`.
+    pub(super) fn take_expired(&mut self, hasher: &RandomState, now_ms: i64) -> Vec<Entry> {
         let mut expired = Vec::new();
         while let Some(&(at, index)) = self.by_expiry.first() {
             if at > now_ms {
@@ -179,10 +178,8 @@ impl Shard {
             }
             self.by_expiry.pop_first();
             let key = key_of(index);
-            let text = key.as_str();
-            if let Ok(found) = self.records.find_entry(hash_key(hasher, text), |entry| entry.record.key() == text) {
-                let (entry, _) = found.remove();
-                expired.push((key, entry));
+            if let Ok(found) = self.records.find_entry(hash_key(hasher, &key), |entry| entry.key == key) {
+                expired.push(found.remove().0);
             }
         }
         expired
@@ -193,26 +190,30 @@ impl Shard {
 mod tests {
     use super::*;
 
-    fn record(key: &StoreKey) -> Record {
-        Record::build(key, None, |out| {
+    fn record() -> Record {
+        Record::build(None, |out| {
             out.push_str("0:");
-            Ok(2)
+            Ok(Some(2))
         })
         .expect("build")
+    }
+
+    fn key() -> Key {
+        *sessionkit::testing::checks::key().as_bytes()
     }
 
     #[test]
     fn the_expiry_index_follows_every_write() {
         let hasher = RandomState::default();
         let mut shard = Shard::default();
-        let key = sessionkit::testing::checks::key();
-        let hash = hash_key(&hasher, key.as_str());
-        assert!(shard.put(&hasher, hash, &key, record(&key), Some(10)).is_none());
+        let key = key();
+        let hash = hash_key(&hasher, &key);
+        assert!(shard.put(&hasher, hash, &key, record(), Some(10)).is_none());
         assert!(shard.set_expiry(hash, &key, Some(20)));
         assert_eq!(shard.by_expiry.iter().copied().collect::<Vec<_>>(), [(20, index_key(&key))]);
-        assert!(shard.put(&hasher, hash, &key, record(&key), None).is_some());
+        assert!(shard.put(&hasher, hash, &key, record(), None).is_some());
         assert!(shard.by_expiry.is_empty(), "a record without expiry is not indexed");
-        shard.put(&hasher, hash, &key, record(&key), Some(30));
+        shard.put(&hasher, hash, &key, record(), Some(30));
         assert!(shard.take(hash, &key).is_some());
         assert!(shard.by_expiry.is_empty() && shard.records.is_empty());
         assert!(!shard.set_expiry(hash, &key, Some(40)), "no record, nothing to move");
@@ -222,14 +223,14 @@ mod tests {
     fn sweeping_takes_exactly_the_expired() {
         let hasher = RandomState::default();
         let mut shard = Shard::default();
-        let keys: Vec<StoreKey> = (0..10).map(|_| sessionkit::testing::checks::key()).collect();
+        let keys: Vec<Key> = (0..10).map(|_| key()).collect();
         for (i, key) in keys.iter().enumerate() {
             let at = if i % 2 == 0 { Some(100 + i as i64) } else { None };
-            shard.put(&hasher, hash_key(&hasher, key.as_str()), key, record(key), at);
+            shard.put(&hasher, hash_key(&hasher, key), key, record(), at);
         }
-        let mut swept: Vec<StoreKey> = shard.take_expired(&hasher, 104).into_iter().map(|(key, _)| key).collect();
+        let mut swept: Vec<Key> = shard.take_expired(&hasher, 104).into_iter().map(|entry| entry.key).collect();
         swept.sort();
-        let mut expected = vec![keys[0].clone(), keys[2].clone(), keys[4].clone()];
+        let mut expected = vec![keys[0], keys[2], keys[4]];
         expected.sort();
         assert_eq!(swept, expected, "expired at or before 104: those expiring at 100, 102 and 104");
         assert_eq!(shard.len(), 7);
@@ -240,9 +241,9 @@ mod tests {
     fn the_furthest_expiry_stays_an_expiry() {
         let hasher = RandomState::default();
         let mut shard = Shard::default();
-        let key = sessionkit::testing::checks::key();
-        let hash = hash_key(&hasher, key.as_str());
-        shard.put(&hasher, hash, &key, record(&key), Some(i64::MAX));
-        assert_eq!(shard.find(hash, key.as_str()).and_then(Entry::expires_at_ms), Some(i64::MAX - 1));
+        let key = key();
+        let hash = hash_key(&hasher, &key);
+        shard.put(&hasher, hash, &key, record(), Some(i64::MAX));
+        assert_eq!(shard.find(hash, &key).and_then(Entry::expires_at_ms), Some(i64::MAX - 1));
     }
 }

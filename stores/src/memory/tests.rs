@@ -29,14 +29,14 @@ fn runtime() -> tokio::runtime::Runtime {
 
 /// Every record's user, read from its data, against the index.
 fn assert_index_matches_records(store: &MemoryStore) {
-    let mut by_user: HashMap<String, Vec<StoreKey>> = HashMap::new();
+    let mut by_user: HashMap<String, Vec<Key>> = HashMap::new();
     let mut records = 0;
     for shard in store.shards.iter() {
         for entry in read(shard).entries() {
             let decoded = decode(&entry.record).expect("decode");
             assert_eq!(entry.record.user(), reserved::user_of(&decoded), "a record's kept user is its data's");
             if let Some(user) = entry.record.user() {
-                by_user.entry(user.to_owned()).or_default().push(entry.record.store_key().expect("key"));
+                by_user.entry(user.to_owned()).or_default().push(entry.key);
                 records += 1;
             }
         }

@@ -17,9 +17,10 @@ use std::hash::BuildHasher;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use foldhash::fast::RandomState;
-use sessionkit::StoreKey;
 
-type Keys = HashSet<StoreKey, RandomState>;
+use super::shard::Key;
+
+type Keys = HashSet<Key, RandomState>;
 
 /// The user index of one store.
 pub(super) struct UserIndex {
@@ -44,7 +45,7 @@ impl UserIndex {
     /// Records that the session under `key` moved from user `from` to user
     /// `to` (either `None`: no user). The caller holds the lock of `key`'s
     /// record shard.
-    pub(super) fn moved(&self, key: &StoreKey, from: Option<&str>, to: Option<&str>) {
+    pub(super) fn moved(&self, key: &Key, from: Option<&str>, to: Option<&str>) {
         if from == to {
             return;
         }
@@ -52,13 +53,13 @@ impl UserIndex {
             self.remove(from, std::slice::from_ref(key));
         }
         if let Some(to) = to {
-            self.shard(to).entry(to.to_owned()).or_default().insert(key.clone());
+            self.shard(to).entry(to.to_owned()).or_default().insert(*key);
         }
     }
 
     /// Removes `keys` from `user`'s sessions. The caller holds the locks of
     /// the keys' record shards.
-    pub(super) fn remove(&self, user: &str, keys: &[StoreKey]) {
+    pub(super) fn remove(&self, user: &str, keys: &[Key]) {
         let mut shard = self.shard(user);
         if let Some(sessions) = shard.get_mut(user) {
             for key in keys {
@@ -71,8 +72,8 @@ impl UserIndex {
     }
 
     /// The keys of `user`'s sessions, now.
-    pub(super) fn keys(&self, user: &str) -> Vec<StoreKey> {
-        self.shard(user).get(user).map(|keys| keys.iter().cloned().collect()).unwrap_or_default()
+    pub(super) fn keys(&self, user: &str) -> Vec<Key> {
+        self.shard(user).get(user).map(|keys| keys.iter().copied().collect()).unwrap_or_default()
     }
 
     /// How many (user, key) entries the index holds, for tests.
