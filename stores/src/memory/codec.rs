@@ -317,6 +317,14 @@ impl<'a> Reader<'a> {
 
     /// Decimal digits up to `end`.
     pub(super) fn number(&mut self, end: u8) -> Result<u64, Corrupt> {
+        // Most lengths and counts have one digit: read those in one step.
+        let bytes = self.text.as_bytes();
+        if let Some(&[digit @ b'0'..=b'9', next]) = bytes.get(self.at..self.at + 2)
+            && next == end
+        {
+            self.at += 2;
+            return Ok(u64::from(digit - b'0'));
+        }
         let mut value: u64 = 0;
         let mut digits = 0;
         loop {
