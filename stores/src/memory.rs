@@ -368,10 +368,13 @@ impl SessionStore for MemoryStore {
     }
 
     async fn set(&self, id: &StoreKey, data: &SessionMap, expires_at: Option<SystemTime>) -> Result<(), StoreError> {
-        let user = reserved::user_of(data);
         // Not measured: see `patch` for why a `set` leaves that to the
         // first patch that needs it.
-        let record = Record::build(user, |out| codec::encode(out, data).map(|()| None))?;
+        let mut user = None;
+        let record = Record::build_finding_user(|out| {
+            user = codec::encode(out, data)?;
+            Ok(user)
+        })?;
         let key = id.as_bytes();
         let hash = self.hash(key);
         let mut shard = write(self.shard(hash));

@@ -42,7 +42,7 @@ use std::fmt;
 use std::sync::OnceLock;
 
 use serde_json::{Number, Value};
-use sessionkit::{SessionMap, StoreError};
+use sessionkit::{SessionMap, StoreError, reserved};
 
 use super::json_len;
 
@@ -71,9 +71,20 @@ impl Meter for Unmeasured {
     const ON: bool = false;
 }
 
-/// Appends the encoding of `data` to `out`.
-pub(super) fn encode(out: &mut String, data: &SessionMap) -> Result<(), StoreError> {
-    encode_map::<Unmeasured>(out, data, 1).map(drop)
+/// Appends the encoding of `data` to `out`; returns the user `data` binds
+/// its session to ([`reserved::user_of`]), noticed on the way.
+pub(super) fn encode<'a>(out: &mut String, data: &'a SessionMap) -> Result<Option<&'a str>, StoreError> {
+    push_number(out, data.len() as u64, ':');
+    let mut user = None;
+    for (key, value) in data {
+        // Comparing lengths first rules out almost every key in one step.
+        if key.len() == reserved::USER.len() && key == reserved::USER {
+            user = value.as_str();
+        }
+        push_bytes(out, key);
+        encode_value::<Unmeasured>(out, value, 1)?;
+    }
+    Ok(user)
 }
 
 /// Appends the encoding of `data` to `out`; returns the length of `data` as
@@ -568,8 +579,9 @@ mod tests {
         let mut out = String::new();
         let len = encode_measured(&mut out, data).expect("encode");
         let mut unmeasured = String::new();
-        encode(&mut unmeasured, data).expect("encode");
+        let user = encode(&mut unmeasured, data).expect("encode");
         assert_eq!(unmeasured, out, "measuring changes nothing in the encoding");
+        assert_eq!(user, reserved::user_of(data));
         (out, len)
     }
 

@@ -51,32 +51,35 @@ impl Record {
         user: Option<&str>,
         write_data: impl FnOnce(&mut String) -> Result<Option<usize>, StoreError>,
     ) -> Result<Self, StoreError> {
-        BUFFER.with(|buffer| {
-            // A re-entrant call cannot happen (building calls nothing that
-            // builds), but a fresh buffer is the safe answer if it did.
-            let mut fresh = String::new();
-            let mut borrowed = buffer.try_borrow_mut();
-            let out = match borrowed.as_deref_mut() {
-                Ok(out) => out,
-                Err(_) => &mut fresh,
-            };
-            out.clear();
+        with_buffer(|out| {
             match user {
                 None => out.push('-'),
                 Some(user) => super::codec::push_bytes(out, user),
             }
-            let built = write_data(out).map(|json_len| {
-                match json_len.and_then(|len| u32::try_from(len).ok()) {
-                    Some(len) => push_hex(out, len),
-                    // Unknown, or past 4 GiB: measured again when needed.
-                    None => out.push_str(UNKNOWN),
-                }
-                Self(Arc::from(out.as_str()))
-            });
-            if out.capacity() > KEEP_BUFFER {
-                *out = String::new();
+            let json_len = write_data(out)?;
+            push_json_len(out, json_len);
+            Ok(Self(Arc::from(out.as_str())))
+        })
+    }
+
+    /// Builds a record whose data `write_data` appends to the buffer it is
+    /// given, returning the user the data binds the session to, which it
+    /// noticed on the way (a `set` has no user to start from). The data's
+    /// length is left unknown.
+    pub(super) fn build_finding_user<'u>(
+        write_data: impl FnOnce(&mut String) -> Result<Option<&'u str>, StoreError>,
+    ) -> Result<Self, StoreError> {
+        with_buffer(|out| {
+            // Most sessions have no user: their field is this placeholder,
+            // and only a bound session's record moves its data to make room.
+            out.push('-');
+            if let Some(user) = write_data(out)? {
+                out.replace_range(..1, user);
+                let mut digits = [0u8; 21];
+                out.insert_str(0, super::codec::number_text(user.len() as u64, b':', &mut digits));
             }
-            built
+            push_json_len(out, None);
+            Ok(Self(Arc::from(out.as_str())))
         })
     }
 
@@ -123,6 +126,35 @@ impl Record {
     }
 }
 
+/// Runs `build` on the thread's cleared buffer.
+fn with_buffer(build: impl FnOnce(&mut String) -> Result<Record, StoreError>) -> Result<Record, StoreError> {
+    BUFFER.with(|buffer| {
+        // A re-entrant call cannot happen (building calls nothing that
+        // builds), but a fresh buffer is the safe answer if it did.
+        let mut fresh = String::new();
+        let mut borrowed = buffer.try_borrow_mut();
+        let out = match borrowed.as_deref_mut() {
+            Ok(out) => out,
+            Err(_) => &mut fresh,
+        };
+        out.clear();
+        let built = build(out);
+        if out.capacity() > KEEP_BUFFER {
+            *out = String::new();
+        }
+        built
+    })
+}
+
+/// The trailing JSON length: 8 hex digits, or [`UNKNOWN`] (also for
+/// lengths past 4 GiB, which are measured again when needed).
+fn push_json_len(out: &mut String, json_len: Option<usize>) {
+    match json_len.and_then(|len| u32::try_from(len).ok()) {
+        Some(len) => push_hex(out, len),
+        None => out.push_str(UNKNOWN),
+    }
+}
+
 /// 8 hex digits.
 fn push_hex(out: &mut String, value: u32) {
     let mut digits = [0u8; JSON_LEN_DIGITS];
@@ -152,6 +184,20 @@ mod tests {
                 let kept = json_len.filter(|&len| len <= u32::MAX as usize);
                 assert_eq!(record.json_len(), kept, "a length past 4 GiB is measured again when needed");
             }
+        }
+    }
+
+    #[test]
+    fn a_record_can_learn_its_user_while_its_data_is_written() {
+        for user in [None, Some(""), Some("ada"), Some("12:3"), Some("ключ 😀")] {
+            let record = Record::build_finding_user(|out| {
+                out.push_str("1:1:an");
+                Ok(user)
+            })
+            .expect("build");
+            assert_eq!(record.user(), user);
+            assert_eq!(record.data(), "1:1:an");
+            assert_eq!(record.json_len(), None);
         }
     }
 

@@ -45,10 +45,15 @@ impl UserIndex {
     /// Records that the session under `key` moved from user `from` to user
     /// `to` (either `None`: no user). The caller holds the lock of `key`'s
     /// record shard.
+    #[inline]
     pub(super) fn moved(&self, key: &Key, from: Option<&str>, to: Option<&str>) {
-        if from == to {
-            return;
+        // Most writes keep the session's user (or have none): no lock then.
+        if from != to {
+            self.reassign(key, from, to);
         }
+    }
+
+    fn reassign(&self, key: &Key, from: Option<&str>, to: Option<&str>) {
         if let Some(from) = from {
             self.remove(from, std::slice::from_ref(key));
         }
