@@ -28,7 +28,8 @@
 //!
 //! [`users`] maps each user to the keys of their sessions, in its own
 //! shards (by the user's hash). Every write that can change a session's
-//! user (`set`, `update` and `rename` through [`reserved::USER`] or a
+//! user (`set`, `update` and `rename` through
+//! [`reserved::USER`](sessionkit::reserved::USER) or a
 //! clear, `delete`, `revoke`, `revoke_all`, `delete_expired`) changes the
 //! index in the same critical section as the record: while it holds the
 //! record's shard lock. Writes that keep a session's user, and anonymous
@@ -49,6 +50,8 @@
 //! after it, and finds nothing to rename.
 //!
 //! # Lock order
+//!
+//! Taken by the helpers in [`locks`]:
 //!
 //! 1. Record shards, in ascending index: one for most operations, two for
 //!    a `rename` between shards, a set for listings and revocations, all of
@@ -80,6 +83,7 @@
 mod codec;
 mod json_len;
 mod leases;
+mod locks;
 mod ops;
 mod patch;
 mod record;
@@ -87,19 +91,19 @@ mod scan;
 mod shard;
 mod users;
 
-use std::collections::BTreeSet;
-use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::RwLock;
 use std::time::{Duration, SystemTime};
 
 use foldhash::fast::RandomState;
 use sessionkit::{
-    Change, Changes, Lease, LeaseToken, PatchError, ScanCursor, ScanPage, SessionMap, SessionRecord, SessionStore,
-    StoreError, StoreKey, UpdateOutcome, expiry, reserved,
+    Changes, Lease, LeaseToken, PatchError, ScanCursor, ScanPage, SessionMap, SessionRecord, SessionStore, StoreError,
+    StoreKey, UpdateOutcome, expiry,
 };
 
+use self::locks::{guard_of, read, write};
 use self::record::Record;
 use self::shard::{Entry, Key, Shard};
-use self::users::UserIndex;
+use self::users::{UserAfter, UserIndex};
 
 /// An in-memory session store, safe to share between threads and requests.
 ///
@@ -152,10 +156,6 @@ const DECODE_UNDER_LOCK: usize = 1024;
 /// small enough that a sweep visits few empty shards.
 const DEFAULT_SHARDS: usize = 64;
 
-/// How many times a listing or a revocation retries locking a user's
-/// shards before it locks them all.
-const LOCK_ATTEMPTS: usize = 4;
-
 impl MemoryStore {
     /// An empty store with the default number of shards.
     pub fn new() -> Self {
@@ -199,40 +199,6 @@ impl MemoryStore {
     fn shard(&self, hash: u64) -> &RwLock<Shard> {
         &self.shards[self.shard_index(hash)]
     }
-
-    /// Locks the record shards of `user`'s sessions with `lock`, in
-    /// ascending order, and returns the guards with the user's keys as they
-    /// were at a moment when every one of those keys' shards was held (see
-    /// the [module docs](self#the-user-index)).
-    fn lock_sessions_of<'s, G>(
-        &'s self,
-        user: &str,
-        lock: impl Fn(&'s RwLock<Shard>) -> G,
-    ) -> (Vec<(usize, G)>, Vec<Key>) {
-        let mut wanted = BTreeSet::new();
-        let mut keys = self.users.keys(user);
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let every_shard = attempt > LOCK_ATTEMPTS;
-            if every_shard {
-                wanted.extend(0..self.shards.len());
-            } else {
-                wanted.extend(keys.iter().map(|key| self.shard_index(self.hash(key))));
-            }
-            let guards: Vec<(usize, G)> = wanted.iter().map(|&index| (index, lock(&self.shards[index]))).collect();
-            keys = self.users.keys(user);
-            if every_shard || keys.iter().all(|key| wanted.contains(&self.shard_index(self.hash(key)))) {
-                return (guards, keys);
-            }
-        }
-    }
-}
-
-/// The guard of `index` among guards sorted by index.
-fn guard_of<G>(guards: &mut [(usize, G)], index: usize) -> Option<&mut G> {
-    let at = guards.binary_search_by_key(&index, |(held, _)| *held).ok()?;
-    Some(&mut guards[at].1)
 }
 
 impl Default for MemoryStore {
@@ -247,16 +213,6 @@ impl std::fmt::Debug for MemoryStore {
     }
 }
 
-fn read(shard: &RwLock<Shard>) -> RwLockReadGuard<'_, Shard> {
-    // Nothing below panics while holding a lock, so a poisoned lock still
-    // guards consistent data.
-    shard.read().unwrap_or_else(PoisonError::into_inner)
-}
-
-fn write(shard: &RwLock<Shard>) -> RwLockWriteGuard<'_, Shard> {
-    shard.write().unwrap_or_else(PoisonError::into_inner)
-}
-
 fn now_ms() -> i64 {
     expiry::to_unix_ms(SystemTime::now())
 }
@@ -268,76 +224,6 @@ fn decode(record: &Record) -> Result<SessionMap, StoreError> {
 
 fn session_record(record: &Record, expires_at_ms: Option<i64>) -> Result<SessionRecord, StoreError> {
     Ok(SessionRecord::new(decode(record)?, expires_at_ms.map(expiry::from_unix_ms)))
-}
-
-/// The user a session has after `changes`, as far as the patch decides it.
-#[derive(Clone, Copy)]
-enum UserAfter<'c> {
-    /// The patch leaves [`reserved::USER`] alone: the user stays.
-    Kept,
-    /// The patch decides: a set of a string binds that user; a set of
-    /// anything else, a removal, a clear, or an operation (which succeeds
-    /// only on what is not a string) leaves none.
-    Now(Option<&'c str>),
-}
-
-impl<'c> UserAfter<'c> {
-    fn of(changes: &'c Changes) -> Self {
-        match changes.get(reserved::USER) {
-            Some(Change::Set(_, value)) => UserAfter::Now(value.as_str()),
-            Some(Change::Remove(_) | Change::Modify(..)) => UserAfter::Now(None),
-            None if changes.is_cleared() => UserAfter::Now(None),
-            None => UserAfter::Kept,
-        }
-    }
-
-    fn applied_to<'a>(self, before: Option<&'a str>) -> Option<&'a str>
-    where
-        'c: 'a,
-    {
-        match self {
-            UserAfter::Kept => before,
-            UserAfter::Now(user) => user,
-        }
-    }
-}
-
-/// A record shard's write guard, or two for a move between shards.
-enum Pair<'a> {
-    One(RwLockWriteGuard<'a, Shard>),
-    Two { from: RwLockWriteGuard<'a, Shard>, to: RwLockWriteGuard<'a, Shard> },
-}
-
-impl Pair<'_> {
-    fn from(&mut self) -> &mut Shard {
-        match self {
-            Pair::One(shard) | Pair::Two { from: shard, .. } => shard,
-        }
-    }
-
-    fn to(&mut self) -> &mut Shard {
-        match self {
-            Pair::One(shard) | Pair::Two { to: shard, .. } => shard,
-        }
-    }
-}
-
-impl MemoryStore {
-    /// Locks the shards of indexes `from` and `to`, in ascending order.
-    fn lock_pair(&self, from: usize, to: usize) -> Pair<'_> {
-        use std::cmp::Ordering;
-        match from.cmp(&to) {
-            Ordering::Equal => Pair::One(write(&self.shards[from])),
-            Ordering::Less => {
-                let from = write(&self.shards[from]);
-                Pair::Two { from, to: write(&self.shards[to]) }
-            }
-            Ordering::Greater => {
-                let to = write(&self.shards[to]);
-                Pair::Two { from: write(&self.shards[from]), to }
-            }
-        }
-    }
 }
 
 /// The fencing check: a patch fenced by a lease applies only while that

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use sessionkit::reserved;
 use sessionkit::testing::checks::key;
 
 use super::*;

@@ -17,10 +17,43 @@ use std::hash::BuildHasher;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use foldhash::fast::RandomState;
+use sessionkit::{Change, Changes, reserved};
 
 use super::shard::Key;
 
 type Keys = HashSet<Key, RandomState>;
+
+/// The user a session has after `changes`, as far as the patch decides it.
+#[derive(Clone, Copy)]
+pub(super) enum UserAfter<'c> {
+    /// The patch leaves [`reserved::USER`] alone: the user stays.
+    Kept,
+    /// The patch decides: a set of a string binds that user; a set of
+    /// anything else, a removal, a clear, or an operation (which succeeds
+    /// only on what is not a string) leaves none.
+    Now(Option<&'c str>),
+}
+
+impl<'c> UserAfter<'c> {
+    pub(super) fn of(changes: &'c Changes) -> Self {
+        match changes.get(reserved::USER) {
+            Some(Change::Set(_, value)) => UserAfter::Now(value.as_str()),
+            Some(Change::Remove(_) | Change::Modify(..)) => UserAfter::Now(None),
+            None if changes.is_cleared() => UserAfter::Now(None),
+            None => UserAfter::Kept,
+        }
+    }
+
+    pub(super) fn applied_to<'a>(self, before: Option<&'a str>) -> Option<&'a str>
+    where
+        'c: 'a,
+    {
+        match self {
+            UserAfter::Kept => before,
+            UserAfter::Now(user) => user,
+        }
+    }
+}
 
 /// The user index of one store.
 pub(super) struct UserIndex {
