@@ -69,7 +69,7 @@
 //! with a random token and an expiry per grant. `update` and `rename` of a
 //! patch fenced by a token check, under the shard's lock, that the token's
 //! lease is live, and otherwise refuse with
-//! [`PatchError::LeaseLost`](sessionkit::PatchError::LeaseLost) writing
+//! [`PatchError::LeaseLost`] writing
 //! nothing. Expired leases are replaced by the next taker and swept by
 //! `delete_expired`.
 //!
