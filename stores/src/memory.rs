@@ -7,9 +7,9 @@
 //! allocations, and a million sessions must fit in a few hundred MiB. The
 //! encoding is text with raw, length-prefixed strings, so that a read, the
 //! hottest path, copies strings out instead of parsing JSON. Each record is
-//! one allocation holding its user, its data and the data's length as JSON
-//! ([`record`]); a table slot holds the key, a pointer to the record and
-//! the expiry ([`shard`]).
+//! one allocation holding its user and its data ([`record`]); a table slot
+//! holds the key, a pointer to the record, the expiry and the data's length
+//! as JSON ([`shard`]).
 //!
 //! A key is hashed once per operation; the hash picks the shard and then
 //! the slot in the shard's table. Each shard holds its records, an expiry
@@ -256,15 +256,11 @@ impl SessionStore for MemoryStore {
     async fn set(&self, id: &StoreKey, data: &SessionMap, expires_at: Option<SystemTime>) -> Result<(), StoreError> {
         // Not measured: see `patch` for why a `set` leaves that to the
         // first patch that needs it.
-        let mut user = None;
-        let record = Record::build_finding_user(|out| {
-            user = codec::encode(out, data)?;
-            Ok(user)
-        })?;
+        let (record, user) = Record::build_finding_user(|out| codec::encode(out, data))?;
         let key = id.as_bytes();
         let hash = self.hash(key);
         let mut shard = write(self.shard(hash));
-        let replaced = shard.put(&self.hasher, hash, key, record, expires_at.map(expiry::to_unix_ms));
+        let replaced = shard.put(&self.hasher, hash, key, (record, None), expires_at.map(expiry::to_unix_ms));
         self.users.moved(key, replaced.as_ref().and_then(Record::user), user);
         drop(shard);
         // Freed after releasing the lock: freeing a large session is work
@@ -315,7 +311,7 @@ impl SessionStore for MemoryStore {
         };
         let old = &entry.record;
         let record = Record::build(user_after.applied_to(old.user()), |out| {
-            patch::patch(out, old.data(), old.json_len(), changes)
+            patch::patch(out, old.data(), entry.json_len(), changes)
         })?;
         let replaced = shard.put(&self.hasher, hash, key, record, expires_at.map(expiry::to_unix_ms));
         let before = replaced.as_ref().and_then(Record::user);
@@ -346,7 +342,7 @@ impl SessionStore for MemoryStore {
         };
         let old = &entry.record;
         let record = Record::build(user_after.applied_to(old.user()), |out| {
-            patch::patch(out, old.data(), old.json_len(), changes)
+            patch::patch(out, old.data(), entry.json_len(), changes)
         })?;
         // Live a moment ago, under the lock still held.
         let Some(moved) = shards.from().take(from_hash, from_key) else {

@@ -1,10 +1,10 @@
 //! One shard of the store: its records, the expiry index over them and the
 //! leases on its keys, behind one lock (held by [`super::MemoryStore`]).
 //!
-//! The table's slot is an [`Entry`]: the key's bytes, the record's pointer
-//! and the expiry (56 bytes), so that a lookup compares keys without
-//! following the pointer, and `touch` moves an expiry without touching the
-//! record. The expiry index is ordered by expiry time, so a sweep pops
+//! The table's slot is an [`Entry`]: the key's bytes, the record's pointer,
+//! the expiry and the data's length as JSON (64 bytes), so that a lookup
+//! compares keys without following the pointer, and `touch` moves an
+//! expiry without touching the record. The expiry index is ordered by expiry time, so a sweep pops
 //! exactly the expired entries instead of scanning everything.
 
 use std::collections::BTreeSet;
@@ -31,9 +31,22 @@ pub(super) struct Entry {
     pub(super) record: Record,
     /// Unix ms, or [`NEVER`].
     expires_at_ms: i64,
+    /// The data's length as JSON, or [`UNMEASURED`]: known for records a
+    /// patch made (it measures as it writes), not for those of a `set`,
+    /// which would pay for measuring on every write (see [`super::patch`]).
+    json_len: u32,
 }
 
+/// [`Entry::json_len`] when the length is not known (or past 4 GiB, which
+/// is then measured again when needed).
+const UNMEASURED: u32 = u32::MAX;
+
 impl Entry {
+    /// The data's length as JSON, if known.
+    pub(super) fn json_len(&self) -> Option<usize> {
+        (self.json_len != UNMEASURED).then_some(self.json_len as usize)
+    }
+
     /// When the record expires, Unix ms; `None`: never.
     pub(super) fn expires_at_ms(&self) -> Option<i64> {
         (self.expires_at_ms != NEVER).then_some(self.expires_at_ms)
@@ -108,28 +121,31 @@ impl Shard {
         self.records.iter()
     }
 
-    /// Inserts or replaces the record under `key`, keeping the expiry
-    /// index in step. Returns the record replaced, to be dropped (and
-    /// unindexed) by the caller.
+    /// Inserts or replaces the record under `key`, whose data is
+    /// `json_len` long as JSON if known, keeping the expiry index in step.
+    /// Returns the record replaced, to be dropped (and unindexed) by the
+    /// caller.
     pub(super) fn put(
         &mut self,
         hasher: &RandomState,
         hash: u64,
         key: &Key,
-        record: Record,
+        (record, json_len): (Record, Option<usize>),
         expires_at_ms: Option<i64>,
     ) -> Option<Record> {
         let expires_at_ms = slot_expiry(expires_at_ms);
+        let json_len = json_len.and_then(|len| u32::try_from(len).ok()).unwrap_or(UNMEASURED);
         let rehash = |entry: &Entry| hash_key(hasher, &entry.key);
         match self.records.entry(hash, |entry| entry.key == *key, rehash) {
             TableEntry::Occupied(mut slot) => {
                 let entry = slot.get_mut();
                 Self::move_in_index(&mut self.by_expiry, key, entry.expires_at_ms, expires_at_ms);
                 entry.expires_at_ms = expires_at_ms;
+                entry.json_len = json_len;
                 Some(std::mem::replace(&mut entry.record, record))
             }
             TableEntry::Vacant(slot) => {
-                slot.insert(Entry { key: *key, record, expires_at_ms });
+                slot.insert(Entry { key: *key, record, expires_at_ms, json_len });
                 Self::move_in_index(&mut self.by_expiry, key, NEVER, expires_at_ms);
                 None
             }
@@ -190,7 +206,7 @@ impl Shard {
 mod tests {
     use super::*;
 
-    fn record() -> Record {
+    fn record() -> (Record, Option<usize>) {
         Record::build(None, |out| {
             out.push_str("0:");
             Ok(Some(2))
@@ -210,6 +226,7 @@ mod tests {
         let hash = hash_key(&hasher, &key);
         assert!(shard.put(&hasher, hash, &key, record(), Some(10)).is_none());
         assert!(shard.set_expiry(hash, &key, Some(20)));
+        assert_eq!(std::mem::size_of::<Entry>(), 64, "a slot is one cache line's worth");
         assert_eq!(shard.by_expiry.iter().copied().collect::<Vec<_>>(), [(20, index_key(&key))]);
         assert!(shard.put(&hasher, hash, &key, record(), None).is_some());
         assert!(shard.by_expiry.is_empty(), "a record without expiry is not indexed");
@@ -235,6 +252,20 @@ mod tests {
         assert_eq!(swept, expected, "expired at or before 104: those expiring at 100, 102 and 104");
         assert_eq!(shard.len(), 7);
         assert!(shard.take_expired(&hasher, 104).is_empty());
+    }
+
+    #[test]
+    fn the_slot_keeps_the_json_length_when_it_fits() {
+        let hasher = RandomState::default();
+        let mut shard = Shard::default();
+        let key = key();
+        let hash = hash_key(&hasher, &key);
+        for (kept, expected) in
+            [(Some(2), Some(2)), (None, None), (Some(u32::MAX as usize), None), (Some(1 << 40), None)]
+        {
+            shard.put(&hasher, hash, &key, (record().0, kept), None);
+            assert_eq!(shard.find(hash, &key).and_then(Entry::json_len), expected, "{kept:?}");
+        }
     }
 
     #[test]
