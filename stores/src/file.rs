@@ -185,6 +185,9 @@ struct Faults {
     fail_dir_sync: std::sync::atomic::AtomicBool,
     files_written: std::sync::atomic::AtomicUsize,
     batches: std::sync::atomic::AtomicUsize,
+    /// Makes `rename` stop, as a crashed process would, once the new key
+    /// is durable and before the old one is removed.
+    crash_rename_midway: std::sync::atomic::AtomicBool,
 }
 
 impl FileStore {
@@ -808,6 +811,9 @@ pub(crate) fn fuzz_read(bytes: &[u8]) {
     let _ = format::peek_expiry(&bytes[..bytes.len().min(format::PEEK_LEN)]);
     let _ = format::scan_expiry(bytes);
 }
+
+#[cfg(test)]
+mod contract_tests;
 
 #[cfg(test)]
 mod tests {

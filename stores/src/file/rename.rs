@@ -67,6 +67,10 @@ impl Inner {
             }
         }
         self.write_durably(to, &bytes)?;
+        #[cfg(test)]
+        if self.faults.crash_rename_midway.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(StoreError::backend("file store: renaming", std::io::Error::other("injected: a crash")));
+        }
         self.remove(from)?;
         self.sync_dir()?;
         if let Some(user) = old_user
