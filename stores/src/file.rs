@@ -4,9 +4,11 @@
 //! is documented on [`FileStore`]; the pieces live in submodules: the file
 //! format (`format`), the stripe locks (`locks`), the queue that groups
 //! writes into batches (`batcher`), a batch's writes of one session applied
-//! in memory (`coalesce`), the durable commit of a batch (`commit`) and the
-//! shared directory fsync (`dir_sync`). Why writes are batched this way is
-//! in `docs/file-store-group-commit.md`.
+//! in memory (`coalesce`), the durable commit of a batch (`commit`), the
+//! shared directory fsync (`dir_sync`), the user index (`users`), leases
+//! (`leases`), `rename` and `scan`. Why writes are batched this way is in
+//! `docs/file-store-group-commit.md`; why the index, leases and rename are
+//! shaped as they are, in `docs/file-store-users-and-leases.md`.
 
 mod batcher;
 mod coalesce;
@@ -61,9 +63,11 @@ const STALE_TEMP_AGE: Duration = Duration::from_secs(5 * 60);
 /// A session store keeping one JSON file per session in a directory.
 ///
 /// Every write is durable (file and directory synced) before it returns,
-/// `update` is atomic across threads and processes, concurrent writes share
-/// their syncs (group commit), and all file I/O runs on tokio's blocking
-/// threads.
+/// `update` and `rename` are atomic across threads and processes,
+/// concurrent writes share their syncs (group commit), and all file I/O
+/// runs on tokio's blocking threads. It offers the whole store contract: a
+/// user index (`sessions_of`, `revoke`, `revoke_all`), exclusive leases
+/// with fencing, and `scan`, all shared by every process on the directory.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
@@ -92,12 +96,18 @@ const STALE_TEMP_AGE: Duration = Duration::from_secs(5 * 60);
 /// sessions/
 /// ├── <id>.json              one session: {"expiresAt": <Unix ms or null>, "data": {…}}
 /// ├── .tmp-<id>-<pid>-<n>    a write in progress (or left behind by a crash)
-/// └── .locks/00 … ff         the stripe lock files (see below)
+/// ├── .locks/00 … ff         the stripe lock files (see below)
+/// ├── .users/<sha256>/<id>   the user index: an empty file per session of a user
+/// └── .leases/<id>           a session's lease: "<token> <expiry in Unix ms>"
 /// ```
 ///
 /// A file name is built only from a [`StoreKey`], which is 43 characters of
-/// `A-Z a-z 0-9 - _` by construction: no client text, no `/`, no `..` ever
-/// reaches a path.
+/// `A-Z a-z 0-9 - _` by construction, or from the hex SHA-256 of a user's
+/// name: no client or app text, no `/`, no `..` ever reaches a path.
+///
+/// Opening a store creates the directory (with its parents) and its
+/// subdirectories, and syncs the parent of each directory it creates, so
+/// that a power cut after `open` returns cannot lose the store.
 ///
 /// # Durability and crash safety
 ///
@@ -109,6 +119,49 @@ const STALE_TEMP_AGE: Duration = Duration::from_secs(5 * 60);
 /// readers never look at temporary files, and [`delete_expired`] removes them
 /// once they are stale (older than five minutes, and no writer holds their
 /// session's lock). Deletes sync the directory too.
+///
+/// # Users
+///
+/// A session whose data names a user ([`sessionkit::reserved::USER`]) is
+/// listed in `.users/`, under the SHA-256 of the user's name. The entry is
+/// created and synced under the session's stripe lock before the session
+/// file naming the user is written, and removed after the session is gone
+/// or has changed hands: the index on disk may hold entries left over (by
+/// a crash between the steps, or by a `set` or `delete` that did not read
+/// the session's previous owner), never miss a session. Every listing
+/// checks each entry against its session file, so a left-over entry never
+/// shows (nor expired, deleted or revoked sessions), and removes it under
+/// the stripe lock; [`delete_expired`] removes the rest, and the user
+/// directories left empty. `revoke` checks the session's owner under its
+/// lock, inside a batch, like any write.
+///
+/// # Rename
+///
+/// `rename` holds the stripe locks of both keys (in ascending order), so
+/// no write of either, in any process, comes between its steps: it writes
+/// the new key (file synced, renamed into place, directory synced), then
+/// removes the old key and syncs the directory again before it answers. A
+/// crash between the two syncs leaves both keys: the old one, whole and
+/// live, which the client still holds (it was never answered), and the new
+/// one, which no client can reach (its id never left the crashed process)
+/// and which shows in its user's listing until it is revoked or expires.
+/// A crash never leaves neither.
+///
+/// # Leases
+///
+/// [`try_lease`] writes the lease (a random token and its expiry) to the
+/// session's file in `.leases/`, under the stripe lock; the batch that
+/// applies a fenced patch reads it under the same lock, right before the
+/// write, so a lease holds across processes. A crashed holder's lease
+/// blocks its session until it runs out (wall-clock time, which processes
+/// on one machine share). Lease files are not synced: a power cut ends
+/// every holder, and a lost or torn lease file reads as no lease.
+///
+/// # Scan
+///
+/// [`scan`] pages through the live sessions in the order of their keys
+/// (the cursor is the last key a page looked at); each page lists the
+/// directory's names once.
 ///
 /// # Group commit
 ///
@@ -133,7 +186,8 @@ const STALE_TEMP_AGE: Duration = Duration::from_secs(5 * 60);
 ///
 /// Reads take no lock: files are only ever replaced whole, so a reader sees
 /// the old record or the new one. Every write (`set`, `update`, `touch`,
-/// `delete`, and the sweeper's removals) holds the lock of the session's
+/// `delete`, `rename`, `revoke`, leases, and the sweeper's removals) holds
+/// the lock of the session's
 /// *stripe*, one of 256, chosen by a hash of the id: an in-process mutex,
 /// then an advisory exclusive lock on the stripe's file in `.locks/`
 /// ([`std::fs::File::lock`], `flock(2)` on Unix), from before it reads the
@@ -155,6 +209,8 @@ const STALE_TEMP_AGE: Duration = Duration::from_secs(5 * 60);
 /// warns about it.
 ///
 /// [`delete_expired`]: SessionStore::delete_expired
+/// [`try_lease`]: SessionStore::try_lease
+/// [`scan`]: SessionStore::scan
 #[derive(Clone)]
 pub struct FileStore {
     inner: Arc<Inner>,
@@ -723,8 +779,10 @@ impl SessionStore for FileStore {
 
     /// Removes expired session files and returns how many. Also removes
     /// temporary files left behind by crashed writers once they are stale
-    /// (older than five minutes, and no writer holds their session's lock);
-    /// those are not counted.
+    /// (older than five minutes, and no writer holds their session's lock),
+    /// the user index entries of sessions that are gone (and user
+    /// directories left empty), and the lease files that ran out; those are
+    /// not counted.
     ///
     /// The directory is read one entry at a time and only the first few
     /// bytes of each session file are read, so a sweep's memory does not
