@@ -25,7 +25,6 @@
 mod children;
 mod verdict;
 
-use std::fs::File;
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -38,15 +37,6 @@ use crate::crash_workload::{self, SESSIONS};
 
 /// The parent's probe session: one past the workload's.
 pub const PROBE: usize = SESSIONS;
-
-/// The store kinds that create their directory (FileStore) or file (redb)
-/// without syncing the directory that names it: on a strict filesystem,
-/// a cut before anything else syncs that directory loses the whole store,
-/// acknowledged writes included (see `docs/durability.md`). Their runs
-/// sync the mount's root once the store exists, and so test what comes
-/// after; SQLite syncs the directory itself when it creates its WAL, and
-/// is tested from its creation on. Empty this list once the stores sync.
-pub const CREATE_WITHOUT_PARENT_SYNC: &[&str] = &["file", "redb", "redb-volatile"];
 
 /// A small deterministic generator; the seed is printed so a failing run
 /// can be replayed with `SESSIONKIT_POWERLOSS_SEED`.
@@ -155,9 +145,9 @@ impl PowerCutRun {
     /// A run of writers on a store of `writer_kind` at `file` on the mount,
     /// reopened by checkers as `checker_kind`.
     ///
-    /// A checker creates the store first (and writes the first probe); for
-    /// the kinds of [`CREATE_WITHOUT_PARENT_SYNC`] the mount's root is then
-    /// synced.
+    /// A checker creates the store first (and writes the first probe). No
+    /// sync of the mount's root follows: every store makes its own creation
+    /// durable, and the cuts test that too.
     ///
     /// # Panics
     ///
@@ -174,9 +164,6 @@ impl PowerCutRun {
         let created = run_checker(&children.checker, checker_kind, &path, 1);
         assert_eq!(created.open_error, None, "creating the {checker_kind} store");
         assert_eq!(created.probe, Some(Ok(())), "the first write to the new {checker_kind} store");
-        if CREATE_WITHOUT_PARENT_SYNC.contains(&checker_kind) {
-            File::open(fs.path()).and_then(|root| root.sync_all()).expect("sync the mount's root");
-        }
         let mut known = vec![None; SESSIONS + 1];
         known[PROBE] = crash_workload::state_after(PROBE, 1);
         Self {

@@ -24,7 +24,7 @@ use sessionkit::SessionMap;
 use sessionkit_powerloss_fs::Mounted;
 
 use crate::crash_workload;
-use crate::power_cut::{CREATE_WITHOUT_PARENT_SYNC, Rng, Tally, Verdict, judge_data};
+use crate::power_cut::{Rng, Tally, Verdict, judge_data};
 
 /// Concurrent clients, each with its own session.
 pub const CLIENTS: usize = 8;
@@ -153,8 +153,8 @@ pub struct HttpPowerCutRun {
 
 impl HttpPowerCutRun {
     /// A run of `server` children on a store of `kind` at `file` on the
-    /// mount. A first server creates the store; then, for the kinds of
-    /// [`CREATE_WITHOUT_PARENT_SYNC`], the mount's root is synced.
+    /// mount. A first server creates the store (durably: no sync of the
+    /// mount's root follows).
     ///
     /// # Panics
     ///
@@ -162,9 +162,6 @@ impl HttpPowerCutRun {
     pub fn start(server: &Path, kind: &str, fs: Mounted, file: &str, rng: Rng) -> Self {
         let path = fs.path().join(file);
         drop(Server::start(server, kind, &path).unwrap_or_else(|err| panic!("creating the {kind} store: {err}")));
-        if CREATE_WITHOUT_PARENT_SYNC.contains(&kind) {
-            std::fs::File::open(fs.path()).and_then(|root| root.sync_all()).expect("sync the mount's root");
-        }
         Self {
             server: server.to_owned(),
             kind: kind.to_owned(),

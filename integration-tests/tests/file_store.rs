@@ -151,7 +151,7 @@ async fn traversal_shaped_ids_never_reach_the_filesystem() {
     store.delete_expired().await.expect("sweep");
 
     let mut expected: Vec<String> = ids.iter().skip(3).chain(&ids[..2]).map(|id| format!("{id}.json")).collect();
-    expected.push(".locks".to_string());
+    expected.extend([".leases", ".locks", ".users"].map(String::from));
     expected.sort();
     assert_eq!(listing(&dir), expected, "the directory holds only `<id>.json` files named by valid ids");
     assert_eq!(listing(root.path()), vec!["sessions".to_string()], "nothing is written outside the directory");

@@ -4,16 +4,22 @@
 //! is documented on [`FileStore`]; the pieces live in submodules: the file
 //! format (`format`), the stripe locks (`locks`), the queue that groups
 //! writes into batches (`batcher`), a batch's writes of one session applied
-//! in memory (`coalesce`), the durable commit of a batch (`commit`) and the
-//! shared directory fsync (`dir_sync`). Why writes are batched this way is
-//! in `docs/file-store-group-commit.md`.
+//! in memory (`coalesce`), the durable commit of a batch (`commit`), the
+//! shared directory fsync (`dir_sync`), the user index (`users`), leases
+//! (`leases`), `rename` and `scan`. Why writes are batched this way is in
+//! `docs/file-store-group-commit.md`; why the index, leases and rename are
+//! shaped as they are, in `docs/file-store-users-and-leases.md`.
 
 mod batcher;
 mod coalesce;
 mod commit;
 mod dir_sync;
 mod format;
+mod leases;
 mod locks;
+mod rename;
+mod scan;
+mod users;
 
 use std::ffi::OsStr;
 use std::fs::{self, DirEntry, File, OpenOptions};
@@ -23,14 +29,20 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
-use sessionkit::{Changes, SessionMap, SessionRecord, SessionStore, StoreError, StoreKey, UpdateOutcome, expiry};
+use sessionkit::{
+    Changes, Lease, LeaseToken, ScanCursor, ScanPage, SessionMap, SessionRecord, SessionStore, StoreError, StoreKey,
+    UpdateOutcome, expiry,
+};
 
 use self::batcher::Batcher;
 use self::coalesce::{Op, Out};
 use self::commit::FileCommit;
+use self::commit::owner;
 use self::dir_sync::DirSync;
 use self::format::StoredRecord;
+use self::leases::{LEASES_DIR, Leases};
 use self::locks::{LOCK_DIR, Locks, STRIPES, StripeGuard, stripe_of};
+use self::users::{USERS_DIR, Users, is_user_dir_name, user_dir_name};
 
 /// What the store's files are named by and its locks are picked by: the
 /// one type to change when the store is keyed by something other than the
@@ -51,9 +63,11 @@ const STALE_TEMP_AGE: Duration = Duration::from_secs(5 * 60);
 /// A session store keeping one JSON file per session in a directory.
 ///
 /// Every write is durable (file and directory synced) before it returns,
-/// `update` is atomic across threads and processes, concurrent writes share
-/// their syncs (group commit), and all file I/O runs on tokio's blocking
-/// threads.
+/// `update` and `rename` are atomic across threads and processes,
+/// concurrent writes share their syncs (group commit), and all file I/O
+/// runs on tokio's blocking threads. It offers the whole store contract: a
+/// user index (`sessions_of`, `revoke`, `revoke_all`), exclusive leases
+/// with fencing, and `scan`, all shared by every process on the directory.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
@@ -82,12 +96,18 @@ const STALE_TEMP_AGE: Duration = Duration::from_secs(5 * 60);
 /// sessions/
 /// ├── <id>.json              one session: {"expiresAt": <Unix ms or null>, "data": {…}}
 /// ├── .tmp-<id>-<pid>-<n>    a write in progress (or left behind by a crash)
-/// └── .locks/00 … ff         the stripe lock files (see below)
+/// ├── .locks/00 … ff         the stripe lock files (see below)
+/// ├── .users/<sha256>/<id>   the user index: an empty file per session of a user
+/// └── .leases/<id>           a session's lease: "<token> <expiry in Unix ms>"
 /// ```
 ///
 /// A file name is built only from a [`StoreKey`], which is 43 characters of
-/// `A-Z a-z 0-9 - _` by construction: no client text, no `/`, no `..` ever
-/// reaches a path.
+/// `A-Z a-z 0-9 - _` by construction, or from the hex SHA-256 of a user's
+/// name: no client or app text, no `/`, no `..` ever reaches a path.
+///
+/// Opening a store creates the directory (with its parents) and its
+/// subdirectories, and syncs the parent of each directory it creates, so
+/// that a power cut after `open` returns cannot lose the store.
 ///
 /// # Durability and crash safety
 ///
@@ -99,6 +119,49 @@ const STALE_TEMP_AGE: Duration = Duration::from_secs(5 * 60);
 /// readers never look at temporary files, and [`delete_expired`] removes them
 /// once they are stale (older than five minutes, and no writer holds their
 /// session's lock). Deletes sync the directory too.
+///
+/// # Users
+///
+/// A session whose data names a user ([`sessionkit::reserved::USER`]) is
+/// listed in `.users/`, under the SHA-256 of the user's name. The entry is
+/// created and synced under the session's stripe lock before the session
+/// file naming the user is written, and removed after the session is gone
+/// or has changed hands: the index on disk may hold entries left over (by
+/// a crash between the steps, or by a `set` or `delete` that did not read
+/// the session's previous owner), never miss a session. Every listing
+/// checks each entry against its session file, so a left-over entry never
+/// shows (nor expired, deleted or revoked sessions), and removes it under
+/// the stripe lock; [`delete_expired`] removes the rest, and the user
+/// directories left empty. `revoke` checks the session's owner under its
+/// lock, inside a batch, like any write.
+///
+/// # Rename
+///
+/// `rename` holds the stripe locks of both keys (in ascending order), so
+/// no write of either, in any process, comes between its steps: it writes
+/// the new key (file synced, renamed into place, directory synced), then
+/// removes the old key and syncs the directory again before it answers. A
+/// crash between the two syncs leaves both keys: the old one, whole and
+/// live, which the client still holds (it was never answered), and the new
+/// one, which no client can reach (its id never left the crashed process)
+/// and which shows in its user's listing until it is revoked or expires.
+/// A crash never leaves neither.
+///
+/// # Leases
+///
+/// [`try_lease`] writes the lease (a random token and its expiry) to the
+/// session's file in `.leases/`, under the stripe lock; the batch that
+/// applies a fenced patch reads it under the same lock, right before the
+/// write, so a lease holds across processes. A crashed holder's lease
+/// blocks its session until it runs out (wall-clock time, which processes
+/// on one machine share). Lease files are not synced: a power cut ends
+/// every holder, and a lost or torn lease file reads as no lease.
+///
+/// # Scan
+///
+/// [`scan`] pages through the live sessions in the order of their keys
+/// (the cursor is the last key a page looked at); each page lists the
+/// directory's names once.
 ///
 /// # Group commit
 ///
@@ -123,7 +186,8 @@ const STALE_TEMP_AGE: Duration = Duration::from_secs(5 * 60);
 ///
 /// Reads take no lock: files are only ever replaced whole, so a reader sees
 /// the old record or the new one. Every write (`set`, `update`, `touch`,
-/// `delete`, and the sweeper's removals) holds the lock of the session's
+/// `delete`, `rename`, `revoke`, leases, and the sweeper's removals) holds
+/// the lock of the session's
 /// *stripe*, one of 256, chosen by a hash of the id: an in-process mutex,
 /// then an advisory exclusive lock on the stripe's file in `.locks/`
 /// ([`std::fs::File::lock`], `flock(2)` on Unix), from before it reads the
@@ -145,6 +209,8 @@ const STALE_TEMP_AGE: Duration = Duration::from_secs(5 * 60);
 /// warns about it.
 ///
 /// [`delete_expired`]: SessionStore::delete_expired
+/// [`try_lease`]: SessionStore::try_lease
+/// [`scan`]: SessionStore::scan
 #[derive(Clone)]
 pub struct FileStore {
     inner: Arc<Inner>,
@@ -155,6 +221,8 @@ pub struct FileStore {
 struct Inner {
     dir: PathBuf,
     locks: Locks,
+    users: Users,
+    leases: Leases,
     dir_sync: DirSync,
     /// Makes temporary file names unique within this process; the process
     /// id makes them unique across processes.
@@ -173,6 +241,9 @@ struct Faults {
     fail_dir_sync: std::sync::atomic::AtomicBool,
     files_written: std::sync::atomic::AtomicUsize,
     batches: std::sync::atomic::AtomicUsize,
+    /// Makes `rename` stop, as a crashed process would, once the new key
+    /// is durable and before the old one is removed.
+    crash_rename_midway: std::sync::atomic::AtomicBool,
 }
 
 impl FileStore {
@@ -191,11 +262,15 @@ impl FileStore {
         })?;
         create_dir(&dir, "session directory")?;
         create_dir(&dir.join(LOCK_DIR), "session lock directory")?;
+        create_dir(&dir.join(USERS_DIR), "user index directory")?;
+        create_dir(&dir.join(LEASES_DIR), "lease directory")?;
         let dir_sync = DirSync::open(&dir).map_err(|err| {
             StoreError::config_caused_by(format!("session directory {} cannot be opened", dir.display()), err)
         })?;
         let inner = Inner {
             locks: Locks::new(&dir),
+            users: Users::new(&dir),
+            leases: Leases::new(&dir),
             dir,
             dir_sync,
             temp_seq: AtomicU64::new(0),
@@ -263,8 +338,11 @@ fn lock_error(err: io::Error) -> StoreError {
     StoreError::backend("file store: locking a session for writing", err)
 }
 
-/// Creates `dir` if missing (owner-only on Unix: sessions are credentials'
-/// worth of data) and checks that it is a directory.
+/// Creates `dir` if missing, with its missing parents (owner-only on Unix:
+/// sessions are credentials' worth of data), durably: the parent of each
+/// directory it creates is synced, so that a power cut after this returns
+/// cannot lose the directory, and every acknowledged write in it with it.
+/// Checks that `dir` is a directory.
 fn create_dir(dir: &Path, what: &str) -> Result<(), StoreError> {
     match fs::metadata(dir) {
         Ok(meta) if meta.is_dir() => return Ok(()),
@@ -274,13 +352,34 @@ fn create_dir(dir: &Path, what: &str) -> Result<(), StoreError> {
             return Err(StoreError::config_caused_by(format!("{what} {} cannot be accessed", dir.display()), err));
         }
     }
+    // The missing directories, outermost first.
+    let mut missing: Vec<&Path> = vec![dir];
+    while let Some(parent) = missing[missing.len() - 1].parent().filter(|parent| !parent.as_os_str().is_empty()) {
+        if fs::metadata(parent).is_ok() {
+            break;
+        }
+        missing.push(parent);
+    }
+    missing.reverse();
     let mut builder = fs::DirBuilder::new();
-    builder.recursive(true);
     #[cfg(unix)]
     std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-    builder
-        .create(dir)
-        .map_err(|err| StoreError::config_caused_by(format!("{what} {} cannot be created", dir.display()), err))
+    for created in &missing {
+        match builder.create(created) {
+            Err(err) if err.kind() != io::ErrorKind::AlreadyExists => {
+                return Err(StoreError::config_caused_by(format!("{what} {} cannot be created", dir.display()), err));
+            }
+            _ => {}
+        }
+    }
+    for created in &missing {
+        if let Some(parent) = created.parent() {
+            File::open(parent).and_then(|parent| parent.sync_all()).map_err(|err| {
+                StoreError::config_caused_by(format!("{what} {} cannot be made durable", dir.display()), err)
+            })?;
+        }
+    }
+    Ok(())
 }
 
 fn now_ms() -> i64 {
@@ -341,13 +440,19 @@ impl Inner {
     /// The live record of `id`: `None` when absent, expired or damaged
     /// (damage is logged).
     fn read_live(&self, id: &Key, now_ms: i64) -> Result<Option<StoredRecord>, StoreError> {
+        Ok(self.read_any(id)?.filter(|record| is_live(record.expires_at, now_ms)))
+    }
+
+    /// The record of `id`, expired or not: `None` when absent or damaged
+    /// (damage is logged).
+    fn read_any(&self, id: &Key) -> Result<Option<StoredRecord>, StoreError> {
         let bytes = match fs::read(self.path(id)) {
             Ok(bytes) => bytes,
             Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(err) => return Err(StoreError::backend("file store: reading a session file", err)),
         };
         match format::decode(&bytes) {
-            Ok(record) => Ok(is_live(record.expires_at, now_ms).then_some(record)),
+            Ok(record) => Ok(Some(record)),
             Err(err) => {
                 tracing::warn!(
                     id = ?id,
@@ -375,6 +480,104 @@ impl Inner {
                 Err(err) => return Err(err),
             }
         }
+    }
+
+    /// The stripe locks of `keys`' stripes, each once, in ascending order
+    /// (see `locks`), waiting on this blocking thread.
+    fn lock_stripes<'k>(&self, keys: impl IntoIterator<Item = &'k Key>) -> Result<Vec<StripeGuard>, StoreError> {
+        let stripes: std::collections::BTreeSet<usize> = keys.into_iter().map(stripe_of).collect();
+        stripes
+            .into_iter()
+            .map(|stripe| self.locks.lock_file(stripe, self.locks.blocking_lock_local(stripe)).map_err(lock_error))
+            .collect()
+    }
+
+    /// Whether `user` (by its directory name) owns the live session `key`.
+    fn owns(&self, dir_name: &str, key: &Key, now: i64) -> Result<bool, StoreError> {
+        Ok(self
+            .read_live(key, now)?
+            .and_then(|record| owner(&record))
+            .is_some_and(|user| user_dir_name(&user) == dir_name))
+    }
+
+    /// Drops `key` from the index directory `dir_name` unless, checked
+    /// again under the stripe lock, the entry is current.
+    fn repair_entry(&self, dir_name: &str, key: &Key) -> Result<(), StoreError> {
+        let _guard = self.lock_stripes([key])?;
+        if !self.owns(dir_name, key, now_ms())? {
+            self.users
+                .remove_hashed(dir_name, key)
+                .map_err(|err| StoreError::backend("file store: dropping a user index entry", err))?;
+        }
+        Ok(())
+    }
+
+    /// `user`'s live sessions, dropping the index entries that turn out to
+    /// be left over.
+    fn sessions_of(&self, user: &str) -> Result<Vec<(StoreKey, SessionRecord)>, StoreError> {
+        let keys = self
+            .users
+            .keys_of(user)
+            .map_err(|err| StoreError::backend("file store: listing a user's sessions", err))?;
+        let (now, dir_name) = (now_ms(), user_dir_name(user));
+        let mut listed = Vec::with_capacity(keys.len());
+        for key in keys {
+            match self.read_live(&key, now)? {
+                Some(record) if owner(&record).as_deref() == Some(user) => {
+                    let expires_at = record.expires_at.map(expiry::from_unix_ms);
+                    listed.push((key, SessionRecord::new(record.data, expires_at)));
+                }
+                _ => {
+                    if let Err(err) = self.repair_entry(&dir_name, &key) {
+                        tracing::warn!(error = &err as &dyn std::error::Error, "could not drop a user index entry");
+                    }
+                }
+            }
+        }
+        Ok(listed)
+    }
+
+    /// Drops left-over index entries and the user directories left empty.
+    fn sweep_index(&self, now: i64) -> Result<(), StoreError> {
+        let listing = |err| StoreError::backend("file store: listing the user index", err);
+        for entry in fs::read_dir(self.users.root()).map_err(listing)? {
+            let entry = entry.map_err(listing)?;
+            let name = entry.file_name();
+            let Some(dir_name) = name.to_str().filter(|name| is_user_dir_name(name)) else { continue };
+            for key in users::keys_in(&entry.path()).map_err(listing)? {
+                if !self.owns(dir_name, &key, now)? {
+                    self.repair_entry(dir_name, &key)?;
+                }
+            }
+            // Fails, harmlessly, when an entry was added meanwhile: `rmdir`
+            // removes empty directories only, and adders retry if theirs
+            // vanishes.
+            let _ = fs::remove_dir(entry.path());
+        }
+        Ok(())
+    }
+
+    /// Removes the lease files that ran out.
+    fn sweep_leases(&self, now: i64) -> Result<(), StoreError> {
+        let failed = |err| StoreError::backend("file store: sweeping leases", err);
+        for key in self.leases.keys().map_err(failed)? {
+            if self.leases.read(&key).map_err(failed)?.is_some_and(|held| held.expires_at_ms > now) {
+                continue;
+            }
+            let _guard = self.lock_stripes([&key])?;
+            self.leases.remove_if_ran_out(&key, now).map_err(failed)?;
+        }
+        Ok(())
+    }
+
+    fn try_lease(&self, key: &Key, ttl: Duration) -> Result<Option<Lease>, StoreError> {
+        let _guard = self.lock_stripes([key])?;
+        self.leases.try_take(key, ttl, now_ms()).map_err(|err| StoreError::backend("file store: taking a lease", err))
+    }
+
+    fn release_lease(&self, key: &Key, token: LeaseToken) -> Result<(), StoreError> {
+        let _guard = self.lock_stripes([key])?;
+        self.leases.release(key, token).map_err(|err| StoreError::backend("file store: releasing a lease", err))
     }
 
     fn remove(&self, id: &StoreKey) -> Result<bool, StoreError> {
@@ -418,6 +621,19 @@ impl Inner {
         }
         if changed {
             self.sync_dir()?;
+        }
+        // After the sessions: the entries of the sessions just swept go too.
+        if let Err(err) = self.sweep_index(now) {
+            tracing::warn!(
+                error = &err as &dyn std::error::Error,
+                "could not sweep the user index; trying again at the next sweep"
+            );
+        }
+        if let Err(err) = self.sweep_leases(now) {
+            tracing::warn!(
+                error = &err as &dyn std::error::Error,
+                "could not sweep leases; trying again at the next sweep"
+            );
         }
         Ok(removed)
     }
@@ -563,14 +779,85 @@ impl SessionStore for FileStore {
 
     /// Removes expired session files and returns how many. Also removes
     /// temporary files left behind by crashed writers once they are stale
-    /// (older than five minutes, and no writer holds their session's lock);
-    /// those are not counted.
+    /// (older than five minutes, and no writer holds their session's lock),
+    /// the user index entries of sessions that are gone (and user
+    /// directories left empty), and the lease files that ran out; those are
+    /// not counted.
     ///
     /// The directory is read one entry at a time and only the first few
     /// bytes of each session file are read, so a sweep's memory does not
     /// grow with the number of sessions.
     async fn delete_expired(&self) -> Result<u64, StoreError> {
         self.blocking(Inner::sweep).await
+    }
+
+    /// Moves the session under the locks of both keys, durably; see
+    /// [`FileStore`] for what a crash midway leaves.
+    async fn rename(
+        &self,
+        from: &StoreKey,
+        to: &StoreKey,
+        changes: &Changes,
+        expires_at: Option<SystemTime>,
+    ) -> Result<UpdateOutcome, StoreError> {
+        if from == to {
+            return self.update(from, changes, expires_at).await;
+        }
+        let (from, to, changes) = (from.clone(), to.clone(), changes.clone());
+        let expires_at = expires_at.map(expiry::to_unix_ms);
+        self.blocking(move |inner| inner.rename(&from, &to, &changes, expires_at)).await
+    }
+
+    async fn sessions_of(&self, user: &str) -> Result<Vec<(StoreKey, SessionRecord)>, StoreError> {
+        let user = user.to_owned();
+        self.blocking(move |inner| inner.sessions_of(&user)).await
+    }
+
+    async fn revoke(&self, user: &str, key: &StoreKey) -> Result<bool, StoreError> {
+        match self.write(key, Op::Revoke { user: user.to_owned() }).await? {
+            Out::Revoked(revoked) => Ok(revoked),
+            other => Err(wrong_answer(other)),
+        }
+    }
+
+    /// Revokes each session the user's index lists, concurrently (each
+    /// through its stripe's batch, checked against its file there).
+    async fn revoke_all(&self, user: &str, except: Option<&StoreKey>) -> Result<u64, StoreError> {
+        let owned = user.to_owned();
+        let keys = self
+            .blocking(move |inner| {
+                inner
+                    .users
+                    .keys_of(&owned)
+                    .map_err(|err| StoreError::backend("file store: listing a user's sessions", err))
+            })
+            .await?;
+        let mut revocations = tokio::task::JoinSet::new();
+        for key in keys.into_iter().filter(|key| Some(key) != except) {
+            let (store, user) = (self.clone(), user.to_owned());
+            revocations.spawn(async move { store.revoke(&user, &key).await });
+        }
+        let mut revoked = 0;
+        while let Some(done) = revocations.join_next().await {
+            let done = done.map_err(|err| StoreError::backend("file store: revoking a user's session", err))?;
+            revoked += u64::from(done?);
+        }
+        Ok(revoked)
+    }
+
+    async fn scan(&self, cursor: &ScanCursor, limit: usize) -> Result<ScanPage, StoreError> {
+        let cursor = cursor.clone();
+        self.blocking(move |inner| inner.scan(&cursor, limit)).await
+    }
+
+    async fn try_lease(&self, key: &StoreKey, ttl: Duration) -> Result<Option<Lease>, StoreError> {
+        let key = key.clone();
+        self.blocking(move |inner| inner.try_lease(&key, ttl)).await
+    }
+
+    async fn release_lease(&self, key: &StoreKey, token: LeaseToken) -> Result<(), StoreError> {
+        let key = key.clone();
+        self.blocking(move |inner| inner.release_lease(&key, token)).await
     }
 }
 
@@ -582,6 +869,9 @@ pub(crate) fn fuzz_read(bytes: &[u8]) {
     let _ = format::peek_expiry(&bytes[..bytes.len().min(format::PEEK_LEN)]);
     let _ = format::scan_expiry(bytes);
 }
+
+#[cfg(test)]
+mod contract_tests;
 
 #[cfg(test)]
 mod tests {

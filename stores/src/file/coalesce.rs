@@ -11,7 +11,7 @@
 //! This is the one place where the file store applies a patch
 //! ([`apply_patch`]) and decides what a write answers.
 
-use sessionkit::{Changes, SessionMap, StoreError, UpdateOutcome};
+use sessionkit::{Changes, LeaseToken, PatchError, SessionMap, StoreError, UpdateOutcome, reserved};
 
 use super::format::StoredRecord;
 use super::is_live;
@@ -40,6 +40,11 @@ pub(super) enum Op {
     },
     /// Remove the record.
     Delete,
+    /// Remove the live record if it belongs to this user.
+    Revoke {
+        /// Whose session it must be.
+        user: String,
+    },
 }
 
 /// What one write answers, once its batch is durable.
@@ -51,6 +56,8 @@ pub(super) enum Out {
     Touched(bool),
     /// What an `update` did.
     Updated(UpdateOutcome),
+    /// Whether a `revoke` removed the session.
+    Revoked(bool),
 }
 
 /// What the batch must do to a session's file.
@@ -77,7 +84,9 @@ pub(super) struct Coalesced {
 /// Applies `ops`, in order, to a session whose live record `read` returns
 /// (`None` when absent, expired or damaged); `read` is called at most once,
 /// and only if a write needs the stored record. `now_ms` decides which
-/// records are live.
+/// records are live. `holds` is the fence: whether a lease token holds the
+/// session's live lease (leases cannot change during the batch, which holds
+/// the stripe lock that taking one needs).
 ///
 /// # Errors
 ///
@@ -87,6 +96,7 @@ pub(super) fn coalesce(
     ops: impl IntoIterator<Item = Op>,
     now_ms: i64,
     read: impl FnOnce() -> Result<Option<StoredRecord>, StoreError>,
+    mut holds: impl FnMut(LeaseToken) -> Result<bool, StoreError>,
 ) -> Result<Coalesced, StoreError> {
     // `None`: not read yet; `Some(None)`: no record.
     let mut state: Option<Option<StoredRecord>> = None;
@@ -113,6 +123,17 @@ pub(super) fn coalesce(
                 }
                 None => Ok(Out::Touched(false)),
             },
+            Op::Revoke { user } => match live(&mut state, &mut read, now_ms)? {
+                Some(record) if reserved::user_of(&record.data) == Some(user.as_str()) => {
+                    state = Some(None);
+                    changed = true;
+                    Ok(Out::Revoked(true))
+                }
+                _ => Ok(Out::Revoked(false)),
+            },
+            Op::Update { changes, .. } if !fence_holds(&changes, &mut holds)? => {
+                Err(StoreError::Refused(PatchError::LeaseLost))
+            }
             Op::Update { changes, expires_at } => match live(&mut state, &mut read, now_ms)? {
                 Some(record) => match apply_patch(&changes, &mut record.data) {
                     Ok(()) => {
@@ -133,6 +154,18 @@ pub(super) fn coalesce(
         _ => Action::Keep,
     };
     Ok(Coalesced { action, answers })
+}
+
+/// Whether a patch may be applied: it is not fenced, or its lease is live.
+/// A failure to read the lease fails the write, as a failed read does.
+fn fence_holds(
+    changes: &Changes,
+    holds: &mut impl FnMut(LeaseToken) -> Result<bool, StoreError>,
+) -> Result<bool, StoreError> {
+    match changes.lease() {
+        Some(token) => holds(token),
+        None => Ok(true),
+    }
 }
 
 /// The session's live record as the batch has it so far, reading the stored
@@ -191,6 +224,15 @@ mod tests {
         Op::Update { changes, expires_at: Some(NOW + 100) }
     }
 
+    /// [`coalesce`] with no lease held.
+    fn coalesce_unfenced(
+        ops: impl IntoIterator<Item = Op>,
+        now_ms: i64,
+        read: impl FnOnce() -> Result<Option<StoredRecord>, StoreError>,
+    ) -> Result<Coalesced, StoreError> {
+        coalesce(ops, now_ms, read, |_| Ok(false))
+    }
+
     fn answers(coalesced: &Coalesced) -> Vec<Out> {
         coalesced.answers.iter().map(|answer| *answer.as_ref().expect("answer")).collect()
     }
@@ -205,7 +247,8 @@ mod tests {
     #[test]
     fn successive_updates_of_one_session_all_land_in_one_write() {
         let ops = (0..32).map(|i| set_key(&format!("k{i}"), json!(i)));
-        let coalesced = coalesce(ops, NOW, || Ok(Some(record(json!({ "base": true }), Some(NOW + 5))))).expect("ok");
+        let coalesced =
+            coalesce_unfenced(ops, NOW, || Ok(Some(record(json!({ "base": true }), Some(NOW + 5))))).expect("ok");
         assert_eq!(answers(&coalesced), vec![Out::Updated(UpdateOutcome::Applied); 32]);
         let record = written(&coalesced);
         assert_eq!(record.data.len(), 33, "every update's key, and the stored one");
@@ -225,7 +268,7 @@ mod tests {
             Op::Touch { expires_at: Some(NOW + 60) },
             set_key("c", json!(4)),
         ];
-        let coalesced = coalesce(ops, NOW, || {
+        let coalesced = coalesce_unfenced(ops, NOW, || {
             reads.set(reads.get() + 1);
             Ok(Some(record(json!({}), None)))
         })
@@ -251,7 +294,7 @@ mod tests {
     #[test]
     fn a_delete_last_removes_and_nothing_brings_the_session_back() {
         let ops = vec![set_key("a", json!(1)), Op::Delete, set_key("b", json!(2)), Op::Touch { expires_at: None }];
-        let coalesced = coalesce(ops, NOW, || Ok(Some(record(json!({}), None)))).expect("ok");
+        let coalesced = coalesce_unfenced(ops, NOW, || Ok(Some(record(json!({}), None)))).expect("ok");
         assert!(matches!(coalesced.action, Action::Remove), "{:?}", coalesced.action);
         assert_eq!(answers(&coalesced)[2..], [Out::Updated(UpdateOutcome::Missing), Out::Touched(false)]);
     }
@@ -261,7 +304,7 @@ mod tests {
         let ops = [set_key("a", json!(1)), Op::Touch { expires_at: None }];
         // Absent, or expired: both are missing, and nothing is written.
         for stored in [None, Some(record(json!({ "old": 1 }), Some(NOW)))] {
-            let coalesced = coalesce(ops.iter().map(clone_op), NOW, || Ok(stored.clone())).expect("ok");
+            let coalesced = coalesce_unfenced(ops.iter().map(clone_op), NOW, || Ok(stored.clone())).expect("ok");
             assert!(matches!(coalesced.action, Action::Keep), "{:?}", coalesced.action);
             assert_eq!(answers(&coalesced), [Out::Updated(UpdateOutcome::Missing), Out::Touched(false)]);
         }
@@ -270,7 +313,8 @@ mod tests {
     #[test]
     fn a_set_needs_no_read_and_an_expired_set_is_missing_to_later_writes() {
         let ops = vec![Op::Set { data: data(json!({ "a": 1 })), expires_at: Some(NOW - 1) }, set_key("b", json!(2))];
-        let coalesced = coalesce(ops, NOW, || panic!("a batch starting with a set must not read")).expect("ok");
+        let coalesced =
+            coalesce_unfenced(ops, NOW, || panic!("a batch starting with a set must not read")).expect("ok");
         assert_eq!(answers(&coalesced), [Out::Done, Out::Updated(UpdateOutcome::Missing)]);
         assert_eq!(written(&coalesced).data, data(json!({ "a": 1 })), "the set itself is still written");
     }
@@ -278,9 +322,49 @@ mod tests {
     #[test]
     fn a_failed_read_fails_the_session() {
         let ops = vec![set_key("a", json!(1))];
-        let err = coalesce(ops, NOW, || Err(StoreError::backend("reading", std::io::Error::other("disk on fire"))))
-            .expect_err("no record, no update");
+        let err =
+            coalesce_unfenced(ops, NOW, || Err(StoreError::backend("reading", std::io::Error::other("disk on fire"))))
+                .expect_err("no record, no update");
         assert!(err.to_string().contains("reading"), "{err}");
+    }
+
+    #[test]
+    fn a_fenced_patch_applies_only_while_its_lease_holds() {
+        let token = LeaseToken::generate();
+        let fenced = |key: &str| {
+            let mut changes = Changes::new();
+            changes.set(key, json!(true));
+            changes.fence(token);
+            Op::Update { changes, expires_at: None }
+        };
+        let ops = vec![fenced("held"), set_key("unfenced", json!(1))];
+        let coalesced = coalesce(ops, NOW, || Ok(Some(record(json!({}), None))), |t| Ok(t == token)).expect("ok");
+        assert_eq!(answers(&coalesced), [Out::Updated(UpdateOutcome::Applied); 2]);
+        let coalesced = coalesce(
+            vec![fenced("lost"), set_key("unfenced", json!(1))],
+            NOW,
+            || Ok(Some(record(json!({}), None))),
+            |_| Ok(false),
+        )
+        .expect("ok");
+        assert!(matches!(coalesced.answers[0], Err(StoreError::Refused(PatchError::LeaseLost))));
+        assert_eq!(written(&coalesced).data, data(json!({ "unfenced": 1 })), "the refused patch wrote nothing");
+    }
+
+    #[test]
+    fn a_revoke_removes_only_the_users_live_session() {
+        let owned = |user: &str| record(json!({ reserved::USER: user }), None);
+        let revoke = |user: &str| Op::Revoke { user: user.to_owned() };
+        let coalesced = coalesce_unfenced(vec![revoke("bob")], NOW, || Ok(Some(owned("ada")))).expect("ok");
+        assert_eq!(answers(&coalesced), [Out::Revoked(false)]);
+        assert!(matches!(coalesced.action, Action::Keep));
+        let coalesced =
+            coalesce_unfenced(vec![revoke("ada"), revoke("ada")], NOW, || Ok(Some(owned("ada")))).expect("ok");
+        assert_eq!(answers(&coalesced), [Out::Revoked(true), Out::Revoked(false)]);
+        assert!(matches!(coalesced.action, Action::Remove));
+        let expired = record(json!({ reserved::USER: "ada" }), Some(NOW));
+        let coalesced = coalesce_unfenced(vec![revoke("ada")], NOW, || Ok(Some(expired))).expect("ok");
+        assert_eq!(answers(&coalesced), [Out::Revoked(false)], "an expired session is not revoked");
     }
 
     fn clone_op(op: &Op) -> Op {
@@ -289,6 +373,7 @@ mod tests {
             Op::Update { changes, expires_at } => Op::Update { changes: changes.clone(), expires_at: *expires_at },
             Op::Touch { expires_at } => Op::Touch { expires_at: *expires_at },
             Op::Delete => Op::Delete,
+            Op::Revoke { user } => Op::Revoke { user: user.clone() },
         }
     }
 }

@@ -4,12 +4,16 @@
 //! 2. Lock every stripe the batch touches: one, as the store queues writes
 //!    by stripe; in ascending order if there were several, so that lockers
 //!    in several processes could never deadlock.
-//! 3. Per session: read the stored record if a write needs it, apply the
+//! 3. Per session: read the stored record if a write needs it, check the
+//!    fence of fenced patches against the session's lease file, apply the
 //!    writes in memory ([`coalesce`]), and keep what is left to do: write
-//!    one new file, remove the file, or nothing.
-//! 4. Write every new file to a temporary file, then `fdatasync` each.
-//! 5. Rename each over its session file, remove the removed ones, and
-//!    unlock: other writers (in other processes too) may go on.
+//!    one new file, remove the file, or nothing. A new file whose user has
+//!    no index entry for the session gets one (`users`).
+//! 4. Sync the new index entries, write every new file to a temporary
+//!    file, then `fdatasync` each.
+//! 5. Rename each over its session file, remove the removed ones, drop
+//!    the index entries of owners the batch knows to be gone, and unlock:
+//!    other writers (in other processes too) may go on.
 //! 6. A directory sync makes the renames and removals durable (shared with
 //!    the batches of other stripes, see `dir_sync`); only then are the
 //!    writes answered.
@@ -23,6 +27,7 @@
 //! done.) A failure to read one session (step 3) fails that session's
 //! writes only.
 
+use std::cell::RefCell;
 use std::collections::{BTreeSet, HashMap};
 use std::fs::{self, File};
 use std::io::{self, Write};
@@ -33,8 +38,14 @@ use sessionkit::StoreError;
 
 use super::batcher::{BatchError, Commit, Committed};
 use super::coalesce::{Action, Op, Out, coalesce};
+use super::format::StoredRecord;
 use super::locks::stripe_of;
-use super::{Inner, Key, format, now_ms};
+use super::{Inner, Key, format, is_live, now_ms};
+
+/// The user a record belongs to.
+pub(super) fn owner(record: &StoredRecord) -> Option<String> {
+    sessionkit::reserved::user_of(&record.data).map(str::to_owned)
+}
 
 /// The file store's [`Commit`].
 pub(super) struct FileCommit(pub(super) Arc<Inner>);
@@ -73,20 +84,55 @@ impl Commit for FileCommit {
         let now = now_ms();
         let mut writes: Vec<(Key, Vec<u8>)> = Vec::new();
         let mut removals: Vec<Key> = Vec::new();
+        // Users given a new index entry (synced before any session file is
+        // written), and entries to drop once the files are in place.
+        let mut listed: BTreeSet<String> = BTreeSet::new();
+        let mut unlisted: Vec<(String, Key)> = Vec::new();
         for Session { key, slots, ops } in sessions {
-            let (action, session_answers) = match coalesce(ops, now, || inner.read_live(&key, now)) {
+            // The owner of the stored record, when a write needed to read it.
+            let stored_user: RefCell<Option<Option<String>>> = RefCell::new(None);
+            let read = || {
+                let found = inner.read_any(&key)?;
+                *stored_user.borrow_mut() = Some(found.as_ref().and_then(owner));
+                Ok(found.filter(|record| is_live(record.expires_at, now)))
+            };
+            let holds = |token| {
+                inner
+                    .leases
+                    .holds(&key, token, now)
+                    .map_err(|err| StoreError::backend("file store: reading a lease", err))
+            };
+            let (action, session_answers) = match coalesce(ops, now, read, holds) {
                 Ok(coalesced) => (coalesced.action, coalesced.answers),
                 Err(err) => (Action::Keep, shared(err, slots.len())),
             };
+            let stored_user = stored_user.into_inner().flatten();
             let session_answers = match action {
-                Action::Write(record) => match format::encode(&record.data, record.expires_at) {
-                    Ok(bytes) => {
-                        writes.push((key, bytes));
-                        session_answers
+                Action::Write(record) => {
+                    let user = owner(&record);
+                    let added = match &user {
+                        Some(user) => inner.users.add(user, &key).map(|added| added.then(|| user.clone())),
+                        None => Ok(None),
+                    };
+                    match (added, format::encode(&record.data, record.expires_at)) {
+                        (Ok(added), Ok(bytes)) => {
+                            listed.extend(added);
+                            if let Some(old) = stored_user.filter(|old| Some(old) != user.as_ref()) {
+                                unlisted.push((old, key.clone()));
+                            }
+                            writes.push((key, bytes));
+                            session_answers
+                        }
+                        (Err(err), _) => {
+                            shared(StoreError::backend("file store: indexing a user's session", err), slots.len())
+                        }
+                        (_, Err(err)) => shared(err, slots.len()),
                     }
-                    Err(err) => shared(err, slots.len()),
-                },
+                }
                 Action::Remove => {
+                    if let Some(old) = stored_user {
+                        unlisted.push((old, key.clone()));
+                    }
                     removals.push(key);
                     session_answers
                 }
@@ -97,7 +143,16 @@ impl Commit for FileCommit {
             }
         }
 
+        // An entry is durable before the session it lists: the index never
+        // misses a session, whenever the power goes.
+        inner.users.sync(listed).map_err(|err| BatchError::new("file store: syncing the user index", err))?;
         let changed_dir = make_durable_until_renamed(inner, &writes, &removals)?;
+        for (user, key) in unlisted {
+            // Left over if this fails: reads skip it, the sweeper retries.
+            if let Err(err) = inner.users.remove(&user, &key) {
+                tracing::warn!(error = &err as &dyn std::error::Error, "could not drop a user index entry");
+            }
+        }
         // Renamed: readers and other writers see the new files. Unlock
         // before the directory sync, which other writers need not wait for.
         drop(guards);
@@ -200,7 +255,7 @@ impl Drop for Temps {
     }
 }
 
-fn sync_file(inner: &Inner, file: &File) -> io::Result<()> {
+pub(super) fn sync_file(inner: &Inner, file: &File) -> io::Result<()> {
     #[cfg(test)]
     if inner.faults.fail_file_sync.load(std::sync::atomic::Ordering::SeqCst) {
         return Err(io::Error::other("injected: the file sync failed"));

@@ -1,7 +1,8 @@
 //! Striped write locks, held in this process and across processes.
 //!
-//! Every write to a session file (`set`, `update`, `touch`, `delete`, and
-//! the sweeper's removal of an expired file) happens under the lock of the
+//! Every write to a session file (`set`, `update`, `touch`, `delete`,
+//! `rename`, `revoke`, and the sweeper's removal of an expired file), to
+//! its user index entries and to its lease file happens under the lock of the
 //! session's *stripe*: one of [`STRIPES`] fixed lock files in the store's
 //! `.locks/` directory, chosen by a hash of the id. Reads take no lock: a
 //! session file is only ever replaced whole by a rename, so a reader sees
@@ -18,9 +19,11 @@
 //!    processes sharing the directory wait too.
 //!
 //! A batch of writes (`commit`) takes the locks of the stripes it touches
-//! in ascending stripe order (today one: writes queue by stripe), and
-//! everyone else holds one stripe at a time, so no two lockers, in any
-//! process, can wait for each other in a cycle.
+//! in ascending stripe order (today one: writes queue by stripe), and so
+//! does `rename` (the stripes of both keys, once if they are the same);
+//! everyone else (leases, index repairs, the sweeper) holds one stripe at
+//! a time, so no two lockers, in any process, can wait for each other in a
+//! cycle.
 //!
 //! Why lock files rather than the session files: a session file is
 //! replaced by a rename, and a lock on the old file would not bind whoever
