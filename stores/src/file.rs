@@ -59,6 +59,9 @@ const SESSION_SUFFIX: &str = ".json";
 /// temporary file for milliseconds; the age is a second line of defence
 /// behind the stripe lock check.
 const STALE_TEMP_AGE: Duration = Duration::from_secs(5 * 60);
+/// A damaged session file (one that reads as no session) unchanged for this
+/// long is removed by the sweeper.
+const DAMAGED_FILE_AGE: Duration = Duration::from_secs(60 * 60);
 
 /// A session store keeping one JSON file per session in a directory.
 ///
@@ -205,8 +208,9 @@ const STALE_TEMP_AGE: Duration = Duration::from_secs(5 * 60);
 /// hand, overwritten, corrupted on disk) reads as absent, with a warning
 /// naming the session by the prefix [`StoreKey`]'s `Debug` shows, never by
 /// its whole id. `update` and `touch` treat it as missing; `set` replaces
-/// it. The sweeper leaves it in place (it cannot tell when it expires) and
-/// warns about it.
+/// it. The sweeper warns about it and, once nothing has changed it for an
+/// hour (time for an operator to look at it), removes it: this store only
+/// ever replaces a file whole, so a damaged file stays damaged.
 ///
 /// [`delete_expired`]: SessionStore::delete_expired
 /// [`try_lease`]: SessionStore::try_lease
@@ -638,39 +642,58 @@ impl Inner {
         Ok(removed)
     }
 
-    /// Removes the file of `id` if it is expired, checking again under the
-    /// stripe lock so that a session refreshed meanwhile is kept.
+    /// Removes the file of `id` if it is expired, or damaged and left alone
+    /// for [`DAMAGED_FILE_AGE`], checking again under the stripe lock so
+    /// that a session refreshed (or rewritten whole) meanwhile is kept.
     fn sweep_session(&self, id: &StoreKey, now: i64) -> Result<bool, StoreError> {
-        if !self.is_expired_file(id, now)? {
+        if self.sweep_verdict(id, now)? == SweepVerdict::Keep {
             return Ok(false);
         }
         let stripe = stripe_of(id);
         let _guard = self.locks.lock_file(stripe, self.locks.blocking_lock_local(stripe)).map_err(lock_error)?;
-        if !self.is_expired_file(id, now)? {
-            return Ok(false);
+        match self.sweep_verdict(id, now)? {
+            SweepVerdict::Keep => Ok(false),
+            SweepVerdict::Expired => self.remove(id),
+            SweepVerdict::Damaged => {
+                let removed = self.remove(id)?;
+                if removed {
+                    tracing::warn!(id = ?id, "removed a damaged session file that nothing had rewritten");
+                }
+                Ok(removed)
+            }
         }
-        self.remove(id)
     }
 
-    /// Whether the file of `id` exists and is expired at `now`, reading as
-    /// little of it as needed. Damaged files are logged and reported as not
-    /// expired: their expiry is unknown.
-    fn is_expired_file(&self, id: &StoreKey, now: i64) -> Result<bool, StoreError> {
+    /// What the sweeper does with the file of `id`, reading as little of it
+    /// as needed. A damaged file's expiry is unknown, but it reads as no
+    /// session to everyone, and this store never leaves a file half-written
+    /// (it replaces files whole by a rename): the damage is lasting. It is
+    /// kept for [`DAMAGED_FILE_AGE`] after its last change, time for an
+    /// operator to look at it, then removed.
+    fn sweep_verdict(&self, id: &StoreKey, now: i64) -> Result<SweepVerdict, StoreError> {
         let file = match File::open(self.path(id)) {
             Ok(file) => file,
-            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(SweepVerdict::Keep),
             Err(err) => return Err(StoreError::backend("file store: opening a session file", err)),
         };
+        let modified = file.metadata().and_then(|meta| meta.modified());
         match read_expiry(file) {
-            Ok(expires_at) => Ok(!is_live(expires_at, now)),
+            Ok(expires_at) if is_live(expires_at, now) => Ok(SweepVerdict::Keep),
+            Ok(_) => Ok(SweepVerdict::Expired),
             Err(ExpiryError::Io(err)) => Err(StoreError::backend("file store: reading a session file", err)),
             Err(ExpiryError::Damaged(err)) => {
+                // A clock set backwards makes the file look new: keep it for now.
+                let old = modified.ok().and_then(|at| at.elapsed().ok()).is_some_and(|age| age >= DAMAGED_FILE_AGE);
+                if old {
+                    return Ok(SweepVerdict::Damaged);
+                }
                 tracing::warn!(
                     id = ?id,
                     error = &err as &dyn std::error::Error,
-                    "a damaged session file cannot be swept; remove it by hand"
+                    "a damaged session file reads as no session; the sweeper removes it once it is {} minutes old",
+                    DAMAGED_FILE_AGE.as_secs() / 60
                 );
-                Ok(false)
+                Ok(SweepVerdict::Keep)
             }
         }
     }
@@ -710,6 +733,14 @@ impl Inner {
             Err(err) => Err(err),
         }
     }
+}
+
+/// What the sweeper does with one session file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SweepVerdict {
+    Keep,
+    Expired,
+    Damaged,
 }
 
 enum ExpiryError {
@@ -924,6 +955,37 @@ mod tests {
         drop(local);
         store.delete_expired().await.expect("sweep");
         assert!(!temp.exists(), "a stale temporary file nobody holds must be removed");
+    }
+
+    /// A damaged session file reads as no session; the sweeper keeps it for
+    /// an hour after its last change (time to look at it), then removes it,
+    /// and leaves a healthy session alone.
+    #[tokio::test]
+    async fn the_sweeper_removes_damaged_files_once_they_are_old() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = FileStore::open(dir.path()).await.expect("open");
+        let (healthy, fresh, old) = (
+            sessionkit::testing::checks::key(),
+            sessionkit::testing::checks::key(),
+            sessionkit::testing::checks::key(),
+        );
+        store.set(&healthy, &SessionMap::new(), None).await.expect("set");
+        for key in [&fresh, &old] {
+            fs::write(dir.path().join(format!("{key}.json")), b"{\"expires_at\": 1, \"da").expect("damage");
+        }
+        let long_ago = SystemTime::now() - DAMAGED_FILE_AGE - Duration::from_secs(1);
+        File::options()
+            .write(true)
+            .open(dir.path().join(format!("{old}.json")))
+            .expect("open")
+            .set_modified(long_ago)
+            .expect("backdate");
+        assert_eq!(store.get(&old).await.expect("get"), None, "a damaged file reads as no session");
+
+        assert_eq!(store.delete_expired().await.expect("sweep"), 1);
+        assert!(!dir.path().join(format!("{old}.json")).exists(), "an old damaged file must be removed");
+        assert!(dir.path().join(format!("{fresh}.json")).exists(), "a recently damaged file is kept for a while");
+        assert!(store.get(&healthy).await.expect("get").is_some(), "a healthy session must be kept");
     }
 
     #[test]
