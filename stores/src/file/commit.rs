@@ -86,7 +86,10 @@ impl Commit for FileCommit {
         let mut removals: Vec<Key> = Vec::new();
         // Users given a new index entry (synced before any session file is
         // written), and entries to drop once the files are in place.
+        // Entries this batch created: the users to sync, and the entries to
+        // take back if that sync fails.
         let mut listed: BTreeSet<String> = BTreeSet::new();
+        let mut created: Vec<(String, Key)> = Vec::new();
         let mut unlisted: Vec<(String, Key)> = Vec::new();
         for Session { key, slots, ops } in sessions {
             // The owner of the stored record, when a write needed to read it.
@@ -116,7 +119,10 @@ impl Commit for FileCommit {
                     };
                     match (added, format::encode(&record.data, record.expires_at)) {
                         (Ok(added), Ok(bytes)) => {
-                            listed.extend(added);
+                            if let Some(user) = added {
+                                created.push((user.clone(), key.clone()));
+                                listed.insert(user);
+                            }
                             if let Some(old) = stored_user.filter(|old| Some(old) != user.as_ref()) {
                                 unlisted.push((old, key.clone()));
                             }
@@ -145,7 +151,20 @@ impl Commit for FileCommit {
 
         // An entry is durable before the session it lists: the index never
         // misses a session, whenever the power goes.
-        inner.users.sync(listed).map_err(|err| BatchError::new("file store: syncing the user index", err))?;
+        if let Err(err) = inner.users.sync(listed) {
+            // An entry that exists is taken as durable by the next write:
+            // one whose sync failed must not stay behind, or a power cut
+            // could lose it under a session that survives.
+            for (user, key) in created {
+                if let Err(err) = inner.users.remove(&user, &key) {
+                    tracing::warn!(
+                        error = &err as &dyn std::error::Error,
+                        "could not take back a user index entry whose sync failed"
+                    );
+                }
+            }
+            return Err(BatchError::new("file store: syncing the user index", err));
+        }
         let changed_dir = make_durable_until_renamed(inner, &writes, &removals)?;
         for (user, key) in unlisted {
             // Left over if this fails: reads skip it, the sweeper retries.

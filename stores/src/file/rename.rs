@@ -62,8 +62,13 @@ impl Inner {
         let bytes = format::encode(&moved.data, moved.expires_at)?;
         if let Some(user) = owner(&moved) {
             let index = |err| StoreError::backend("file store: indexing a user's session", err);
-            if self.users.add(&user, to).map_err(index)? {
-                self.users.sync([user]).map_err(index)?;
+            if self.users.add(&user, to).map_err(index)?
+                && let Err(err) = self.users.sync([user.clone()])
+            {
+                // As in a batch: an entry whose sync failed must not be
+                // taken for durable by the next write.
+                let _ = self.users.remove(&user, to);
+                return Err(index(err));
             }
         }
         self.write_durably(to, &bytes)?;
