@@ -316,7 +316,7 @@ async fn session_page(State(info): State<Arc<AppInfo>>, session: Session) -> Pag
             human(ttl)
         )
     };
-    let mut attributes = vec![format!("{}=…", Escaped(session.config().get_cookie_name())), "HttpOnly".to_owned()];
+    let mut attributes = vec![format!("{}=…", Escaped(session.config().cookie_name())), "HttpOnly".to_owned()];
     if info.secure_cookies {
         attributes.push("Secure".to_owned());
     }

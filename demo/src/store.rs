@@ -4,7 +4,7 @@ use std::io;
 use std::path::Path;
 use std::sync::Arc;
 
-use sessionkit::{SessionStore, StoreError};
+use sessionkit::SessionStore;
 use sessionkit_stores::{FileStore, MemoryStore, RedbStore, RedisStore, SqliteStore};
 
 use crate::{Args, StartError, StoreKind};
@@ -57,12 +57,7 @@ pub async fn build_store(args: &Args) -> Result<OpenedStore, StartError> {
         }
         StoreKind::Redb => {
             create_parent(&path).await?;
-            let file = path.clone();
-            let store = tokio::task::spawn_blocking(move || RedbStore::open(file))
-                .await
-                .map_err(|err| StoreError::backend("opening the redb file", err))
-                .and_then(|opened| opened)
-                .map_err(open_failed)?;
+            let store = RedbStore::open(&path).await.map_err(open_failed)?;
             (Arc::new(store), format!("redb at {}", path.display()))
         }
     };

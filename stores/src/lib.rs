@@ -63,13 +63,13 @@ pub use self::redis::{RedisStore, RedisStoreBuilder};
 #[cfg(feature = "file")]
 pub use file::FileStore;
 #[cfg(feature = "memory")]
-pub use memory::MemoryStore;
+pub use memory::{MemoryStore, MemoryStoreBuilder};
 pub use open::{OpenError, StoreUrl, open, redact};
 /// The rusqlite this crate was built with, for [`SqliteStore::from_connection`].
 #[cfg(feature = "sqlite")]
 pub use rusqlite;
 #[cfg(feature = "sqlite")]
-pub use sqlite::SqliteStore;
+pub use sqlite::{SqliteStore, SqliteStoreBuilder};
 /// The sqlx this crate was built with, for [`PostgresStore::from_pool`].
 #[cfg(feature = "postgres")]
 pub use sqlx;

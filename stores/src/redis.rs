@@ -39,9 +39,10 @@ use ::redis::cluster::ClusterClient;
 use ::redis::cluster_async::ClusterConnection;
 use ::redis::sentinel::SentinelClient;
 use ::redis::{Client, RedisError, Value};
+use sessionkit::lease::{Lease, LeaseToken};
 use sessionkit::{
-    Changes, Lease, LeaseToken, ScanCursor, ScanPage, SessionMap, SessionRecord, SessionStore, StoreError, StoreKey,
-    UpdateOutcome, expiry, reserved,
+    Changes, ScanCursor, ScanPage, SessionMap, SessionRecord, SessionStore, StoreError, StoreKey, UpdateOutcome,
+    expiry, reserved,
 };
 
 use self::calls::{Call, PatchArgs};
@@ -259,7 +260,7 @@ const INDEX_ATTEMPTS: usize = 4;
 ///     "rediss+sentinel://:secret@10.0.0.1:26379,10.0.0.2:26379/sessions?ca=%2Fetc%2Fredis%2Fca.pem",
 /// )
 /// .await?;
-/// let layer = SessionLayer::new(SessionConfig::new(store));
+/// let layer = SessionLayer::new(SessionConfig::builder(store));
 /// # let _ = layer;
 /// # Ok(()) }
 /// ```
@@ -492,7 +493,7 @@ impl RedisStore {
 
     /// How many replicas each write waits for (see
     /// [`RedisStoreBuilder::wait_for_replicas`]); 0 when writes do not wait.
-    pub fn waits_for_replicas(&self) -> u32 {
+    pub fn wait_for_replicas(&self) -> u32 {
         self.connection.wait().map_or(0, |wait| wait.replicas)
     }
 
