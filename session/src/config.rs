@@ -74,11 +74,54 @@ pub struct SessionConfig {
     pub(crate) exclusive_wait: Duration,
 }
 
-/// A [`SessionConfig`] that cannot work; returned by
+/// Why a [`SessionConfigBuilder`] cannot build: one variant per setting a
+/// browser or the store would reject later. Returned by
+/// [`SessionConfigBuilder::build`] and
 /// [`SessionLayer::try_new`](crate::SessionLayer::try_new).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid session configuration: {0}")]
-pub struct ConfigError(String);
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The cookie name is empty or not an RFC 6265 token.
+    #[error("invalid session configuration: cookie name {0:?} is not an RFC 6265 token")]
+    CookieName(String),
+    /// The cookie path does not start with `/`, or holds `;` or control bytes.
+    #[error("invalid session configuration: cookie path {0:?} must start with `/` and hold no `;` or control bytes")]
+    Path(String),
+    /// The cookie domain is empty, or holds `;` or control bytes.
+    #[error("invalid session configuration: cookie domain {0:?} is empty or holds `;` or control bytes")]
+    Domain(String),
+    /// `SameSite=None` without `Secure`, which browsers reject.
+    #[error("invalid session configuration: SameSite=None cookies must be Secure: browsers reject them otherwise")]
+    SameSiteNoneNeedsSecure,
+    /// `Partitioned` without `Secure`, which browsers reject.
+    #[error("invalid session configuration: Partitioned cookies must be Secure: browsers reject them otherwise")]
+    PartitionedNeedsSecure,
+    /// A `__Host-` cookie name without `Secure`, with a path other than
+    /// `/`, or with a `Domain`: browsers drop such a cookie.
+    #[error(
+        "invalid session configuration: cookie name {0:?} has the __Host- prefix, which browsers accept only with \
+         Secure, Path=/ and no Domain"
+    )]
+    HostPrefix(String),
+    /// A `__Secure-` cookie name without `Secure`: browsers drop such a cookie.
+    #[error(
+        "invalid session configuration: cookie name {0:?} has the __Secure- prefix, which browsers accept only with \
+         Secure"
+    )]
+    SecurePrefix(String),
+    /// A `ttl` of zero (`None` is the way to store sessions without expiry).
+    #[error("invalid session configuration: ttl must be positive (use `None` for sessions without expiry)")]
+    ZeroTtl,
+    /// An `absolute_lifetime` of zero.
+    #[error("invalid session configuration: absolute_lifetime must be positive")]
+    ZeroAbsoluteLifetime,
+    /// A `max_size` of zero.
+    #[error("invalid session configuration: max_size must be positive")]
+    ZeroMaxSize,
+    /// An `exclusive_lease` of zero.
+    #[error("invalid session configuration: exclusive_lease must be positive")]
+    ZeroExclusiveLease,
+}
 
 impl SessionConfig {
     /// The default session lifetime: 24 hours.
@@ -238,51 +281,43 @@ impl SessionConfig {
 
     /// Checks everything a browser or the store would reject later.
     fn validate(&self) -> Result<(), ConfigError> {
-        let fail = |message: String| Err(ConfigError(message));
         if self.cookie_name.is_empty() || !self.cookie_name.bytes().all(is_token_byte) {
-            return fail(format!("cookie name {:?} is not an RFC 6265 token", self.cookie_name));
+            return Err(ConfigError::CookieName(self.cookie_name.clone()));
         }
         if !self.path.starts_with('/') || !self.path.bytes().all(is_attribute_byte) {
-            return fail(format!("cookie path {:?} must start with `/` and hold no `;` or control bytes", self.path));
+            return Err(ConfigError::Path(self.path.clone()));
         }
         if let Some(domain) = &self.domain
             && (domain.is_empty() || !domain.bytes().all(is_attribute_byte))
         {
-            return fail(format!("cookie domain {domain:?} is empty or holds `;` or control bytes"));
+            return Err(ConfigError::Domain(domain.clone()));
         }
         if self.same_site == SameSite::None && !self.secure {
-            return fail("SameSite=None cookies must be Secure: browsers reject them otherwise".into());
+            return Err(ConfigError::SameSiteNoneNeedsSecure);
         }
         if self.partitioned && !self.secure {
-            return fail("Partitioned cookies must be Secure: browsers reject them otherwise".into());
+            return Err(ConfigError::PartitionedNeedsSecure);
         }
         // Browsers match the prefixes without regard to case.
         let lower = self.cookie_name.to_ascii_lowercase();
         if lower.starts_with("__host-") {
             if !self.secure || self.path != "/" || self.domain.is_some() {
-                return fail(format!(
-                    "cookie name {:?} has the __Host- prefix, which browsers accept only with Secure, Path=/ and no \
-                     Domain",
-                    self.cookie_name
-                ));
+                return Err(ConfigError::HostPrefix(self.cookie_name.clone()));
             }
         } else if lower.starts_with("__secure-") && !self.secure {
-            return fail(format!(
-                "cookie name {:?} has the __Secure- prefix, which browsers accept only with Secure",
-                self.cookie_name
-            ));
+            return Err(ConfigError::SecurePrefix(self.cookie_name.clone()));
         }
         if self.ttl.is_some_and(|ttl| ttl.is_zero()) {
-            return fail("ttl must be positive (use `None` for sessions without expiry)".into());
+            return Err(ConfigError::ZeroTtl);
         }
         if self.absolute_lifetime.is_some_and(|cap| cap.is_zero()) {
-            return fail("absolute_lifetime must be positive".into());
+            return Err(ConfigError::ZeroAbsoluteLifetime);
         }
         if self.max_size == 0 {
-            return fail("max_size must be positive".into());
+            return Err(ConfigError::ZeroMaxSize);
         }
         if self.exclusive_lease.is_zero() {
-            return fail("exclusive_lease must be positive".into());
+            return Err(ConfigError::ZeroExclusiveLease);
         }
         Ok(())
     }
@@ -527,8 +562,20 @@ mod tests {
             SessionConfig::builder(NullStore).absolute_lifetime(Duration::ZERO),
             SessionConfig::builder(NullStore).max_size(0),
         ];
-        for config in bad {
-            assert!(config.clone().build().is_err(), "{config:?}");
+        let expected = [
+            ConfigError::CookieName(String::new()),
+            ConfigError::CookieName("a b".into()),
+            ConfigError::CookieName("a;b".into()),
+            ConfigError::Path("no-slash".into()),
+            ConfigError::Path("/a;b".into()),
+            ConfigError::Domain("a\nb".into()),
+            ConfigError::SameSiteNoneNeedsSecure,
+            ConfigError::ZeroTtl,
+            ConfigError::ZeroAbsoluteLifetime,
+            ConfigError::ZeroMaxSize,
+        ];
+        for (config, expected) in bad.into_iter().zip(expected) {
+            assert_eq!(config.build().map(drop), Err(expected));
         }
         assert!(SessionConfig::builder(NullStore).ttl(None).build().map(drop).is_ok());
     }
