@@ -3,7 +3,7 @@
 //! The layer puts a [`LazySession`] in the request's extensions. Nothing is
 //! read from the store until something asks for the session: the axum
 //! extractor, or [`LazySession::load`] in a bare tower service. That returns a
-//! [`Session`], whose methods are synchronous, as in the seed's API. A route
+//! [`Session`], whose methods are synchronous. A route
 //! that never asks costs no store call.
 //!
 //! Every clone of a `Session` (or `LazySession`) of one request shares one
@@ -46,7 +46,7 @@ pub struct LazySession {
     shared: Arc<Shared>,
 }
 
-/// A loaded session: the seed's API, synchronous.
+/// A loaded session, read and written synchronously.
 ///
 /// Cheap to clone; all clones share one state.
 #[derive(Clone)]

@@ -122,7 +122,7 @@ use self::users::{UserAfter, UserIndex};
 /// - exclusive leases, one per key, with fencing of the patches they guard;
 /// - scans, whose cursors are valid for the store that issued them.
 ///
-/// Design notes: `docs/memory-store.md` in the repository.
+/// Design notes: [`docs/memory-store.md`](https://github.com/sessionkit/sessionkit/blob/main/docs/memory-store.md).
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), sessionkit::StoreError> {

@@ -172,7 +172,7 @@ const INDEX_ATTEMPTS: usize = 4;
 /// steps that a concurrent delete can stop, and an app server dying
 /// between them loses that session (the user logs in again) but never
 /// duplicates or revives one. The module sources (`index.rs`,
-/// `rename.rs`) and `docs/redis-layout.md` spell out every window.
+/// `rename.rs`) and [`docs/redis-layout.md`](https://github.com/sessionkit/sessionkit/blob/main/docs/redis-layout.md) spell out every window.
 ///
 /// A prefix may hold a hash tag of its own (`app{shop}:`): every key then
 /// lands in that one slot, which is correct but does not spread the
@@ -231,7 +231,7 @@ const INDEX_ATTEMPTS: usize = 4;
 /// connection that pipelines every concurrent request (no pool to size),
 /// reconnects by itself after a failure, and bounds connection and response
 /// times. It speaks Cluster and Sentinel, and TLS through rustls (no system
-/// OpenSSL). Its [`Script`] re-loads scripts after a server restart. It
+/// OpenSSL). Its [`Script`](redis::Script) re-loads scripts after a server restart. It
 /// works with Valkey unchanged. `fred` has comparable features but a larger
 /// footprint, and applications that already talk to Redis usually hold a
 /// `redis::Client`, which [`RedisStore::from_client`] accepts.
@@ -713,7 +713,7 @@ impl SessionStore for RedisStore {
     }
 
     /// Two scripts, one per slot, with the user index following; see
-    /// "Key layout" above, and `docs/redis-layout.md` for the protocol and
+    /// "Key layout" above, and [`docs/redis-layout.md`](https://github.com/sessionkit/sessionkit/blob/main/docs/redis-layout.md) for the protocol and
     /// what a crash between them leaves.
     async fn rename(
         &self,
@@ -748,7 +748,7 @@ impl SessionStore for RedisStore {
     /// failover of the primary being walked makes it walk the promoted
     /// replica from its start, so that shard's sessions come twice but none
     /// is skipped, and a resharding during the scan can skip or repeat the
-    /// sessions it moves (see `docs/redis-layout.md`).
+    /// sessions it moves (see [`docs/redis-layout.md`](https://github.com/sessionkit/sessionkit/blob/main/docs/redis-layout.md)).
     async fn scan(&self, cursor: &ScanCursor, limit: usize) -> Result<ScanPage, StoreError> {
         self.scan_page(cursor, limit).await
     }

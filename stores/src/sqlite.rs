@@ -40,7 +40,7 @@
 //! A panic inside a commit fails that batch (see [`crate::group_commit`]);
 //! the writer then goes on with a fresh connection to the file, or, when it
 //! has no file to reopen, stops for good and [`SqliteStore::health`] says
-//! so. The choices are explained in `docs/store-writers.md`.
+//! so. The choices are explained in [`docs/store-writers.md`](https://github.com/sessionkit/sessionkit/blob/main/docs/store-writers.md).
 //!
 //! # Expiry and corrupt rows
 //!
@@ -108,7 +108,7 @@ const SWEEP_CHUNK: u32 = 1_000;
 /// sessions are listed at once. Processes of the earlier version still
 /// writing to the table meanwhile (a rolling upgrade) do not set the column:
 /// a session they create under a user is not listed until it is written
-/// again by this version. See `docs/sqlite-store.md`.
+/// again by this version. See [`docs/sqlite-store.md`](https://github.com/sessionkit/sessionkit/blob/main/docs/sqlite-store.md).
 ///
 /// # Files
 ///
