@@ -94,7 +94,7 @@ fn main() {
         let Some(open) = server.block_on(spec.open()).expect("opening a store") else {
             continue;
         };
-        let layer = SessionLayer::new(SessionConfig::with_shared_store(open.store.clone()));
+        let layer = SessionLayer::new(SessionConfig::shared_builder(open.store.clone()));
         add(
             format!("sessionkit-{}", spec.name),
             format!("sessionkit, {} store", spec.name),

@@ -60,13 +60,13 @@ fn main() {
     let mut router = match variant {
         "bare" => Router::new().route("/", get(|| async { "hello" })),
         "sessionkit" => {
-            Router::new().route("/", get(counter)).layer(SessionLayer::new(SessionConfig::new(MemoryStore::new())))
+            Router::new().route("/", get(counter)).layer(SessionLayer::new(SessionConfig::builder(MemoryStore::new())))
         }
         // Valgrind hides SHA-NI, so SHA-256 runs in software there: this
         // variant shows the layer's cost without it.
         "sessionkit-unhashed" => Router::new()
             .route("/", get(counter))
-            .layer(SessionLayer::new(SessionConfig::new(MemoryStore::new()).hash_ids_at_rest(false))),
+            .layer(SessionLayer::new(SessionConfig::builder(MemoryStore::new()).hash_ids_at_rest(false))),
         "tower-sessions" => Router::new()
             .route("/", get(tower_counter))
             .layer(tower_sessions::SessionManagerLayer::new(tower_sessions::MemoryStore::default())),

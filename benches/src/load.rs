@@ -213,7 +213,7 @@ mod tests {
             Ok(visits.to_string())
         }
         let store = std::sync::Arc::new(sessionkit_stores::MemoryStore::new());
-        let layer = sessionkit::SessionLayer::new(sessionkit::SessionConfig::with_shared_store(store.clone()));
+        let layer = sessionkit::SessionLayer::new(sessionkit::SessionConfig::shared_builder(store.clone()));
         let addr = serve(Router::new().route("/", get(counter)).layer(layer)).await.expect("serve");
         let report = drive_one_session(addr, 4, Duration::from_millis(100)).await.expect("drive");
         assert!(report.requests > 4 && report.errors == 0, "{report:?}");

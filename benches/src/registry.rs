@@ -63,7 +63,7 @@ pub const STORES: &[StoreSpec] = &[
     spec("memory", IN_PROCESS, |_| Box::pin(async { own(MemoryStore::new()) })),
     spec("file", ON_DISK, |dir| Box::pin(async move { own(FileStore::open(dir.join("sessions")).await?) })),
     spec("sqlite", ON_DISK, |dir| Box::pin(async move { own(SqliteStore::open(dir.join("sessions.db")).await?) })),
-    spec("redb", ON_DISK, |dir| Box::pin(async move { own(RedbStore::open(dir.join("sessions.redb"))?) })),
+    spec("redb", ON_DISK, |dir| Box::pin(async move { own(RedbStore::open(dir.join("sessions.redb")).await?) })),
     spec("redis", ON_SERVER, |dir| Box::pin(redis(dir))),
     spec("postgres", ON_DATABASE, |_| Box::pin(postgres())),
 ];

@@ -144,7 +144,7 @@ struct Seeded {
 /// 100,000 sessions in redb: a third bound to users, a tenth without
 /// expiry, some already expired (never copied), some about to expire.
 async fn seed(path: &std::path::Path) -> Seeded {
-    let store = Arc::new(RedbStore::open(path).expect("open redb"));
+    let store = Arc::new(RedbStore::open(path).await.expect("open redb"));
     let hour = Some(expiry::now() + Duration::from_secs(3600));
     let soon = expiry::now() + Duration::from_secs(3);
     let past = Some(expiry::now() - Duration::from_secs(60));
@@ -214,7 +214,7 @@ async fn check_destination(url: &str, seeded: &Seeded) {
     assert_eq!(listed.len(), expected_of_user, "{url}: the user index followed the copied sessions");
 
     // An application on the new store recognises the old cookies.
-    let layer = SessionLayer::new(SessionConfig::with_shared_store(store.clone()).secure(false));
+    let layer = SessionLayer::new(SessionConfig::shared_builder(store.clone()).secure(false));
     let app = axum::Router::new()
         .route(
             "/whoami",

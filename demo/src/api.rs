@@ -61,7 +61,8 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
-use sessionkit::{ExclusiveLayer, Session, SessionError};
+use sessionkit::exclusive::ExclusiveLayer;
+use sessionkit::{Session, SessionError};
 
 use crate::AppInfo;
 use crate::sessions::{self, Listed, Revoked};

@@ -52,7 +52,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use sessionkit::{ConfigError, SessionConfig, SessionLayer, SessionStore};
+use sessionkit::{ConfigError, SessionConfig, SessionConfigBuilder, SessionLayer, SessionStore};
 
 pub use cli::{Args, StoreChoice, StoreKind};
 pub use error::StartError;
@@ -80,8 +80,8 @@ pub struct AppInfo {
 /// The session configuration for these flags: sessionkit's defaults
 /// (cookie `id`, `HttpOnly`, `Secure`, `SameSite=Lax`, ids hashed at rest)
 /// with the flags' ttl, rolling and, if asked, no `Secure`.
-pub fn session_config(store: Arc<dyn SessionStore>, args: &Args) -> SessionConfig {
-    SessionConfig::with_shared_store(store).ttl(args.ttl()).rolling(args.rolling).secure(!args.insecure_cookies)
+pub fn session_config(store: Arc<dyn SessionStore>, args: &Args) -> SessionConfigBuilder {
+    SessionConfig::shared_builder(store).ttl(args.ttl()).rolling(args.rolling).secure(!args.insecure_cookies)
 }
 
 /// The whole application: pages, the API under `/api`, the session layer

@@ -35,7 +35,8 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
-use sessionkit::{ExclusiveLayer, Session, SessionError};
+use sessionkit::exclusive::ExclusiveLayer;
+use sessionkit::{Session, SessionError};
 
 use crate::AppInfo;
 use crate::api::user_agent;
@@ -557,7 +558,7 @@ async fn session_page(State(info): State<Arc<AppInfo>>, session: Session) -> Pag
             human(ttl)
         )
     };
-    let mut attributes = vec![format!("{}=…", Escaped(session.config().get_cookie_name())), "HttpOnly".to_owned()];
+    let mut attributes = vec![format!("{}=…", Escaped(session.config().cookie_name())), "HttpOnly".to_owned()];
     if info.secure_cookies {
         attributes.push("Secure".to_owned());
     }

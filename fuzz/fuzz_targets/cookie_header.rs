@@ -8,11 +8,12 @@ use std::sync::OnceLock;
 
 use http::{HeaderValue, Request, Response, header};
 use libfuzzer_sys::fuzz_target;
-use sessionkit::{Key, LazySession, SessionConfig, SessionLayer};
+use sessionkit::{LazySession, SessionConfig, SessionLayer};
+use sessionkit::cookie::Key;
 use sessionkit_stores::MemoryStore;
 use tower::{Layer, ServiceExt, service_fn};
 
-type App = sessionkit::SessionService<
+type App = sessionkit::layer::SessionService<
     tower::util::ServiceFn<
         fn(
             Request<()>,
@@ -88,8 +89,8 @@ impl Target {
 fn targets() -> &'static [Target; 2] {
     static TARGETS: OnceLock<[Target; 2]> = OnceLock::new();
     TARGETS.get_or_init(|| {
-        let plain = SessionConfig::new(MemoryStore::new());
-        let signed = SessionConfig::new(MemoryStore::new()).signing_key(Key::from(&[7u8; 64]));
+        let plain = SessionConfig::builder(MemoryStore::new());
+        let signed = SessionConfig::builder(MemoryStore::new()).signing_key(Key::from(&[7u8; 64]));
         [Target::new(plain), Target::new(signed)]
     })
 }

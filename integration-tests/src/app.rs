@@ -10,7 +10,8 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use serde_json::{Value, json};
-use sessionkit::{ExclusiveLayer, Session, SessionError, SessionInfo, SessionLayer, StoreKey, expiry};
+use sessionkit::exclusive::ExclusiveLayer;
+use sessionkit::{Session, SessionError, SessionInfo, SessionLayer, StoreKey, expiry};
 use tokio::sync::{Barrier, Semaphore};
 
 /// Rendezvous points for staged races.

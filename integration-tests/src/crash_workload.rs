@@ -45,9 +45,12 @@ pub async fn open_store(kind: &str, path: &Path) -> Result<Arc<dyn SessionStore>
     Ok(match kind {
         "file" => Arc::new(sessionkit_stores::FileStore::open(path).await?),
         "sqlite" => Arc::new(sessionkit_stores::SqliteStore::open(path).await?),
-        "redb" => Arc::new(sessionkit_stores::RedbStore::open(path)?),
+        "redb" => Arc::new(sessionkit_stores::RedbStore::open(path).await?),
         "redb-volatile" => Arc::new(
-            sessionkit_stores::RedbStore::builder().durability(sessionkit_stores::RedbDurability::None).open(path)?,
+            sessionkit_stores::RedbStore::builder()
+                .durability(sessionkit_stores::RedbDurability::None)
+                .open(path)
+                .await?,
         ),
         other => return Err(StoreError::config(format!("unknown store kind {other}"))),
     })

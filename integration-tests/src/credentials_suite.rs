@@ -5,7 +5,9 @@
 
 use reqwest::header::{AUTHORIZATION, CACHE_CONTROL, COOKIE, SET_COOKIE, VARY};
 use reqwest::{Client, StatusCode};
-use sessionkit::{IdHeader, IdTransport, Key, SessionConfig, SessionLayer};
+use sessionkit::cookie::Key;
+use sessionkit::transport::{IdHeader, IdTransport};
+use sessionkit::{SessionConfig, SessionLayer};
 
 use crate::http_suite::{Harness, pair, set_cookie};
 use crate::stores::StoreUnderTest;
@@ -64,12 +66,12 @@ pub async fn a_signature_is_bound_to_the_cookie_name(under_test: StoreUnderTest)
 /// would make browsers drop them is refused when the layer is built.
 pub async fn cookie_prefixes_are_checked_at_startup(under_test: StoreUnderTest) {
     let store = under_test.store.clone();
-    let config = || SessionConfig::with_shared_store(store.clone()).cookie_name("__Host-id");
+    let config = || SessionConfig::shared_builder(store.clone()).cookie_name("__Host-id");
     for (bad, why) in [
         (config().domain(Some("example.com".to_owned())), "Domain"),
         (config().path("/app"), "Path"),
         (config().secure(false), "Secure"),
-        (SessionConfig::with_shared_store(store.clone()).cookie_name("__Secure-id").secure(false), "Secure"),
+        (SessionConfig::shared_builder(store.clone()).cookie_name("__Secure-id").secure(false), "Secure"),
     ] {
         let err = SessionLayer::try_new(bad).expect_err("refused at startup");
         assert!(err.to_string().contains(why), "{err}");

@@ -6,7 +6,8 @@
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use sessionkit::{Changes, Lease, SessionStore, StoreKey, UpdateOutcome};
+use sessionkit::lease::Lease;
+use sessionkit::{Changes, SessionStore, StoreKey, UpdateOutcome};
 
 /// How long one increment waits for the lease before giving up.
 const PATIENCE: Duration = Duration::from_secs(60);

@@ -9,7 +9,8 @@ use std::time::{Duration, SystemTime};
 use http::HeaderMap;
 use http::header::{CACHE_CONTROL, COOKIE, SET_COOKIE, VARY};
 use reqwest::{Client, Response, StatusCode};
-use sessionkit::{SameSite, SessionConfig, SessionId, SessionLayer, SessionRecord, SessionStore, StoreKey};
+use sessionkit::cookie::SameSite;
+use sessionkit::{SessionConfig, SessionConfigBuilder, SessionId, SessionLayer, SessionRecord, SessionStore, StoreKey};
 
 use crate::app::{self, Gates};
 use crate::observed_store::{Calls, ObservedStore, Observer};
@@ -28,11 +29,15 @@ pub struct Harness {
 impl Harness {
     /// Serves the suite's app with `configure` applied to a default config
     /// (with `Secure` off: the client speaks plain HTTP to 127.0.0.1).
-    pub async fn start(under_test: StoreUnderTest, configure: impl FnOnce(SessionConfig) -> SessionConfig) -> Self {
+    pub async fn start(
+        under_test: StoreUnderTest,
+        configure: impl FnOnce(SessionConfigBuilder) -> SessionConfigBuilder,
+    ) -> Self {
         let (observed, observer) = ObservedStore::wrap(under_test.store.clone());
-        let config = configure(SessionConfig::new(observed).secure(false));
+        let config = configure(SessionConfig::builder(observed).secure(false));
         let gates = Arc::new(Gates::default());
-        let layer = SessionLayer::try_new(config.clone()).expect("valid test configuration");
+        let layer = SessionLayer::try_new(config).expect("valid test configuration");
+        let config = layer.config().clone();
         let server = TestServer::start(app::router(layer, gates.clone())).await;
         Self { server, observer, gates, config, under_test }
     }
@@ -40,8 +45,11 @@ impl Harness {
     /// A second server on the same store (unobserved), with `configure`
     /// applied to a default config: another app server, or this one
     /// restarted with another configuration.
-    pub async fn another_server(&self, configure: impl FnOnce(SessionConfig) -> SessionConfig) -> TestServer {
-        let config = configure(SessionConfig::with_shared_store(self.under_test.store.clone()).secure(false));
+    pub async fn another_server(
+        &self,
+        configure: impl FnOnce(SessionConfigBuilder) -> SessionConfigBuilder,
+    ) -> TestServer {
+        let config = configure(SessionConfig::shared_builder(self.under_test.store.clone()).secure(false));
         let layer = SessionLayer::try_new(config).expect("valid test configuration");
         TestServer::start(app::router(layer, Arc::new(Gates::default()))).await
     }
@@ -457,7 +465,7 @@ pub async fn server_errors_persist_nothing(under_test: StoreUnderTest) {
 pub async fn cookie_attributes_follow_the_config(under_test: StoreUnderTest) {
     // Defaults, exactly as documented (Secure included).
     let (observed, _) = ObservedStore::wrap(under_test.store.clone());
-    let layer = SessionLayer::new(SessionConfig::new(observed));
+    let layer = SessionLayer::new(SessionConfig::builder(observed));
     let server = TestServer::start(app::router(layer, Arc::new(Gates::default()))).await;
     let response = Client::new().post(server.url("/set/k/v")).send().await.expect("request");
     let cookie = set_cookie(&response, "id").expect("cookie");
@@ -508,7 +516,7 @@ pub async fn handler_headers_are_kept(under_test: StoreUnderTest) {
 /// Signed cookies: the layer signs, verifies, and ignores tampered, unsigned
 /// and foreign-key cookies (a fresh session each time).
 pub async fn signed_cookies_reject_tampering(under_test: StoreUnderTest) {
-    let key = sessionkit::Key::generate();
+    let key = sessionkit::cookie::Key::generate();
     let h = Harness::start(under_test, |c| c.signing_key(key)).await;
     let cookie = new_session(&h).await;
     assert!(cookie.value().len() > 43, "a signed cookie carries its signature");
@@ -522,8 +530,8 @@ pub async fn signed_cookies_reject_tampering(under_test: StoreUnderTest) {
     let last = flipped_id.len() - 2;
     flipped_id.replace_range(last..last + 1, if value[last..].starts_with('A') { "B" } else { "A" });
     let other_key = {
-        let other = sessionkit::SessionConfig::new(sessionkit_stores::MemoryStore::new())
-            .signing_key(sessionkit::Key::generate())
+        let other = sessionkit::SessionConfig::builder(sessionkit_stores::MemoryStore::new())
+            .signing_key(sessionkit::cookie::Key::generate())
             .secure(false);
         let server = TestServer::start(app::router(SessionLayer::new(other), Arc::new(Gates::default()))).await;
         // A well-formed cookie signed under another key: what a forger without our key can make.

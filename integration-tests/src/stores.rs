@@ -36,7 +36,7 @@ pub async fn memory() -> Option<StoreUnderTest> {
 /// A redb database in a temporary directory, with durable commits.
 pub async fn redb() -> Option<StoreUnderTest> {
     let dir = tempfile::tempdir().expect("temporary directory");
-    let store = sessionkit_stores::RedbStore::open(dir.path().join("sessions.redb")).expect("open redb");
+    let store = sessionkit_stores::RedbStore::open(dir.path().join("sessions.redb")).await.expect("open redb");
     Some(StoreUnderTest::guarded("redb", store, dir))
 }
 

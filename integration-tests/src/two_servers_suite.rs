@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use serde_json::Value;
-use sessionkit::{SessionConfig, SessionId, SessionLayer, StoreKey};
+use sessionkit::{SessionConfig, SessionConfigBuilder, SessionId, SessionLayer, StoreKey};
 
 use crate::app::{self, Gates};
 use crate::same_key_suite::hammer;
@@ -36,12 +36,12 @@ impl TwoServers {
     pub async fn start(
         a: StoreUnderTest,
         b: StoreUnderTest,
-        configure: impl Fn(SessionConfig) -> SessionConfig,
+        configure: impl Fn(SessionConfigBuilder) -> SessionConfigBuilder,
     ) -> Self {
         let serve = |under_test: &StoreUnderTest| {
-            let config = configure(SessionConfig::with_shared_store(under_test.store.clone()).secure(false));
-            let layer = SessionLayer::try_new(config.clone()).expect("valid test configuration");
-            (config, app::router(layer, Arc::new(Gates::default())))
+            let config = configure(SessionConfig::shared_builder(under_test.store.clone()).secure(false));
+            let layer = SessionLayer::try_new(config).expect("valid test configuration");
+            (layer.config().clone(), app::router(layer, Arc::new(Gates::default())))
         };
         let (config, router_a) = serve(&a);
         let (_, router_b) = serve(&b);
@@ -59,8 +59,11 @@ impl TwoServers {
 
     /// A third app server on A's store, with `configure` applied to its
     /// default config.
-    pub async fn another_server(&self, configure: impl FnOnce(SessionConfig) -> SessionConfig) -> TestServer {
-        let config = configure(SessionConfig::with_shared_store(self.stores.0.store.clone()).secure(false));
+    pub async fn another_server(
+        &self,
+        configure: impl FnOnce(SessionConfigBuilder) -> SessionConfigBuilder,
+    ) -> TestServer {
+        let config = configure(SessionConfig::shared_builder(self.stores.0.store.clone()).secure(false));
         let layer = SessionLayer::try_new(config).expect("valid test configuration");
         TestServer::start(app::router(layer, Arc::new(Gates::default()))).await
     }

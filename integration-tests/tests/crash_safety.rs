@@ -110,7 +110,7 @@ async fn reopen(kind: &str, path: &Path) -> Arc<dyn SessionStore> {
     match kind {
         "file" => Arc::new(sessionkit_stores::FileStore::open(path).await.expect("reopen the file store")),
         "sqlite" => Arc::new(sessionkit_stores::SqliteStore::open(path).await.expect("reopen sqlite")),
-        "redb" | "redb-volatile" => Arc::new(sessionkit_stores::RedbStore::open(path).expect("reopen redb")),
+        "redb" | "redb-volatile" => Arc::new(sessionkit_stores::RedbStore::open(path).await.expect("reopen redb")),
         other => panic!("unknown store kind {other}"),
     }
 }

@@ -129,6 +129,6 @@ async fn sqlite_survives_a_full_disk() {
 async fn redb_survives_a_full_disk() {
     let Some(disk) = small_disk(8 << 20) else { return };
     let filler = filler(&disk, 2 << 20);
-    let store = sessionkit_stores::RedbStore::open(disk.path().join("sessions.redb")).expect("open");
+    let store = sessionkit_stores::RedbStore::open(disk.path().join("sessions.redb")).await.expect("open");
     fill_fail_free_recover(Arc::new(store), filler).await;
 }

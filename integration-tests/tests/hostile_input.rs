@@ -5,7 +5,8 @@
 use std::sync::Arc;
 
 use serde_json::json;
-use sessionkit::{Key, SessionConfig, SessionId, SessionLayer, SessionRecord, SessionStore};
+use sessionkit::cookie::Key;
+use sessionkit::{SessionConfig, SessionConfigBuilder, SessionId, SessionLayer, SessionRecord, SessionStore};
 use sessionkit_integration_tests::app::{self, Gates};
 use sessionkit_integration_tests::raw_http::{self, RawResponse, cookie_header};
 use sessionkit_integration_tests::server::TestServer;
@@ -52,10 +53,11 @@ struct Target {
 }
 
 impl Target {
-    async fn start(configure: impl FnOnce(SessionConfig) -> SessionConfig) -> Self {
+    async fn start(configure: impl FnOnce(SessionConfigBuilder) -> SessionConfigBuilder) -> Self {
         let store = Arc::new(MemoryStore::new());
-        let config = configure(SessionConfig::with_shared_store(store.clone()).secure(false).max_size(64 * 1024));
-        let layer = SessionLayer::new(config.clone());
+        let config = configure(SessionConfig::shared_builder(store.clone()).secure(false).max_size(64 * 1024));
+        let layer = SessionLayer::new(config);
+        let config = layer.config().clone();
         let server = TestServer::start(app::router(layer, Arc::new(Gates::default()))).await;
         let response = raw_http::send(server.addr(), "POST", "/set/k/v", &[], b"").await;
         let victim = response.set_cookie_value("id").expect("the victim's session cookie");

@@ -19,7 +19,8 @@ use axum::routing::{get, post, put};
 use serde_json::{Value, json};
 use sessionkit::testing::Guarded;
 use sessionkit::{
-    Changes, Session, SessionConfig, SessionError, SessionId, SessionLayer, SessionMap, SessionStore, StoreKey,
+    Changes, Session, SessionConfig, SessionConfigBuilder, SessionError, SessionId, SessionLayer, SessionMap,
+    SessionStore, StoreKey,
 };
 use sessionkit::{StoreError, UpdateOutcome, expiry};
 use sessionkit_integration_tests::app as suite_app;
@@ -462,7 +463,7 @@ fn app(store: PostgresStore) -> Router {
         .route("/visit", post(visit))
         .route("/keys", get(keys))
         .route("/keys/{key}/{value}", put(put_key))
-        .layer(SessionLayer::new(SessionConfig::new(store).secure(false)))
+        .layer(SessionLayer::new(SessionConfig::builder(store).secure(false)))
 }
 
 async fn login(session: Session, Path(user): Path<String>) -> Result<StatusCode, SessionError> {
@@ -924,13 +925,13 @@ impl TwoServers {
         // Generous: fifty exclusive requests queue for one session here, and
         // this test is about what they write, not how long they wait.
         let configure =
-            |store: PostgresStore| SessionConfig::new(store).secure(false).exclusive_wait(Duration::from_secs(30));
-        let config = configure(store_in(server, &table).await);
-        let serve = |config: SessionConfig| {
+            |store: PostgresStore| SessionConfig::builder(store).secure(false).exclusive_wait(Duration::from_secs(30));
+        let config = configure(store_in(server, &table).await).build().expect("valid configuration");
+        let serve = |config: SessionConfigBuilder| {
             let layer = SessionLayer::try_new(config).expect("valid configuration");
             TestServer::start(suite_app::router(layer, Arc::new(suite_app::Gates::default())))
         };
-        let a = serve(config.clone()).await;
+        let a = serve(config.clone().into()).await;
         let b = serve(configure(store_in(server, &table).await)).await;
         Self { a, b, config, table }
     }

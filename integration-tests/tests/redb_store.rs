@@ -114,7 +114,7 @@ fn expect_config_error(result: Result<RedbStore, StoreError>) -> (String, StoreE
 mod conformance_opened_from_a_path {
     sessionkit::store_conformance_tests!(async {
         let (dir, path) = super::temp_path();
-        super::Guarded::new(super::RedbStore::open(path).expect("open"), dir)
+        super::Guarded::new(super::RedbStore::open(path).await.expect("open"), dir)
     });
 }
 
@@ -122,14 +122,14 @@ mod conformance_built_on_an_open_database {
     sessionkit::store_conformance_tests!(async {
         let (dir, path) = super::temp_path();
         let db = super::Database::create(path).expect("create");
-        super::Guarded::new(super::RedbStore::from_database(db).expect("store"), dir)
+        super::Guarded::new(super::RedbStore::from_database(db).await.expect("store"), dir)
     });
 }
 
 mod conformance_without_durable_commits {
     sessionkit::store_conformance_tests!(async {
         let (dir, path) = super::temp_path();
-        let store = super::RedbStore::builder().durability(super::RedbDurability::None).open(path).expect("open");
+        let store = super::RedbStore::builder().durability(super::RedbDurability::None).open(path).await.expect("open");
         super::Guarded::new(store, dir)
     });
 }
@@ -137,7 +137,8 @@ mod conformance_without_durable_commits {
 mod conformance_with_two_phase_commits {
     sessionkit::store_conformance_tests!(async {
         let (dir, path) = super::temp_path();
-        let store = super::RedbStore::builder().durability(super::RedbDurability::Paranoid).open(path).expect("open");
+        let store =
+            super::RedbStore::builder().durability(super::RedbDurability::Paranoid).open(path).await.expect("open");
         super::Guarded::new(store, dir)
     });
 }
@@ -181,7 +182,7 @@ async fn assert_reads_back(store: &RedbStore, expected: &[(StoreKey, SessionReco
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_survive_a_restart_from_the_same_path() {
     let (_dir, path) = temp_path();
-    let store = RedbStore::open(&path).expect("open");
+    let store = RedbStore::open(&path).await.expect("open");
     let expected = write_sessions(&store).await;
     let deleted = sessionkit_integration_tests::support::key();
     store.set(&deleted, &map(json!({ "a": 1 })), None).await.expect("set");
@@ -189,7 +190,7 @@ async fn sessions_survive_a_restart_from_the_same_path() {
     drop(store);
 
     // Reopening right after the drop works: the drop closed the file.
-    let reopened = RedbStore::open(&path).expect("reopen right after the drop");
+    let reopened = RedbStore::open(&path).await.expect("reopen right after the drop");
     assert_reads_back(&reopened, &expected).await;
     assert_eq!(reopened.get(&deleted).await.expect("get"), None, "a deleted session came back");
 }
@@ -197,27 +198,27 @@ async fn sessions_survive_a_restart_from_the_same_path() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_survive_a_restart_of_a_store_built_on_an_open_database() {
     let (_dir, path) = temp_path();
-    let store = RedbStore::from_database(Database::create(&path).expect("create")).expect("store");
+    let store = RedbStore::from_database(Database::create(&path).expect("create")).await.expect("store");
     let expected = write_sessions(&store).await;
     drop(store);
 
     // The store owned the database, so dropping it closed the file.
     let db = Database::create(&path).expect("the file must be closed once the store is dropped");
-    let reopened = RedbStore::from_database(db).expect("store");
+    let reopened = RedbStore::from_database(db).await.expect("store");
     assert_reads_back(&reopened, &expected).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_without_durable_commits_reach_the_file_on_flush_and_on_close() {
     let (_dir, path) = temp_path();
-    let store = RedbStore::builder().durability(RedbDurability::None).open(&path).expect("open");
+    let store = RedbStore::builder().durability(RedbDurability::None).open(&path).await.expect("open");
     let expected = write_sessions(&store).await;
     store.flush().await.expect("flush");
     let after_flush = sessionkit_integration_tests::support::key();
     store.set(&after_flush, &map(json!({ "late": 1 })), None).await.expect("set");
     drop(store);
 
-    let reopened = RedbStore::open(&path).expect("reopen");
+    let reopened = RedbStore::open(&path).await.expect("reopen");
     assert_reads_back(&reopened, &expected).await;
     assert!(reopened.get(&after_flush).await.expect("get").is_some(), "closing the store must persist its writes");
 }
@@ -241,7 +242,7 @@ async fn a_file_that_is_not_a_database_is_refused_and_left_alone() {
     for (name, contents) in cases {
         let path = dir.path().join(name);
         std::fs::write(&path, &contents).expect("write");
-        let (message, _) = expect_config_error(RedbStore::open(&path));
+        let (message, _) = expect_config_error(RedbStore::open(&path).await);
         assert!(message.contains("is not a redb database"), "{name}: unclear error: {message}");
         assert_eq!(std::fs::read(&path).expect("read"), contents, "{name}: a refused file must be left as it was");
     }
@@ -250,7 +251,7 @@ async fn a_file_that_is_not_a_database_is_refused_and_left_alone() {
 #[tokio::test]
 async fn a_truncated_database_is_refused_and_left_alone() {
     let (_dir, path) = temp_path();
-    let store = RedbStore::open(&path).expect("open");
+    let store = RedbStore::open(&path).await.expect("open");
     for i in 0..500 {
         store
             .set(&sessionkit_integration_tests::support::key(), &map(json!({ "n": i, "pad": "x".repeat(200) })), None)
@@ -262,7 +263,7 @@ async fn a_truncated_database_is_refused_and_left_alone() {
     let half = &whole[..whole.len() / 2];
     std::fs::write(&path, half).expect("truncate");
 
-    let (message, _) = expect_config_error(RedbStore::open(&path));
+    let (message, _) = expect_config_error(RedbStore::open(&path).await);
     assert!(message.contains("corrupted redb database"), "unclear error: {message}");
     assert_eq!(std::fs::read(&path).expect("read"), half, "a refused file must be left as it was");
 }
@@ -270,11 +271,11 @@ async fn a_truncated_database_is_refused_and_left_alone() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_open_of_the_same_file_says_it_is_already_open() {
     let (_dir, path) = temp_path();
-    let store = RedbStore::open(&path).expect("open");
+    let store = RedbStore::open(&path).await.expect("open");
     let id = sessionkit_integration_tests::support::key();
     store.set(&id, &map(json!({ "kept": true })), None).await.expect("set");
 
-    let (message, err) = expect_config_error(RedbStore::open(&path));
+    let (message, err) = expect_config_error(RedbStore::open(&path).await);
     assert!(message.contains("already open"), "unclear error: {message}");
     assert!(format!("{:?}", err.source()).contains("DatabaseAlreadyOpen"), "{err:?}");
 
@@ -291,7 +292,7 @@ async fn tables_of_the_same_name_with_other_types_are_refused() {
     txn.open_table(foreign).expect("table").insert("mine", &7).expect("insert");
     txn.commit().expect("commit");
 
-    let (message, _) = expect_config_error(RedbStore::from_database(db));
+    let (message, _) = expect_config_error(RedbStore::from_database(db).await);
     assert!(message.contains("sessionkit_sessions"), "the error must name the table: {message}");
 
     // The user's table is untouched.
@@ -304,7 +305,7 @@ async fn tables_of_the_same_name_with_other_types_are_refused() {
 async fn corrupt_values_read_as_absent_and_nothing_else_is_lost() {
     let (_dir, path) = temp_path();
     let db = Arc::new(Database::create(&path).expect("create"));
-    let store = RedbStore::from_database(Arc::clone(&db)).expect("store");
+    let store = RedbStore::from_database(Arc::clone(&db)).await.expect("store");
     let healthy = sessionkit_integration_tests::support::key();
     store.set(&healthy, &map(json!({ "ok": true })), Some(in_secs(600))).await.expect("set");
 
@@ -351,7 +352,7 @@ async fn corrupt_values_read_as_absent_and_nothing_else_is_lost() {
 async fn a_sweep_leaves_the_index_holding_exactly_the_live_records_with_an_expiry() {
     let (_dir, path) = temp_path();
     let db = Arc::new(Database::create(&path).expect("create"));
-    let store = Arc::new(RedbStore::from_database(Arc::clone(&db)).expect("store"));
+    let store = Arc::new(RedbStore::from_database(Arc::clone(&db)).await.expect("store"));
     let live: Vec<(StoreKey, SystemTime)> =
         (0..300).map(|i| (sessionkit_integration_tests::support::key(), in_secs(600 + i))).collect();
     let expired: Vec<StoreKey> = (0..120).map(|_| sessionkit_integration_tests::support::key()).collect();
@@ -385,7 +386,7 @@ async fn a_sweep_leaves_the_index_holding_exactly_the_live_records_with_an_expir
 async fn a_stale_index_entry_never_deletes_a_live_record() {
     let (_dir, path) = temp_path();
     let db = Arc::new(Database::create(&path).expect("create"));
-    let store = RedbStore::from_database(Arc::clone(&db)).expect("store");
+    let store = RedbStore::from_database(Arc::clone(&db)).await.expect("store");
     let id = sessionkit_integration_tests::support::key();
     let until = in_secs(600);
     store.set(&id, &map(json!({ "live": true })), Some(until)).await.expect("set");
@@ -408,7 +409,7 @@ async fn a_backlog_larger_than_one_sweep_transaction_is_cleared() {
     const EXPIRED: usize = 25_000;
     let (_dir, path) = temp_path();
     let db = Arc::new(Database::create(&path).expect("create"));
-    let store = RedbStore::from_database(Arc::clone(&db)).expect("store");
+    let store = RedbStore::from_database(Arc::clone(&db)).await.expect("store");
     let keep = sessionkit_integration_tests::support::key();
     store.set(&keep, &map(json!({ "keep": 1 })), Some(in_secs(600))).await.expect("set");
     // Written straight into the documented layout, in one transaction, so the
@@ -437,8 +438,8 @@ async fn a_backlog_larger_than_one_sweep_transaction_is_cleared() {
 async fn stores_with_different_table_prefixes_share_a_database_without_mixing() {
     let (_dir, path) = temp_path();
     let db = Arc::new(Database::create(&path).expect("create"));
-    let users = RedbStore::from_database(Arc::clone(&db)).expect("store");
-    let admins = RedbStore::builder().table_prefix("admin").build(Arc::clone(&db)).expect("store");
+    let users = RedbStore::from_database(Arc::clone(&db)).await.expect("store");
+    let admins = RedbStore::builder().prefix("admin").from_database(Arc::clone(&db)).await.expect("store");
     let id = sessionkit_integration_tests::support::key();
     users.set(&id, &map(json!({ "who": "user" })), None).await.expect("set");
     admins.set(&id, &map(json!({ "who": "admin" })), Some(ago(1))).await.expect("set");
@@ -468,7 +469,7 @@ async fn stores_with_different_table_prefixes_share_a_database_without_mixing() 
 async fn the_stored_bytes_and_the_indexes_are_as_documented() {
     let (_dir, path) = temp_path();
     let db = Arc::new(Database::create(&path).expect("create"));
-    let store = RedbStore::from_database(Arc::clone(&db)).expect("store");
+    let store = RedbStore::from_database(Arc::clone(&db)).await.expect("store");
     let (owned, anonymous) =
         (sessionkit_integration_tests::support::key(), sessionkit_integration_tests::support::key());
     let at = in_secs(600);
@@ -525,7 +526,7 @@ async fn a_database_written_by_the_previous_version_opens_reads_lists_and_upgrad
     };
     assert!(!tables.iter().any(|name| name == "sessionkit_users"), "the old layout has no user index: {tables:?}");
 
-    let store = RedbStore::open(&path).expect("a database of the previous version opens");
+    let store = RedbStore::open(&path).await.expect("a database of the previous version opens");
     for (id, value, at) in &sessions[..4] {
         let record = store.get(id).await.expect("get").expect("an old session reads back");
         assert_eq!(record, SessionRecord::new(map(value.clone()), *at));
@@ -581,7 +582,7 @@ async fn a_database_written_by_the_previous_version_opens_reads_lists_and_upgrad
     assert_eq!(raw_value(&db, &expired), None);
     drop(db);
 
-    let reopened = RedbStore::open(&db_path).expect("reopen");
+    let reopened = RedbStore::open(&db_path).await.expect("reopen");
     assert_eq!(reopened.sessions_of("ada").await.expect("list").len(), 1);
     assert!(reopened.get(&anonymous).await.expect("get").is_some());
 }

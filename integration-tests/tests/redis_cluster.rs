@@ -55,7 +55,7 @@ fn the_conformance_kit_passes_on_a_cluster_with_and_without_waiting_for_replicas
                     let builder =
                         if wait { builder.wait_for_replicas(1, Duration::from_millis(1500)) } else { builder };
                     let store = builder.open(&url).await.expect("open on the cluster");
-                    assert_eq!(store.waits_for_replicas(), u32::from(wait));
+                    assert_eq!(store.wait_for_replicas(), u32::from(wait));
                     store
                 }
             },
@@ -86,7 +86,7 @@ fn app(store: RedisStore) -> Router {
         .route("/login/{user}", post(login))
         .route("/me", get(me))
         .route("/visit", post(visit))
-        .layer(SessionLayer::new(SessionConfig::new(store).secure(false)))
+        .layer(SessionLayer::new(SessionConfig::builder(store).secure(false)))
 }
 
 async fn login(session: Session, Path(user): Path<String>) -> Result<StatusCode, SessionError> {

@@ -390,7 +390,7 @@ fn app(store: RedisStore) -> Router {
         .route("/visit", post(visit))
         .route("/keys", get(keys))
         .route("/keys/{key}/{value}", put(put_key))
-        .layer(SessionLayer::new(SessionConfig::new(store).secure(false)))
+        .layer(SessionLayer::new(SessionConfig::builder(store).secure(false)))
 }
 
 async fn login(session: Session, Path(user): Path<String>) -> Result<StatusCode, SessionError> {

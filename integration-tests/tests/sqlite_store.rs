@@ -142,14 +142,15 @@ async fn sessions_written_through_a_connection_survive_reopening_the_file() {
     let sessions = varied_sessions();
     {
         let conn = Connection::open(&path).expect("connection");
-        let store = SqliteStore::from_connection_with_table(conn, "web_sessions").await.expect("from_connection");
+        let store = SqliteStore::builder().table("web_sessions").from_connection(conn).await.expect("from_connection");
         write_all(&store, &sessions).await;
     }
-    let by_path = SqliteStore::open_with_table(&path, "web_sessions").await.expect("open");
+    let by_path = SqliteStore::builder().table("web_sessions").open(&path).await.expect("open");
     assert_all_read_back(&by_path, &sessions).await;
     drop(by_path);
     let conn = Connection::open(&path).expect("connection");
-    let by_connection = SqliteStore::from_connection_with_table(conn, "web_sessions").await.expect("from_connection");
+    let by_connection =
+        SqliteStore::builder().table("web_sessions").from_connection(conn).await.expect("from_connection");
     assert_all_read_back(&by_connection, &sessions).await;
 }
 
@@ -208,14 +209,14 @@ async fn hostile_table_names_are_rejected_before_touching_the_database() {
     let path = dir.path().join("app.db");
     database_with_a_victim_table(&path);
     for name in HOSTILE_NAMES {
-        let err = SqliteStore::open_with_table(&path, name).await.expect_err(name);
+        let err = SqliteStore::builder().table(name).open(&path).await.expect_err(name);
         assert!(matches!(err, StoreError::Config { .. }), "{name:?}: {err:?}");
         let message = err.to_string();
         assert!(message.contains("invalid SQLite session table name"), "{name:?}: {message}");
         assert!(message.contains(&format!("{name:?}")), "the error must show the rejected name: {message}");
 
         let conn = Connection::open(&path).expect("connection");
-        let err = SqliteStore::from_connection_with_table(conn, name).await.expect_err(name);
+        let err = SqliteStore::builder().table(name).from_connection(conn).await.expect_err(name);
         assert!(matches!(err, StoreError::Config { .. }), "{name:?}: {err:?}");
     }
     assert_eq!(table_names(&path), ["y"], "a rejected name must not create or drop anything");
@@ -229,8 +230,8 @@ async fn a_custom_table_works_and_two_tables_in_one_database_are_separate() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("app.db");
     database_with_a_victim_table(&path);
-    let admin = SqliteStore::open_with_table(&path, "admin_sessions").await.expect("admin");
-    let public = SqliteStore::open_with_table(&path, "Public_Sessions_2").await.expect("public");
+    let admin = SqliteStore::builder().table("admin_sessions").open(&path).await.expect("admin");
+    let public = SqliteStore::builder().table("Public_Sessions_2").open(&path).await.expect("public");
     assert_eq!(admin.table(), "admin_sessions");
 
     let shared = sessionkit_integration_tests::support::key();
@@ -277,7 +278,7 @@ async fn a_foreign_table_with_the_same_name_is_a_clear_error_and_is_left_alone()
     // The same table with an `id` column but no key on it cannot be upserted into.
     let conn = Connection::open(&path).expect("connection");
     conn.execute_batch("CREATE TABLE keyless (id TEXT, data TEXT, expires_at INTEGER)").expect("keyless table");
-    let err = SqliteStore::from_connection_with_table(conn, "keyless").await.expect_err("no primary key");
+    let err = SqliteStore::builder().table("keyless").from_connection(conn).await.expect_err("no primary key");
     assert!(error_chain(&err).contains("exists but is not a session table"), "{}", error_chain(&err));
 
     assert_eq!(rows(&path, "http_sessions"), [("mine".to_owned(), None, None)]);

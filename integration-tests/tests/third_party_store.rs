@@ -12,9 +12,10 @@ mod map_store {
     use std::collections::HashMap;
     use std::time::{Duration, SystemTime};
 
+    use sessionkit::lease::{Lease, LeaseToken};
     use sessionkit::{
-        Changes, Lease, LeaseToken, PatchError, ScanCursor, ScanPage, SessionMap, SessionRecord, SessionStore,
-        StoreError, StoreKey, UpdateOutcome, expiry,
+        Changes, PatchError, ScanCursor, ScanPage, SessionMap, SessionRecord, SessionStore, StoreError, StoreKey,
+        UpdateOutcome, expiry,
     };
     use tokio::sync::{Mutex, MutexGuard};
 

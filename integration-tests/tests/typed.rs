@@ -7,7 +7,8 @@ use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::routing::{get, post, put};
 use serde::{Deserialize, Serialize};
-use sessionkit::{Session, SessionConfig, SessionData, SessionDataRejection, SessionError, SessionLayer};
+use sessionkit::extract::SessionDataRejection;
+use sessionkit::{Session, SessionConfig, SessionData, SessionError, SessionLayer};
 use sessionkit_integration_tests::server::TestServer;
 use sessionkit_stores::MemoryStore;
 
@@ -116,7 +117,7 @@ fn app() -> Router {
         .route("/corrupt", post(corrupt))
         .route("/raw", get(raw))
         // Plain http in tests: the jar would not send a `Secure` cookie.
-        .layer(SessionLayer::new(SessionConfig::new(MemoryStore::new()).secure(false)))
+        .layer(SessionLayer::new(SessionConfig::builder(MemoryStore::new()).secure(false)))
 }
 
 /// A browser: one cookie jar.

@@ -77,7 +77,7 @@ use syn::{DeriveInput, parse_macro_input};
 ///
 /// With sessionkit's `axum` feature, the struct is also an axum extractor
 /// (`FromRequestParts`, and `OptionalFromRequestParts` for `Option<Cart>`);
-/// see `sessionkit::SessionDataRejection` for the status codes.
+/// see `sessionkit::extract::SessionDataRejection` for the status codes.
 ///
 /// Generated items have the struct's visibility.
 ///

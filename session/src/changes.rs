@@ -78,7 +78,7 @@ enum Entry {
 }
 
 /// An operation a store performs on the value it holds, inside its atomic
-/// step; see the [module docs](self).
+/// step; see [`Changes`](crate::Changes).
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub enum Op {

@@ -14,7 +14,8 @@
 #![cfg_attr(feature = "axum", doc = "```rust")]
 #![cfg_attr(not(feature = "axum"), doc = "```rust,ignore")]
 //! use axum::{Router, routing::post};
-//! use sessionkit::{ExclusiveLayer, Session, SessionConfig, SessionError, SessionLayer};
+//! use sessionkit::{Session, SessionConfig, SessionError, SessionLayer};
+//! use sessionkit::exclusive::ExclusiveLayer;
 //! use sessionkit_stores::MemoryStore;
 //!
 //! /// Moves the first cart item to the wish list: nothing may change the
@@ -32,7 +33,7 @@
 //! let app: Router = Router::new()
 //!     .route("/cart/save-for-later", post(save_for_later))
 //!     .route_layer(ExclusiveLayer::new())
-//!     .layer(SessionLayer::new(SessionConfig::new(MemoryStore::new())));
+//!     .layer(SessionLayer::new(SessionConfig::builder(MemoryStore::new())));
 //! # let _ = app;
 //! ```
 

@@ -33,7 +33,7 @@ use tower_service::Service;
 use crate::config::ConfigError;
 use crate::persist::{Issued, Plan};
 use crate::session::{LoadFailure, release};
-use crate::{LazySession, PatchError, SessionConfig, StoreError, cookie, expiry};
+use crate::{LazySession, PatchError, SessionConfig, SessionConfigBuilder, StoreError, cookie_header, expiry};
 
 /// A tower [`Layer`] that gives every request a session.
 ///
@@ -41,7 +41,7 @@ use crate::{LazySession, PatchError, SessionConfig, StoreError, cookie, expiry};
 /// use sessionkit::{SessionConfig, SessionLayer};
 /// use sessionkit_stores::MemoryStore;
 ///
-/// let layer = SessionLayer::new(SessionConfig::new(MemoryStore::new()));
+/// let layer = SessionLayer::new(SessionConfig::builder(MemoryStore::new()));
 /// # let _ = layer;
 /// ```
 #[derive(Clone, Debug)]
@@ -54,9 +54,9 @@ impl SessionLayer {
     ///
     /// # Panics
     ///
-    /// If the configuration is invalid (see [`SessionConfig::validate`]);
+    /// If the configuration is invalid (see [`SessionConfigBuilder::build`]);
     /// use [`SessionLayer::try_new`] to handle that as an error.
-    pub fn new(config: SessionConfig) -> Self {
+    pub fn new(config: impl Into<SessionConfigBuilder>) -> Self {
         match Self::try_new(config) {
             Ok(layer) => layer,
             Err(err) => panic!("{err}"),
@@ -64,9 +64,8 @@ impl SessionLayer {
     }
 
     /// A layer with this configuration, or why it cannot work.
-    pub fn try_new(config: SessionConfig) -> Result<Self, ConfigError> {
-        config.validate()?;
-        Ok(Self { config: Arc::new(config) })
+    pub fn try_new(config: impl Into<SessionConfigBuilder>) -> Result<Self, ConfigError> {
+        Ok(Self { config: Arc::new(config.into().build()?) })
     }
 
     /// The configuration in use.
@@ -239,8 +238,8 @@ async fn finish<B: Default>(lazy: &LazySession, mut response: Response<B>) -> Re
 fn tell(headers: &mut HeaderMap, config: &SessionConfig, issued: &Issued, now: std::time::SystemTime) {
     if config.transport.uses_cookie() {
         let set_cookie = match issued {
-            Issued::Id { id, expires_at, .. } => cookie::session_cookie(config, id, *expires_at, now),
-            Issued::Ended => cookie::removal_cookie(config),
+            Issued::Id { id, expires_at, .. } => cookie_header::session_cookie(config, id, *expires_at, now),
+            Issued::Ended => cookie_header::removal_cookie(config),
         };
         if let Some(set_cookie) = set_cookie {
             headers.append(SET_COOKIE, set_cookie);
@@ -249,7 +248,9 @@ fn tell(headers: &mut HeaderMap, config: &SessionConfig, issued: &Issued, now: s
     }
     let Some(transport) = config.transport.header() else { return };
     let value = match issued {
-        Issued::Id { id, changed: true, .. } => cookie::credential_value(config, transport.request().as_str(), id),
+        Issued::Id { id, changed: true, .. } => {
+            cookie_header::credential_value(config, transport.request().as_str(), id)
+        }
         // A refresh changes nothing a header client holds.
         Issued::Id { changed: false, .. } => return,
         Issued::Ended => String::new(),

@@ -23,7 +23,7 @@
 //! async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //!     let app = Router::new()
 //!         .route("/", get(counter))
-//!         .layer(SessionLayer::new(SessionConfig::new(MemoryStore::new())));
+//!         .layer(SessionLayer::new(SessionConfig::builder(MemoryStore::new())));
 //!
 //!     // Serve it with `axum::serve(listener, app)`; here, two requests by hand.
 //!     let first = app.clone().oneshot(Request::new(Body::empty())).await?;
@@ -64,19 +64,17 @@
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
-// The docs link items of every feature; with some features off, some links
-// have no target, which is expected rather than a documentation bug.
-#![cfg_attr(
-    not(all(feature = "derive", feature = "axum", feature = "testing")),
-    allow(rustdoc::broken_intra_doc_links)
-)]
+// Feature-gated items carry a badge on docs.rs naming their feature.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod changes;
 mod config;
-mod cookie;
+mod cookie_header;
 mod error;
-mod exclusive;
+pub mod exclusive;
 pub mod expiry;
+#[cfg(feature = "axum")]
+pub mod extract;
 mod id;
 pub mod layer;
 pub mod lease;
@@ -94,8 +92,6 @@ mod token;
 pub mod transport;
 pub mod typed;
 
-#[cfg(feature = "axum")]
-mod extract;
 #[cfg(feature = "testing")]
 pub mod testing;
 
@@ -103,17 +99,14 @@ pub mod testing;
 mod test_support;
 
 pub use changes::{Change, Changes, Op, PatchError};
-pub use config::{
-    ConfigError, DEFAULT_COOKIE_NAME, DEFAULT_EXCLUSIVE_LEASE, DEFAULT_EXCLUSIVE_WAIT, DEFAULT_MAX_SIZE, DEFAULT_TTL,
-    Key, SameSite, SessionConfig,
-};
+pub use config::{ConfigError, SessionConfig, SessionConfigBuilder};
+/// The `cookie` crate this one builds cookies with: its
+/// [`Key`](cookie::Key) signs them, its [`SameSite`](cookie::SameSite) is
+/// [`SessionConfigBuilder::same_site`]'s argument.
+pub use cookie;
 pub use error::{BoxError, SessionError, StoreError};
-pub use exclusive::{ExclusiveLayer, ExclusiveService};
-#[cfg(feature = "axum")]
-pub use extract::{SessionDataRejection, SessionRejection};
 pub use id::SessionId;
-pub use layer::{SessionLayer, SessionService};
-pub use lease::{Lease, LeaseToken};
+pub use layer::SessionLayer;
 pub use listing::SessionInfo;
 pub use record::{SessionMap, SessionRecord};
 pub use scan::{ScanCursor, ScanPage};
@@ -124,7 +117,6 @@ pub use session::{LazySession, Session};
 pub use sessionkit_derive::SessionData;
 pub use store::{SessionStore, UpdateOutcome};
 pub use store_key::StoreKey;
-pub use transport::{IdHeader, IdTransport};
 pub use typed::SessionData;
 
 #[doc(hidden)]

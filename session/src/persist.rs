@@ -235,7 +235,7 @@ fn patch(
     state: &mut State,
     config: &SessionConfig,
     now: SystemTime,
-    fence: Option<crate::LeaseToken>,
+    fence: Option<crate::lease::LeaseToken>,
     which: Bookkeeping,
 ) -> Changes {
     let which = if state.changes.is_cleared() && which == Bookkeeping::Changed { Bookkeeping::All } else { which };

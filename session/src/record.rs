@@ -4,7 +4,7 @@ use std::time::SystemTime;
 
 use crate::{expiry, reserved};
 
-/// The session's data: the seed's `{ [string]: any }`, as a JSON object.
+/// The session's data: a JSON object of string keys to any JSON values.
 pub type SessionMap = serde_json::Map<String, serde_json::Value>;
 
 /// One stored session.

@@ -3,7 +3,7 @@
 //! The layer puts a [`LazySession`] in the request's extensions. Nothing is
 //! read from the store until something asks for the session: the axum
 //! extractor, or [`LazySession::load`] in a bare tower service. That returns a
-//! [`Session`], whose methods are synchronous, as in the seed's API. A route
+//! [`Session`], whose methods are synchronous. A route
 //! that never asks costs no store call.
 //!
 //! Every clone of a `Session` (or `LazySession`) of one request shares one
@@ -22,10 +22,11 @@ use serde_json::Value;
 use tokio::sync::OnceCell;
 
 use crate::changes::apply_op;
+use crate::lease::LeaseToken;
 use crate::listing::SessionInfo;
 use crate::{
-    Changes, LeaseToken, Op, SessionConfig, SessionError, SessionId, SessionMap, SessionRecord, StoreError, StoreKey,
-    cookie, expiry, reserved,
+    Changes, Op, SessionConfig, SessionError, SessionId, SessionMap, SessionRecord, StoreError, StoreKey,
+    cookie_header, expiry, reserved,
 };
 
 /// A session that has not been read from the store yet. Found in the
@@ -45,7 +46,7 @@ pub struct LazySession {
     shared: Arc<Shared>,
 }
 
-/// A loaded session: the seed's API, synchronous.
+/// A loaded session, read and written synchronously.
 ///
 /// Cheap to clone; all clones share one state.
 #[derive(Clone)]
@@ -217,7 +218,7 @@ impl LazySession {
 
     /// Loads the session exclusively: until this request's response is
     /// persisted, other requests that ask for the session exclusively wait
-    /// (see [`ExclusiveLayer`](crate::ExclusiveLayer), which makes every
+    /// (see [`ExclusiveLayer`](crate::exclusive::ExclusiveLayer), which makes every
     /// load of a route exclusive, and [`crate::lease`]). Once the session is
     /// loaded, this is [`load`](Self::load).
     ///
@@ -237,11 +238,11 @@ impl LazySession {
 
     async fn fetch(&self) -> Result<State, SessionError> {
         let config = &self.shared.config;
-        let from_cookie = cookie::read(&self.shared.cookies, config);
+        let from_cookie = cookie_header::read(&self.shared.cookies, config);
         // The cookie wins; the header is read only when the cookie had no id.
         let from_header = match from_cookie.id {
-            Some(_) => cookie::RequestCookie::default(),
-            None => cookie::read_header(self.shared.id_header.as_ref(), config),
+            Some(_) => cookie_header::RequestCookie::default(),
+            None => cookie_header::read_header(self.shared.id_header.as_ref(), config),
         };
         let cookie_present = from_cookie.present || from_header.present;
         let Some(id) = from_cookie.id.or(from_header.id) else {
@@ -819,16 +820,17 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::SessionConfigBuilder;
     use crate::test_support::{MapStore, run};
 
-    fn config(store: &MapStore) -> SessionConfig {
-        SessionConfig::with_shared_store(Arc::new(store.clone())).hash_ids_at_rest(false)
+    fn config(store: &MapStore) -> SessionConfigBuilder {
+        SessionConfig::shared_builder(Arc::new(store.clone())).hash_ids_at_rest(false)
     }
 
-    fn lazy_with(config: SessionConfig, cookie: Option<&SessionId>) -> LazySession {
+    fn lazy_with(config: impl Into<SessionConfigBuilder>, cookie: Option<&SessionId>) -> LazySession {
         let cookies =
             cookie.map(|id| HeaderValue::from_str(&format!("id={id}")).expect("header")).into_iter().collect();
-        LazySession::new(Arc::new(config), cookies, None)
+        LazySession::new(Arc::new(config.into().build().expect("valid config")), cookies, None)
     }
 
     fn lazy(store: &MapStore, cookie: Option<&SessionId>) -> LazySession {

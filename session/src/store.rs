@@ -76,7 +76,8 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use crate::{Changes, Lease, LeaseToken, ScanCursor, ScanPage, SessionMap, SessionRecord, StoreError, StoreKey};
+use crate::lease::{Lease, LeaseToken};
+use crate::{Changes, ScanCursor, ScanPage, SessionMap, SessionRecord, StoreError, StoreKey};
 
 /// What [`SessionStore::update`] or [`SessionStore::rename`] found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

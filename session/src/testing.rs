@@ -117,9 +117,10 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::{Value, json};
 
+use crate::lease::{Lease, LeaseToken};
 use crate::{
-    Changes, Lease, LeaseToken, PatchError, ScanCursor, ScanPage, SessionId, SessionMap, SessionRecord, SessionStore,
-    StoreError, StoreKey, UpdateOutcome, expiry, reserved,
+    Changes, PatchError, ScanCursor, ScanPage, SessionId, SessionMap, SessionRecord, SessionStore, StoreError,
+    StoreKey, UpdateOutcome, expiry, reserved,
 };
 
 /// How the kit should treat a store's particularities.

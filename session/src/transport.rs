@@ -52,12 +52,13 @@ impl IdTransport {
 /// A header that carries the session id.
 ///
 /// ```
-/// use sessionkit::{IdHeader, IdTransport, SessionConfig};
+/// use sessionkit::SessionConfig;
+/// use sessionkit::transport::{IdHeader, IdTransport};
 /// use sessionkit_stores::MemoryStore;
 ///
 /// // Requests send `Authorization: Bearer <id>`; responses that issue an
 /// // id send it back in `X-Session-Id`.
-/// let config = SessionConfig::new(MemoryStore::new()).transport(IdTransport::Header(IdHeader::bearer()));
+/// let config = SessionConfig::builder(MemoryStore::new()).transport(IdTransport::Header(IdHeader::bearer()));
 /// # let _ = config;
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -68,7 +68,7 @@
 //!         .route("/cart/{sku}", post(add))
 //!         .route("/coupon/{code}", post(apply_coupon))
 //!         .route("/visits/reset", post(reset_visits))
-//!         .layer(SessionLayer::new(SessionConfig::new(MemoryStore::new())));
+//!         .layer(SessionLayer::new(SessionConfig::builder(MemoryStore::new())));
 //!
 //!     // Serve it with `axum::serve(listener, app)`; here, requests by hand.
 //!     let request = |method: &str, uri: &str, cookie: &str| {
@@ -146,7 +146,7 @@
 //! `Result<_, SessionError>` that calls `Cart::load(&session)?` answers the
 //! same way. Extract `Option<Cart>` to get `None` instead of a 400, or
 //! `Result<Cart, SessionDataRejection>` to answer your own way.
-#![cfg_attr(feature = "axum", doc = "See [`SessionDataRejection`](crate::SessionDataRejection).")]
+#![cfg_attr(feature = "axum", doc = "See [`SessionDataRejection`](crate::extract::SessionDataRejection).")]
 //!
 //! # Methods
 //!
@@ -197,7 +197,7 @@ macro_rules! __impl_session_data_extractor {
             $state: ::core::marker::Send + ::core::marker::Sync,
             $($predicates)*
         {
-            type Rejection = $crate::SessionDataRejection;
+            type Rejection = $crate::extract::SessionDataRejection;
 
             fn from_request_parts(
                 parts: &mut $crate::__private::http::request::Parts,
@@ -214,7 +214,7 @@ macro_rules! __impl_session_data_extractor {
             $state: ::core::marker::Send + ::core::marker::Sync,
             $($predicates)*
         {
-            type Rejection = $crate::SessionDataRejection;
+            type Rejection = $crate::extract::SessionDataRejection;
 
             fn from_request_parts(
                 parts: &mut $crate::__private::http::request::Parts,

@@ -133,7 +133,7 @@ proptest! {
     #[test]
     fn the_stored_session_follows_a_model(requests in proptest::collection::vec(proptest::collection::vec(op(), 1..6), 1..5)) {
         let runtime = runtime();
-        let app = SessionLayer::new(SessionConfig::new(MemoryStore::new())).layer(service_fn(
+        let app = SessionLayer::new(SessionConfig::builder(MemoryStore::new())).layer(service_fn(
             |request: Request<Vec<Op>>| async move {
                 let lazy = request.extensions().get::<LazySession>().cloned().expect("layer");
                 let session = lazy.load().await.expect("load");
@@ -201,7 +201,7 @@ proptest! {
     #[test]
     fn arbitrary_cookie_headers_never_adopt(headers in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..120), 0..4), with_id in any::<bool>()) {
         let runtime = runtime();
-        let app = SessionLayer::new(SessionConfig::new(MemoryStore::new())).layer(service_fn(|request: Request<()>| async move {
+        let app = SessionLayer::new(SessionConfig::builder(MemoryStore::new())).layer(service_fn(|request: Request<()>| async move {
             let lazy = request.extensions().get::<LazySession>().cloned().expect("layer");
             Ok::<_, Infallible>(Response::new(lazy.load().await.expect("load").id().to_string()))
         }));

@@ -165,7 +165,7 @@ struct Client {
 impl Client {
     fn new() -> Self {
         let store = RecordingStore::default();
-        let layer = SessionLayer::new(SessionConfig::new(store.clone()));
+        let layer = SessionLayer::new(SessionConfig::builder(store.clone()));
         Self { layer, store, cookie: None }
     }
 

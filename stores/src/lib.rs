@@ -19,19 +19,8 @@
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
-// The table above links every store; with some features off, some links
-// have no target, which is expected rather than a documentation bug.
-#![cfg_attr(
-    not(all(
-        feature = "memory",
-        feature = "file",
-        feature = "postgres",
-        feature = "redb",
-        feature = "redis",
-        feature = "sqlite"
-    )),
-    allow(rustdoc::broken_intra_doc_links)
-)]
+// Feature-gated items carry a badge on docs.rs naming their feature.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[cfg(feature = "file")]
 mod file;
@@ -63,13 +52,13 @@ pub use self::redis::{RedisStore, RedisStoreBuilder};
 #[cfg(feature = "file")]
 pub use file::FileStore;
 #[cfg(feature = "memory")]
-pub use memory::MemoryStore;
+pub use memory::{MemoryStore, MemoryStoreBuilder};
 pub use open::{OpenError, StoreUrl, open, redact};
 /// The rusqlite this crate was built with, for [`SqliteStore::from_connection`].
 #[cfg(feature = "sqlite")]
 pub use rusqlite;
 #[cfg(feature = "sqlite")]
-pub use sqlite::SqliteStore;
+pub use sqlite::{SqliteStore, SqliteStoreBuilder};
 /// The sqlx this crate was built with, for [`PostgresStore::from_pool`].
 #[cfg(feature = "postgres")]
 pub use sqlx;

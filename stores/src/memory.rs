@@ -95,9 +95,10 @@ use std::sync::RwLock;
 use std::time::{Duration, SystemTime};
 
 use foldhash::fast::RandomState;
+use sessionkit::lease::{Lease, LeaseToken};
 use sessionkit::{
-    Changes, Lease, LeaseToken, PatchError, ScanCursor, ScanPage, SessionMap, SessionRecord, SessionStore, StoreError,
-    StoreKey, UpdateOutcome, expiry,
+    Changes, PatchError, ScanCursor, ScanPage, SessionMap, SessionRecord, SessionStore, StoreError, StoreKey,
+    UpdateOutcome, expiry,
 };
 
 use self::locks::{guard_of, read, write};
@@ -121,7 +122,7 @@ use self::users::{UserAfter, UserIndex};
 /// - exclusive leases, one per key, with fencing of the patches they guard;
 /// - scans, whose cursors are valid for the store that issued them.
 ///
-/// Design notes: `docs/memory-store.md` in the repository.
+/// Design notes: [`docs/memory-store.md`](https://github.com/sessionkit/sessionkit/blob/main/docs/memory-store.md).
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), sessionkit::StoreError> {
@@ -152,27 +153,21 @@ pub struct MemoryStore {
 /// are decoded after releasing it, from a shared copy.
 const DECODE_UNDER_LOCK: usize = 1024;
 
-/// Default shard count: plenty for contention on any common core count, and
-/// small enough that a sweep visits few empty shards.
-const DEFAULT_SHARDS: usize = 64;
-
 impl MemoryStore {
-    /// An empty store with the default number of shards.
+    /// How many independently locked shards a store has unless
+    /// [`MemoryStoreBuilder::shards`] says otherwise: plenty for contention
+    /// on any common core count, and few enough that a sweep visits few
+    /// empty shards.
+    pub const DEFAULT_SHARDS: usize = 64;
+
+    /// An empty store with the default settings.
     pub fn new() -> Self {
-        Self::with_shards(DEFAULT_SHARDS)
+        Self::builder().build()
     }
 
-    /// An empty store with `shards` independently locked shards (at least 1).
-    pub fn with_shards(shards: usize) -> Self {
-        let shards = shards.max(1);
-        Self {
-            shards: (0..shards).map(|_| RwLock::new(Shard::default())).collect(),
-            users: UserIndex::new(shards),
-            hasher: RandomState::default(),
-            // A token is 128 random bits from the operating system: half of
-            // one is a tag no other store will have.
-            scan_tag: LeaseToken::generate().as_u128() as u64,
-        }
+    /// A builder, to choose the number of shards.
+    pub fn builder() -> MemoryStoreBuilder {
+        MemoryStoreBuilder { shards: Self::DEFAULT_SHARDS }
     }
 
     /// The number of records held, including expired ones not yet swept.
@@ -198,6 +193,35 @@ impl MemoryStore {
 
     fn shard(&self, hash: u64) -> &RwLock<Shard> {
         &self.shards[self.shard_index(hash)]
+    }
+}
+
+/// Builds a [`MemoryStore`]; made by [`MemoryStore::builder`].
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct MemoryStoreBuilder {
+    shards: usize,
+}
+
+impl MemoryStoreBuilder {
+    /// The number of independently locked shards (at least 1)
+    /// [default: [`MemoryStore::DEFAULT_SHARDS`]].
+    pub fn shards(mut self, shards: usize) -> Self {
+        self.shards = shards;
+        self
+    }
+
+    /// The empty store. Nothing to open, so nothing can fail.
+    pub fn build(self) -> MemoryStore {
+        let shards = self.shards.max(1);
+        MemoryStore {
+            shards: (0..shards).map(|_| RwLock::new(Shard::default())).collect(),
+            users: UserIndex::new(shards),
+            hasher: RandomState::default(),
+            // A token is 128 random bits from the operating system: half of
+            // one is a tag no other store will have.
+            scan_tag: LeaseToken::generate().as_u128() as u64,
+        }
     }
 }
 

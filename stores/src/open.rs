@@ -151,13 +151,7 @@ impl StoreUrl {
             #[cfg(feature = "sqlite")]
             StoreUrl::Sqlite(path) => Ok(Arc::new(crate::SqliteStore::open(path).await.map_err(failed)?)),
             #[cfg(feature = "redb")]
-            StoreUrl::Redb(path) => {
-                let path = path.clone();
-                let opened = tokio::task::spawn_blocking(move || crate::RedbStore::open(path))
-                    .await
-                    .map_err(|err| failed(StoreError::backend("opening the redb file", err)))?;
-                Ok(Arc::new(opened.map_err(failed)?))
-            }
+            StoreUrl::Redb(path) => Ok(Arc::new(crate::RedbStore::open(path).await.map_err(failed)?)),
             #[cfg(feature = "redis")]
             StoreUrl::Redis(url) => Ok(Arc::new(crate::RedisStore::open(url).await.map_err(failed)?)),
             #[cfg(feature = "postgres")]

@@ -51,9 +51,10 @@ use std::future::Future;
 use std::str::FromStr;
 use std::time::{Duration, SystemTime};
 
+use sessionkit::lease::{Lease, LeaseToken};
 use sessionkit::{
-    Changes, Lease, LeaseToken, PatchError, ScanCursor, ScanPage, SessionMap, SessionRecord, SessionStore, StoreError,
-    StoreKey, UpdateOutcome, expiry,
+    Changes, PatchError, ScanCursor, ScanPage, SessionMap, SessionRecord, SessionStore, StoreError, StoreKey,
+    UpdateOutcome, expiry,
 };
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgConnection, PgPool};
@@ -201,7 +202,7 @@ const MAX_SCAN_PAGE: usize = 10_000;
 ///     .timeout(Duration::from_secs(1))
 ///     .from_pool(pool)
 ///     .await?;
-/// let layer = SessionLayer::new(SessionConfig::new(store));
+/// let layer = SessionLayer::new(SessionConfig::builder(store));
 /// # let _ = layer;
 /// # Ok(()) }
 /// ```

@@ -21,9 +21,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use ::redb::{Database, ReadTransaction, ReadableDatabase};
+use sessionkit::lease::{Lease, LeaseToken};
 use sessionkit::{
-    Changes, Lease, LeaseToken, ScanCursor, ScanPage, SessionMap, SessionRecord, SessionStore, StoreError, StoreKey,
-    UpdateOutcome, expiry,
+    Changes, ScanCursor, ScanPage, SessionMap, SessionRecord, SessionStore, StoreError, StoreKey, UpdateOutcome, expiry,
 };
 
 use self::codec::CorruptRecord;
@@ -37,7 +37,7 @@ use crate::group_commit::GroupCommit;
 type Key = [u8; 32];
 
 /// The table prefix unless the builder says otherwise.
-const DEFAULT_TABLE_PREFIX: &str = "sessionkit";
+const DEFAULT_PREFIX: &str = "sessionkit";
 
 /// The most expired records one sweep transaction removes. A large backlog
 /// is cleared in several transactions, so requests' writes are not held up
@@ -77,15 +77,16 @@ pub enum RedbDurability {
 /// Configures a [`RedbStore`]: durability and table names.
 ///
 /// ```
-/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// use sessionkit_stores::{RedbDurability, RedbStore};
 ///
 /// # let dir = tempfile::tempdir()?;
 /// # let path = dir.path().join("sessions.redb");
 /// let store = RedbStore::builder()
 ///     .durability(RedbDurability::Paranoid)
-///     .table_prefix("admin_sessions")
-///     .open(&path)?;
+///     .prefix("admin_sessions")
+///     .open(&path)
+///     .await?;
 /// # drop(store);
 /// # Ok(()) }
 /// ```
@@ -93,12 +94,12 @@ pub enum RedbDurability {
 #[must_use]
 pub struct RedbStoreBuilder {
     durability: RedbDurability,
-    table_prefix: String,
+    prefix: String,
 }
 
 impl Default for RedbStoreBuilder {
     fn default() -> Self {
-        Self { durability: RedbDurability::default(), table_prefix: DEFAULT_TABLE_PREFIX.to_owned() }
+        Self { durability: RedbDurability::default(), prefix: RedbStore::DEFAULT_PREFIX.to_owned() }
     }
 }
 
@@ -113,8 +114,8 @@ impl RedbStoreBuilder {
     /// The tables are named `{prefix}_sessions`, `{prefix}_expiry` and
     /// `{prefix}_users` [default: `sessionkit`]. Stores with different prefixes keep separate
     /// sessions in one database.
-    pub fn table_prefix(mut self, prefix: impl Into<String>) -> Self {
-        self.table_prefix = prefix.into();
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
         self
     }
 
@@ -138,12 +139,16 @@ impl RedbStoreBuilder {
     /// is not a redb database, is already open (redb opens a file once, in
     /// this process or any other), cannot be read or written, or holds tables
     /// of the same names with other types.
-    pub fn open(self, path: impl AsRef<Path>) -> Result<RedbStore, StoreError> {
-        let path = path.as_ref();
-        let db = file::open(path)?;
-        let path = path.to_owned();
-        // `open`, not `create`: a file that vanished must not come back empty.
-        self.assemble(Arc::new(db), Some(Box::new(move || Database::open(&path))))
+    pub async fn open(self, path: impl AsRef<Path>) -> Result<RedbStore, StoreError> {
+        let path = path.as_ref().to_owned();
+        // Opening creates, checks and syncs the file: off the async runtime.
+        tokio::task::spawn_blocking(move || {
+            let db = file::open(&path)?;
+            // `open`, not `create`: a file that vanished must not come back empty.
+            self.assemble(Arc::new(db), Some(Box::new(move || Database::open(&path))))
+        })
+        .await
+        .map_err(|err| StoreError::backend("redb store: opening the database failed", err))?
     }
 
     /// Builds the store on a database you opened yourself (to choose redb's
@@ -162,14 +167,18 @@ impl RedbStoreBuilder {
     ///
     /// [`StoreError::Config`] when the tables cannot be created or hold other
     /// types, or the durability is not one this database allows.
-    pub fn build(self, db: impl Into<Arc<Database>>) -> Result<RedbStore, StoreError> {
-        self.assemble(db.into(), None)
+    pub async fn from_database(self, db: impl Into<Arc<Database>>) -> Result<RedbStore, StoreError> {
+        let db = db.into();
+        // Creating the tables commits a write transaction: off the async runtime.
+        tokio::task::spawn_blocking(move || self.assemble(db, None))
+            .await
+            .map_err(|err| StoreError::backend("redb store: creating its tables failed", err))?
     }
 
     /// Builds the store on `db`, which `reopen`, when given, opens again
     /// after an I/O failure.
     fn assemble(self, db: Arc<Database>, reopen: Option<Reopen>) -> Result<RedbStore, StoreError> {
-        let tables = Arc::new(Tables::new(&self.table_prefix));
+        let tables = Arc::new(Tables::new(&self.prefix));
         tables::create(&db, &tables, self.durability)?;
         let handle = Arc::new(Handle::new(db, reopen));
         let leases = Arc::new(Leases::default());
@@ -193,7 +202,7 @@ impl RedbStoreBuilder {
 ///
 /// Three tables, named `{prefix}_sessions`, `{prefix}_expiry` and
 /// `{prefix}_users` (the prefix is `sessionkit` unless
-/// [`RedbStoreBuilder::table_prefix`] says otherwise, so several session
+/// [`RedbStoreBuilder::prefix`] says otherwise, so several session
 /// spaces, or your own tables, can share one file):
 ///
 /// | table | key | value |
@@ -337,11 +346,11 @@ impl RedbStoreBuilder {
 /// # let dir = tempfile::tempdir()?;
 /// let path = dir.path().join("sessions.redb");
 /// let id = StoreKey::hashed(&SessionId::generate());
-/// let store = RedbStore::open(&path)?;
+/// let store = RedbStore::open(&path).await?;
 /// store.set(&id, &SessionMap::new(), None).await?;
 /// drop(store);
 ///
-/// let reopened = RedbStore::open(&path)?;
+/// let reopened = RedbStore::open(&path).await?;
 /// assert!(reopened.get(&id).await?.is_some());
 /// # Ok(()) }
 /// ```
@@ -357,6 +366,10 @@ pub struct RedbStore {
 }
 
 impl RedbStore {
+    /// The prefix of the table names unless [`RedbStoreBuilder::prefix`]
+    /// says otherwise: `sessionkit`.
+    pub const DEFAULT_PREFIX: &'static str = DEFAULT_PREFIX;
+
     /// Opens the database file at `path` with the default settings,
     /// creating it if it does not exist. See [`RedbStoreBuilder::open`].
     ///
@@ -364,19 +377,19 @@ impl RedbStore {
     ///
     /// [`StoreError::Config`] when the file is not a redb database, is
     /// already open, or cannot be opened.
-    pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
-        Self::builder().open(path)
+    pub async fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        Self::builder().open(path).await
     }
 
     /// Builds the store on an open database with the default settings. See
-    /// [`RedbStoreBuilder::build`], and why such a store cannot recover from
+    /// [`RedbStoreBuilder::from_database`], and why such a store cannot recover from
     /// an I/O error by itself.
     ///
     /// # Errors
     ///
     /// [`StoreError::Config`] when the tables cannot be created.
-    pub fn from_database(db: impl Into<Arc<Database>>) -> Result<Self, StoreError> {
-        Self::builder().build(db)
+    pub async fn from_database(db: impl Into<Arc<Database>>) -> Result<Self, StoreError> {
+        Self::builder().from_database(db).await
     }
 
     /// A builder, to choose the durability or the table names.

@@ -39,9 +39,10 @@ use ::redis::cluster::ClusterClient;
 use ::redis::cluster_async::ClusterConnection;
 use ::redis::sentinel::SentinelClient;
 use ::redis::{Client, RedisError, Value};
+use sessionkit::lease::{Lease, LeaseToken};
 use sessionkit::{
-    Changes, Lease, LeaseToken, ScanCursor, ScanPage, SessionMap, SessionRecord, SessionStore, StoreError, StoreKey,
-    UpdateOutcome, expiry, reserved,
+    Changes, ScanCursor, ScanPage, SessionMap, SessionRecord, SessionStore, StoreError, StoreKey, UpdateOutcome,
+    expiry, reserved,
 };
 
 use self::calls::{Call, PatchArgs};
@@ -171,7 +172,7 @@ const INDEX_ATTEMPTS: usize = 4;
 /// steps that a concurrent delete can stop, and an app server dying
 /// between them loses that session (the user logs in again) but never
 /// duplicates or revives one. The module sources (`index.rs`,
-/// `rename.rs`) and `docs/redis-layout.md` spell out every window.
+/// `rename.rs`) and [`docs/redis-layout.md`](https://github.com/sessionkit/sessionkit/blob/main/docs/redis-layout.md) spell out every window.
 ///
 /// A prefix may hold a hash tag of its own (`app{shop}:`): every key then
 /// lands in that one slot, which is correct but does not spread the
@@ -230,7 +231,7 @@ const INDEX_ATTEMPTS: usize = 4;
 /// connection that pipelines every concurrent request (no pool to size),
 /// reconnects by itself after a failure, and bounds connection and response
 /// times. It speaks Cluster and Sentinel, and TLS through rustls (no system
-/// OpenSSL). Its [`Script`] re-loads scripts after a server restart. It
+/// OpenSSL). Its [`Script`](redis::Script) re-loads scripts after a server restart. It
 /// works with Valkey unchanged. `fred` has comparable features but a larger
 /// footprint, and applications that already talk to Redis usually hold a
 /// `redis::Client`, which [`RedisStore::from_client`] accepts.
@@ -259,7 +260,7 @@ const INDEX_ATTEMPTS: usize = 4;
 ///     "rediss+sentinel://:secret@10.0.0.1:26379,10.0.0.2:26379/sessions?ca=%2Fetc%2Fredis%2Fca.pem",
 /// )
 /// .await?;
-/// let layer = SessionLayer::new(SessionConfig::new(store));
+/// let layer = SessionLayer::new(SessionConfig::builder(store));
 /// # let _ = layer;
 /// # Ok(()) }
 /// ```
@@ -492,7 +493,7 @@ impl RedisStore {
 
     /// How many replicas each write waits for (see
     /// [`RedisStoreBuilder::wait_for_replicas`]); 0 when writes do not wait.
-    pub fn waits_for_replicas(&self) -> u32 {
+    pub fn wait_for_replicas(&self) -> u32 {
         self.connection.wait().map_or(0, |wait| wait.replicas)
     }
 
@@ -712,7 +713,7 @@ impl SessionStore for RedisStore {
     }
 
     /// Two scripts, one per slot, with the user index following; see
-    /// "Key layout" above, and `docs/redis-layout.md` for the protocol and
+    /// "Key layout" above, and [`docs/redis-layout.md`](https://github.com/sessionkit/sessionkit/blob/main/docs/redis-layout.md) for the protocol and
     /// what a crash between them leaves.
     async fn rename(
         &self,
@@ -747,7 +748,7 @@ impl SessionStore for RedisStore {
     /// failover of the primary being walked makes it walk the promoted
     /// replica from its start, so that shard's sessions come twice but none
     /// is skipped, and a resharding during the scan can skip or repeat the
-    /// sessions it moves (see `docs/redis-layout.md`).
+    /// sessions it moves (see [`docs/redis-layout.md`](https://github.com/sessionkit/sessionkit/blob/main/docs/redis-layout.md)).
     async fn scan(&self, cursor: &ScanCursor, limit: usize) -> Result<ScanPage, StoreError> {
         self.scan_page(cursor, limit).await
     }

@@ -40,7 +40,7 @@
 //! A panic inside a commit fails that batch (see [`crate::group_commit`]);
 //! the writer then goes on with a fresh connection to the file, or, when it
 //! has no file to reopen, stops for good and [`SqliteStore::health`] says
-//! so. The choices are explained in `docs/store-writers.md`.
+//! so. The choices are explained in [`docs/store-writers.md`](https://github.com/sessionkit/sessionkit/blob/main/docs/store-writers.md).
 //!
 //! # Expiry and corrupt rows
 //!
@@ -64,9 +64,10 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use rusqlite::Connection;
+use sessionkit::lease::{Lease, LeaseToken};
 use sessionkit::{
-    Changes, Lease, LeaseToken, ScanCursor, ScanPage, SessionMap, SessionRecord, SessionStore, StoreError, StoreKey,
-    UpdateOutcome, expiry, reserved,
+    Changes, ScanCursor, ScanPage, SessionMap, SessionRecord, SessionStore, StoreError, StoreKey, UpdateOutcome,
+    expiry, reserved,
 };
 
 use crate::group_commit::GroupCommit;
@@ -107,7 +108,7 @@ const SWEEP_CHUNK: u32 = 1_000;
 /// sessions are listed at once. Processes of the earlier version still
 /// writing to the table meanwhile (a rolling upgrade) do not set the column:
 /// a session they create under a user is not listed until it is written
-/// again by this version. See `docs/sqlite-store.md`.
+/// again by this version. See [`docs/sqlite-store.md`](https://github.com/sessionkit/sessionkit/blob/main/docs/sqlite-store.md).
 ///
 /// # Files
 ///
@@ -159,7 +160,7 @@ const SWEEP_CHUNK: u32 = 1_000;
 ///
 /// // Or in a table of a database the application already uses:
 /// let conn = sessionkit_stores::rusqlite::Connection::open(dir.path().join("app.db"))?;
-/// let store = SqliteStore::from_connection_with_table(conn, "web_sessions").await?;
+/// let store = SqliteStore::builder().table("web_sessions").from_connection(conn).await?;
 /// assert_eq!(store.table(), "web_sessions");
 /// # Ok(()) }
 /// ```
@@ -178,89 +179,28 @@ impl SqliteStore {
     pub const DEFAULT_TABLE: &'static str = table::DEFAULT_TABLE;
 
     /// Opens (creating it if needed) the database file at `path` and uses
-    /// its `http_sessions` table. See [`open_with_table`](Self::open_with_table).
-    pub async fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
-        Self::open_with_table(path, Self::DEFAULT_TABLE).await
-    }
-
-    /// Opens (creating it if needed) the database file at `path` and uses
-    /// the table `table`, creating it if absent.
-    ///
-    /// The database is switched to WAL mode with `synchronous = FULL` and a
-    /// 5 s busy timeout. Reads use up to 8 extra connections to the same
-    /// file. A path of `:memory:` gives a private in-memory database, read
-    /// and written through one connection.
+    /// its `http_sessions` table. See [`SqliteStoreBuilder::open`].
     ///
     /// # Errors
     ///
-    /// [`StoreError::Config`] when `table` is not a plain identifier
-    /// (`[A-Za-z_][A-Za-z0-9_]*`, at most 63 bytes, not starting with
-    /// `sqlite_`), when the file cannot be opened or is not a SQLite
-    /// database, or when a table of that name (or of that name with
-    /// `_leases` appended) exists with other columns.
-    /// [`StoreError::Backend`] when the database stayed locked by another
-    /// process for the whole busy timeout.
-    pub async fn open_with_table(path: impl AsRef<Path>, table: &str) -> Result<Self, StoreError> {
-        let table = Table::new(table)?;
-        let path = path.as_ref().to_owned();
-        let private = setup::is_private(&path);
-        let path = if private {
-            path
-        } else {
-            // Readers open the file later: pin a relative path to today's
-            // working directory.
-            std::path::absolute(&path).map_err(|err| {
-                StoreError::config_caused_by(format!("cannot resolve the SQLite path {}", path.display()), err)
-            })?
-        };
-        let sql = Arc::new(Sql::new(&table));
-        let (conn, wal) = {
-            let (path, table, sql) = (path.clone(), table.clone(), Arc::clone(&sql));
-            blocking(move || setup::open_writer(&path, &table, &sql, setup::Create::IfMissing)).await?
-        };
-        let readers =
-            (wal && !private).then(|| Arc::new(Readers::new(path.clone(), table.name().to_owned(), Arc::clone(&sql))));
-        let reopen =
-            if private { Reopen::NeverInMemory } else { Reopen::File { path: path.clone(), table: table.clone() } };
-        Self::start(conn, table, sql, readers, reopen, Some(path))
+    /// As [`SqliteStoreBuilder::open`].
+    pub async fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        Self::builder().open(path).await
     }
 
     /// Uses `conn`'s `http_sessions` table. See
-    /// [`from_connection_with_table`](Self::from_connection_with_table).
-    pub async fn from_connection(conn: Connection) -> Result<Self, StoreError> {
-        Self::from_connection_with_table(conn, Self::DEFAULT_TABLE).await
-    }
-
-    /// Uses the table `table` of the database `conn` is open on, creating it
-    /// if absent. The store owns the connection from then on and does every
-    /// read and write through it, on its writer thread.
-    ///
-    /// The connection's settings are left as they are: its journal mode,
-    /// `synchronous` level and busy timeout decide durability and locking.
-    /// For the same durability as [`open`](Self::open), run
-    /// `PRAGMA journal_mode = WAL` and `PRAGMA synchronous = FULL` on it
-    /// first.
+    /// [`SqliteStoreBuilder::from_connection`].
     ///
     /// # Errors
     ///
-    /// [`StoreError::Config`] for an invalid table name (as in
-    /// [`open_with_table`](Self::open_with_table)), a connection inside an
-    /// open transaction, a file that is not a SQLite database, or a table of
-    /// that name with other columns.
-    pub async fn from_connection_with_table(conn: Connection, table: &str) -> Result<Self, StoreError> {
-        let table = Table::new(table)?;
-        if !conn.is_autocommit() {
-            return Err(StoreError::config(
-                "the SQLite connection given to the session store is inside a transaction; \
-                 commit or roll it back first",
-            ));
-        }
-        let sql = Arc::new(Sql::new(&table));
-        let conn = {
-            let (table, sql) = (table.clone(), Arc::clone(&sql));
-            blocking(move || setup::prepare_schema(&conn, &table, &sql).map(|()| conn)).await?
-        };
-        Self::start(conn, table, sql, None, Reopen::Never, None)
+    /// As [`SqliteStoreBuilder::from_connection`].
+    pub async fn from_connection(conn: Connection) -> Result<Self, StoreError> {
+        Self::builder().from_connection(conn).await
+    }
+
+    /// A builder, to choose the table.
+    pub fn builder() -> SqliteStoreBuilder {
+        SqliteStoreBuilder { table: Self::DEFAULT_TABLE.to_owned() }
     }
 
     fn start(
@@ -275,6 +215,7 @@ impl SqliteStore {
         Ok(Self { writer, readers, table, path })
     }
 
+    ///
     /// The name of the table holding the sessions.
     pub fn table(&self) -> &str {
         self.table.name()
@@ -301,6 +242,98 @@ impl SqliteStore {
 
     async fn submit(&self, op: Op) -> Result<Out, StoreError> {
         self.writer.submit(op).await
+    }
+}
+
+/// Builds a [`SqliteStore`] on another table than `http_sessions`; made by
+/// [`SqliteStore::builder`].
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct SqliteStoreBuilder {
+    table: String,
+}
+
+impl SqliteStoreBuilder {
+    /// The table holding the sessions [default: `http_sessions`]; its
+    /// leases live in `{table}_leases`. Stores on different tables keep
+    /// separate sessions in one database.
+    pub fn table(mut self, table: impl Into<String>) -> Self {
+        self.table = table.into();
+        self
+    }
+
+    /// Opens (creating it if needed) the database file at `path` and uses
+    /// the table, creating it if absent.
+    ///
+    /// The database is switched to WAL mode with `synchronous = FULL` and a
+    /// 5 s busy timeout. Reads use up to 8 extra connections to the same
+    /// file. A path of `:memory:` gives a private in-memory database, read
+    /// and written through one connection.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Config`] when `table` is not a plain identifier
+    /// (`[A-Za-z_][A-Za-z0-9_]*`, at most 63 bytes, not starting with
+    /// `sqlite_`), when the file cannot be opened or is not a SQLite
+    /// database, or when a table of that name (or of that name with
+    /// `_leases` appended) exists with other columns.
+    /// [`StoreError::Backend`] when the database stayed locked by another
+    /// process for the whole busy timeout.
+    pub async fn open(self, path: impl AsRef<Path>) -> Result<SqliteStore, StoreError> {
+        let table = Table::new(&self.table)?;
+        let path = path.as_ref().to_owned();
+        let private = setup::is_private(&path);
+        let path = if private {
+            path
+        } else {
+            // Readers open the file later: pin a relative path to today's
+            // working directory.
+            std::path::absolute(&path).map_err(|err| {
+                StoreError::config_caused_by(format!("cannot resolve the SQLite path {}", path.display()), err)
+            })?
+        };
+        let sql = Arc::new(Sql::new(&table));
+        let (conn, wal) = {
+            let (path, table, sql) = (path.clone(), table.clone(), Arc::clone(&sql));
+            blocking(move || setup::open_writer(&path, &table, &sql, setup::Create::IfMissing)).await?
+        };
+        let readers =
+            (wal && !private).then(|| Arc::new(Readers::new(path.clone(), table.name().to_owned(), Arc::clone(&sql))));
+        let reopen =
+            if private { Reopen::NeverInMemory } else { Reopen::File { path: path.clone(), table: table.clone() } };
+        SqliteStore::start(conn, table, sql, readers, reopen, Some(path))
+    }
+
+    /// Uses the table `table` of the database `conn` is open on, creating it
+    /// if absent. The store owns the connection from then on and does every
+    /// read and write through it, on its writer thread.
+    ///
+    /// The connection's settings are left as they are: its journal mode,
+    /// `synchronous` level and busy timeout decide durability and locking.
+    /// For the same durability as [`open`](Self::open), run
+    /// `PRAGMA journal_mode = WAL` and `PRAGMA synchronous = FULL` on it
+    /// first.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Config`] for an invalid table name (as in
+    /// [`open`](Self::open)), a connection inside an
+    /// open transaction, a file that is not a SQLite database, or a table of
+    /// that name with other columns.
+    pub async fn from_connection(self, conn: Connection) -> Result<SqliteStore, StoreError> {
+        let table = Table::new(&self.table)?;
+        if !conn.is_autocommit() {
+            return Err(StoreError::config(
+                "the SQLite connection given to the session store is inside a transaction; \
+                 commit or roll it back first",
+            ));
+        }
+        let sql = Arc::new(Sql::new(&table));
+        let conn = {
+            let (table, sql) = (table.clone(), Arc::clone(&sql));
+            blocking(move || setup::prepare_schema(&conn, &table, &sql).map(|()| conn)).await?
+        };
+        SqliteStore::start(conn, table, sql, None, Reopen::Never, None)
     }
 }
 

@@ -34,7 +34,7 @@ async fn main() {
         }
     };
     // Plain HTTP on loopback: the cookie must not require TLS.
-    let layer = SessionLayer::new(SessionConfig::with_shared_store(store).secure(false));
+    let layer = SessionLayer::new(SessionConfig::shared_builder(store).secure(false));
     let router = app::router(layer, Arc::new(Gates::default()));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind a loopback port");
     say(&format!("LISTENING {}", listener.local_addr().expect("local address")));

@@ -11,7 +11,8 @@
 //! This is the one place where the file store applies a patch
 //! ([`apply_patch`]) and decides what a write answers.
 
-use sessionkit::{Changes, LeaseToken, PatchError, SessionMap, StoreError, UpdateOutcome, reserved};
+use sessionkit::lease::LeaseToken;
+use sessionkit::{Changes, PatchError, SessionMap, StoreError, UpdateOutcome, reserved};
 
 use super::format::StoredRecord;
 use super::is_live;

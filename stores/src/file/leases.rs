@@ -23,7 +23,8 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use sessionkit::{Lease, LeaseToken, StoreKey, expiry};
+use sessionkit::lease::{Lease, LeaseToken};
+use sessionkit::{StoreKey, expiry};
 
 /// The name of the lease directory inside the session directory.
 pub(super) const LEASES_DIR: &str = ".leases";

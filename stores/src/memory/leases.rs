@@ -13,7 +13,8 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use foldhash::fast::RandomState;
-use sessionkit::{Lease, LeaseToken, StoreKey, expiry};
+use sessionkit::lease::{Lease, LeaseToken};
+use sessionkit::{StoreKey, expiry};
 
 /// The leases of one shard.
 #[derive(Default)]

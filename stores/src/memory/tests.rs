@@ -53,7 +53,7 @@ fn assert_index_matches_records(store: &MemoryStore) {
 
 #[test]
 fn the_user_index_follows_every_write_under_concurrency() {
-    let store = Arc::new(MemoryStore::with_shards(4));
+    let store = Arc::new(MemoryStore::builder().shards(4).build());
     let users = ["ada", "bob", "cy"];
     runtime().block_on(async {
         let tasks: Vec<_> = (0..8)
@@ -152,7 +152,7 @@ fn a_revocation_catches_sessions_renamed_while_it_runs() {
     // revoke_all must still end every one of them: a rename that lands in
     // a shard the revocation already visited must not escape it.
     for round in 0..20 {
-        let store = Arc::new(MemoryStore::with_shards(16));
+        let store = Arc::new(MemoryStore::builder().shards(16).build());
         runtime().block_on(async {
             let mut keys = Vec::new();
             for _ in 0..32 {
@@ -191,7 +191,7 @@ fn a_revocation_catches_sessions_renamed_while_it_runs() {
 
 #[test]
 fn sweeping_prunes_the_index_and_the_leases() {
-    let store = MemoryStore::with_shards(2);
+    let store = MemoryStore::builder().shards(2).build();
     runtime().block_on(async {
         let past = Some(expiry::now() - Duration::from_secs(1));
         for i in 0..100 {
@@ -239,7 +239,7 @@ fn logins_and_logouts_leave_no_index_behind() {
 #[test]
 fn scans_cover_few_and_many_shards_and_refuse_foreign_cursors() {
     for shards in [1, 3, 64] {
-        let store = MemoryStore::with_shards(shards);
+        let store = MemoryStore::builder().shards(shards).build();
         runtime().block_on(async {
             let mut written: Vec<StoreKey> = (0..250).map(|_| key()).collect();
             for (i, id) in written.iter().enumerate() {
@@ -265,7 +265,7 @@ fn scans_cover_few_and_many_shards_and_refuse_foreign_cursors() {
                 written.sort();
                 assert_eq!(seen, written, "{shards} shards, pages of {limit}");
             }
-            let other = MemoryStore::with_shards(shards);
+            let other = MemoryStore::builder().shards(shards).build();
             let page = store.scan(&ScanCursor::start(), 1).await.expect("scan");
             let cursor = page.next.expect("more than one record");
             assert!(matches!(other.scan(&cursor, 10).await, Err(StoreError::Backend { .. })));
@@ -279,7 +279,7 @@ fn scans_cover_few_and_many_shards_and_refuse_foreign_cursors() {
 
 #[test]
 fn a_renamed_session_keeps_its_user_unless_the_patch_changes_it() {
-    let store = MemoryStore::with_shards(8);
+    let store = MemoryStore::builder().shards(8).build();
     runtime().block_on(async {
         let (a, b, c) = (key(), key(), key());
         store.set(&a, &owned("ada"), in_secs(600)).await.expect("set");

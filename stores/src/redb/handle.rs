@@ -503,7 +503,7 @@ mod tests {
         drop(store);
 
         // Everything acknowledged is on disk.
-        let reopened = RedbStore::open(&path).expect("reopen");
+        let reopened = RedbStore::open(&path).await.expect("reopen");
         assert_eq!(
             reopened.get(&written[0]).await.expect("get").map(|r| r.data),
             Some(changes.applied_to(record(0)).expect("applies"))
@@ -569,7 +569,7 @@ mod tests {
         let path = dir.path().join("s.redb");
         let faults = Faults::none();
         let open = flaky(path.clone(), Arc::clone(&faults));
-        let store = RedbStore::from_database(open().expect("open")).expect("store");
+        let store = RedbStore::from_database(open().expect("open")).await.expect("store");
         let mut written = Vec::new();
         faults.fill(&path);
         let failure = fill(&store, &mut written).await;
@@ -583,7 +583,7 @@ mod tests {
         drop(store);
 
         // What the application does: reopen, build a new store.
-        let store = RedbStore::from_database(open().expect("reopen")).expect("store");
+        let store = RedbStore::from_database(open().expect("reopen")).await.expect("store");
         assert_intact(&store, &written).await;
         store.set(&sessionkit::testing::checks::key(), &record(0), None).await.expect("writes work");
     }

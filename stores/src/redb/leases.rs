@@ -24,7 +24,8 @@ use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
-use sessionkit::{Lease, LeaseToken, StoreError};
+use sessionkit::StoreError;
+use sessionkit::lease::{Lease, LeaseToken};
 
 use super::Key;
 

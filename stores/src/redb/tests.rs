@@ -10,7 +10,7 @@ use crate::group_commit::test_hooks::{
 async fn a_commit_that_panics_fails_its_batch_and_the_store_reopens_its_file() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("s.redb");
-    let store = Arc::new(RedbStore::open(&path).expect("open"));
+    let store = Arc::new(RedbStore::open(&path).await.expect("open"));
     let before = sessionkit::testing::checks::key();
     store.set(&before, &numbered(0), None).await.expect("set");
     let first_handle = Arc::downgrade(&store.handle.get().expect("handle"));
@@ -29,7 +29,7 @@ async fn a_commit_that_panics_fails_its_batch_and_the_store_reopens_its_file() {
     store.delete(&after).await.expect("delete");
     drop(store);
 
-    let reopened = RedbStore::open(&path).expect("reopen");
+    let reopened = RedbStore::open(&path).await.expect("reopen");
     assert_eq!(
         reopened.get(&before).await.expect("get").map(|r| r.data),
         Some(changes.applied_to(numbered(0)).expect("applies"))
@@ -42,7 +42,7 @@ async fn a_commit_that_panics_fails_its_batch_and_the_store_reopens_its_file() {
 async fn a_store_on_the_applications_database_is_out_of_service_after_a_panic_and_says_so() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("s.redb");
-    let store = RedbStore::from_database(Database::create(&path).expect("create")).expect("store");
+    let store = RedbStore::from_database(Database::create(&path).expect("create")).await.expect("store");
     let kept = sessionkit::testing::checks::key();
     store.set(&kept, &numbered(0), None).await.expect("set");
     let panicked = sessionkit::testing::checks::key();
@@ -61,27 +61,27 @@ async fn a_store_on_the_applications_database_is_out_of_service_after_a_panic_an
     drop(store);
 
     // What the application does: open the database again, a new store.
-    let store = RedbStore::open(&path).expect("reopen");
+    let store = RedbStore::open(&path).await.expect("reopen");
     store.health().expect("a new store is healthy");
     assert_eq!(store.get(&kept).await.expect("get").map(|r| r.data), Some(numbered(0)));
     assert_eq!(store.get(&panicked).await.expect("get"), None, "the panicked write was rolled back");
 }
 
 #[cfg(unix)]
-#[test]
-fn the_database_file_a_store_creates_is_private_and_an_existing_file_keeps_its_mode() {
+#[tokio::test]
+async fn the_database_file_a_store_creates_is_private_and_an_existing_file_keeps_its_mode() {
     use std::os::unix::fs::PermissionsExt;
     let mode = |path: &Path| std::fs::metadata(path).expect("metadata").permissions().mode() & 0o777;
 
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("sessions.redb");
-    drop(RedbStore::open(&path).expect("open"));
+    drop(RedbStore::open(&path).await.expect("open"));
     assert_eq!(mode(&path), 0o600, "a new database file must be private");
 
     let shared = dir.path().join("shared.redb");
     std::fs::write(&shared, b"").expect("create");
     std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o640)).expect("chmod");
-    drop(RedbStore::open(&shared).expect("open"));
+    drop(RedbStore::open(&shared).await.expect("open"));
     assert_eq!(mode(&shared), 0o640, "the store changed the mode of an existing file");
 }
 
@@ -89,7 +89,7 @@ fn the_database_file_a_store_creates_is_private_and_an_existing_file_keeps_its_m
 async fn the_expiry_index_follows_every_write() {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = Arc::new(Database::create(dir.path().join("s.redb")).expect("create"));
-    let store = RedbStore::from_database(Arc::clone(&db)).expect("store");
+    let store = RedbStore::from_database(Arc::clone(&db)).await.expect("store");
     let index = || -> Vec<(i64, Key)> {
         let txn = db.begin_read().expect("read");
         let table = txn.open_table(store.tables.expiry()).expect("table");
@@ -144,7 +144,7 @@ async fn the_user_index_follows_every_write() {
     use serde_json::json;
     let dir = tempfile::tempdir().expect("tempdir");
     let db = Arc::new(Database::create(dir.path().join("s.redb")).expect("create"));
-    let store = RedbStore::from_database(Arc::clone(&db)).expect("store");
+    let store = RedbStore::from_database(Arc::clone(&db)).await.expect("store");
     let index = || user_index(&db, &store.tables);
     let later = Some(expiry::now() + Duration::from_secs(600));
     let (k1, k2, k3, k4, k5) = (
@@ -202,7 +202,7 @@ async fn the_user_index_follows_every_write() {
 /// A writer of its own on a fresh database, to commit hand-made batches.
 fn bare_writer(dir: &tempfile::TempDir) -> (Arc<Database>, Arc<Tables>, Arc<Leases>, Writer) {
     let db = Arc::new(Database::create(dir.path().join("s.redb")).expect("create"));
-    let tables = Arc::new(Tables::new(DEFAULT_TABLE_PREFIX));
+    let tables = Arc::new(Tables::new(DEFAULT_PREFIX));
     tables::create(&db, &tables, RedbDurability::Immediate).expect("tables");
     let leases = Arc::new(Leases::default());
     let handle = Arc::new(Handle::new(Arc::clone(&db), None));
@@ -251,7 +251,7 @@ fn a_refused_patch_leaves_the_record_and_the_rest_of_its_batch_intact() {
     too_large.limit_size(100);
     let mut fenced = Changes::new();
     fenced.set("fenced", json!(true));
-    fenced.fence(sessionkit::LeaseToken::generate());
+    fenced.fence(sessionkit::lease::LeaseToken::generate());
     let mut fine = Changes::new();
     fine.set("x", json!(1));
     let later = Some(at + 60_000);
@@ -327,7 +327,7 @@ fn a_batch_that_does_not_commit_takes_its_lease_grants_back() {
 async fn a_lease_is_granted_after_the_previous_holders_last_write_and_fences_it_from_then_on() {
     use serde_json::json;
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = Arc::new(RedbStore::open(dir.path().join("s.redb")).expect("open"));
+    let store = Arc::new(RedbStore::open(dir.path().join("s.redb")).await.expect("open"));
     let id = sessionkit::testing::checks::key();
     store.set(&id, &SessionMap::new(), None).await.expect("set");
     let ttl = Duration::from_millis(50);

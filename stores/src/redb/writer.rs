@@ -28,7 +28,8 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use redb::{Database, WriteTransaction};
-use sessionkit::{Changes, Lease, LeaseToken, StoreError, UpdateOutcome};
+use sessionkit::lease::{Lease, LeaseToken};
+use sessionkit::{Changes, StoreError, UpdateOutcome};
 
 use super::apply::WriteTables;
 use super::handle::Handle;

@@ -387,7 +387,8 @@ mod tests {
 
     #[test]
     fn refused_patches_and_renames_roll_back_alone_and_the_rest_of_the_batch_commits() {
-        use sessionkit::{LeaseToken, PatchError};
+        use sessionkit::PatchError;
+        use sessionkit::lease::LeaseToken;
 
         let dir = tempfile::tempdir().expect("tempdir");
         let mut writer = writer(dir.path());

@@ -148,7 +148,7 @@ mod tests {
 
     #[test]
     fn finds_the_first_valid_cookie_across_headers() {
-        let config = SessionConfig::new(NullStore);
+        let config = SessionConfig::builder(NullStore).build().expect("valid config");
         let id = SessionId::generate();
         let first = format!("other=1; id=garbage; id={id}");
         let second = format!("id={}", SessionId::generate());
@@ -159,7 +159,7 @@ mod tests {
 
     #[test]
     fn invalid_cookies_are_present_but_yield_no_id() {
-        let config = SessionConfig::new(NullStore);
+        let config = SessionConfig::builder(NullStore).build().expect("valid config");
         let found = read(&headers(&[b"id=../../etc/passwd", b"id=\xff\xfe"]), &config);
         assert_eq!(found.id, None);
         assert!(found.present);
@@ -169,7 +169,7 @@ mod tests {
 
     #[test]
     fn pairs_split_as_the_cookie_crate_splits_them() {
-        let config = SessionConfig::new(NullStore);
+        let config = SessionConfig::builder(NullStore).build().expect("valid config");
         let id = SessionId::generate();
         for header in [
             format!("id={id}"),
@@ -193,7 +193,7 @@ mod tests {
 
     #[test]
     fn a_bad_byte_elsewhere_does_not_hide_the_cookie() {
-        let config = SessionConfig::new(NullStore);
+        let config = SessionConfig::builder(NullStore).build().expect("valid config");
         let id = SessionId::generate();
         let raw = [b"junk=\xff; id=".as_slice(), id.as_str().as_bytes()].concat();
         assert_eq!(read(&headers(&[&raw]), &config).id, Some(id));
@@ -201,7 +201,8 @@ mod tests {
 
     #[test]
     fn signed_cookies_round_trip_and_forgeries_are_ignored() {
-        let config = SessionConfig::new(NullStore).signing_key(cookie::Key::generate());
+        let config =
+            SessionConfig::builder(NullStore).signing_key(cookie::Key::generate()).build().expect("valid config");
         let id = SessionId::generate();
         let now = SystemTime::now();
         let set = session_cookie(&config, &id, None, now).expect("cookie");
@@ -211,7 +212,8 @@ mod tests {
         let bare = format!("id={id}");
         assert_eq!(read(&headers(&[bare.as_bytes()]), &config).id, None);
         // Nor a value signed with another key.
-        let other = SessionConfig::new(NullStore).signing_key(cookie::Key::generate());
+        let other =
+            SessionConfig::builder(NullStore).signing_key(cookie::Key::generate()).build().expect("valid config");
         let forged = session_cookie(&other, &id, None, now).expect("cookie");
         let forged = forged.to_str().expect("ascii").split(';').next().expect("pair").to_owned();
         assert_eq!(read(&headers(&[forged.as_bytes()]), &config).id, None);
@@ -219,10 +221,12 @@ mod tests {
 
     #[test]
     fn set_cookie_carries_every_attribute() {
-        let config = SessionConfig::new(NullStore)
+        let config = SessionConfig::builder(NullStore)
             .domain(Some("example.com".to_string()))
             .path("/app")
-            .same_site(cookie::SameSite::Strict);
+            .same_site(cookie::SameSite::Strict)
+            .build()
+            .expect("valid config");
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
         let id = SessionId::generate();
         let value = session_cookie(&config, &id, Some(now + Duration::from_millis(90_500)), now).expect("cookie");
@@ -247,7 +251,7 @@ mod tests {
 
     #[test]
     fn browser_session_cookies_have_no_max_age() {
-        let config = SessionConfig::new(NullStore).browser_session_cookie(true);
+        let config = SessionConfig::builder(NullStore).browser_session_cookie(true).build().expect("valid config");
         let now = SystemTime::now();
         let value = session_cookie(&config, &SessionId::generate(), Some(now + Duration::from_secs(60)), now);
         assert!(!value.expect("cookie").to_str().expect("ascii").contains("Max-Age"));
