@@ -47,6 +47,9 @@ fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> Result<(), StartError> {
+    // Before the first line: whoever reads it may send Ctrl-C at once, and
+    // an uninstalled handler would let that kill the process uncleanly.
+    let signalled = shutdown_signal()?;
     let server = Server::start(&args).await?;
     say(format_args!("sessionkit demo listening on {} (store: {})", server.url(), server.store_label()));
     let expiry = if args.rolling { "rolling" } else { "fixed at creation" };
@@ -57,7 +60,7 @@ async fn run(args: Args) -> Result<(), StartError> {
              machines, serve it behind https (or, for a trial, add --insecure-cookies)"
         ));
     }
-    let signalled = shutdown_signal().await;
+    let signalled = signalled.await;
     say(format_args!("shutting down"));
     let stopped = server.shutdown().await;
     signalled.and(stopped)
@@ -70,21 +73,26 @@ fn say(line: std::fmt::Arguments<'_>) {
     let _ = writeln!(stdout, "{line}").and_then(|()| stdout.flush());
 }
 
-/// Waits for Ctrl-C (SIGINT) or, on Unix, SIGTERM (what `kill` and
-/// service managers send).
-async fn shutdown_signal() -> Result<(), StartError> {
+/// Installs the handlers of Ctrl-C (SIGINT) and, on Unix, SIGTERM (what
+/// `kill` and service managers send), and returns what waits for either.
+fn shutdown_signal() -> Result<impl std::future::Future<Output = Result<(), StartError>>, StartError> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
+        // `signal` installs its handler when called, unlike `ctrl_c`, which
+        // does so when first polled.
+        let mut interrupt = signal(SignalKind::interrupt()).map_err(StartError::Serve)?;
         let mut terminate = signal(SignalKind::terminate()).map_err(StartError::Serve)?;
-        tokio::select! {
-            interrupted = tokio::signal::ctrl_c() => interrupted.map_err(StartError::Serve),
-            _ = terminate.recv() => Ok(()),
-        }
+        Ok(async move {
+            tokio::select! {
+                _ = interrupt.recv() => Ok(()),
+                _ = terminate.recv() => Ok(()),
+            }
+        })
     }
     #[cfg(not(unix))]
     {
-        tokio::signal::ctrl_c().await.map_err(StartError::Serve)
+        Ok(async { tokio::signal::ctrl_c().await.map_err(StartError::Serve) })
     }
 }
 
