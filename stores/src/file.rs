@@ -251,15 +251,8 @@ struct Faults {
 }
 
 impl FileStore {
-    /// A store on the directory `dir`, created (with its parents) if it does
-    /// not exist. Blocks on the file system briefly; in async code, prefer
-    /// [`FileStore::open`].
-    ///
-    /// # Errors
-    ///
-    /// [`StoreError::Config`] when `dir` exists but is not a directory, or
-    /// cannot be created, opened or written to.
-    pub fn new(dir: impl AsRef<Path>) -> Result<Self, StoreError> {
+    /// [`FileStore::open`]'s work, which blocks on the file system.
+    fn open_blocking(dir: impl AsRef<Path>) -> Result<Self, StoreError> {
         let dir = dir.as_ref();
         let dir = std::path::absolute(dir).map_err(|err| {
             StoreError::config_caused_by(format!("session directory {} cannot be resolved", dir.display()), err)
@@ -287,14 +280,17 @@ impl FileStore {
         Ok(Self { inner, writes })
     }
 
-    /// [`FileStore::new`], run on a blocking thread.
+    /// A store on the directory `dir`, created (with its parents, each
+    /// made durable) if it does not exist. The file system work runs on a
+    /// blocking thread.
     ///
     /// # Errors
     ///
-    /// As [`FileStore::new`].
+    /// [`StoreError::Config`] when `dir` exists but is not a directory, or
+    /// cannot be created, opened or written to.
     pub async fn open(dir: impl AsRef<Path>) -> Result<Self, StoreError> {
         let dir = dir.as_ref().to_path_buf();
-        tokio::task::spawn_blocking(move || Self::new(dir))
+        tokio::task::spawn_blocking(move || Self::open_blocking(dir))
             .await
             .map_err(|err| StoreError::backend("file store: opening the session directory", err))?
     }
@@ -994,7 +990,7 @@ mod tests {
         let file = dir.path().join("plain");
         fs::write(&file, b"x").expect("write");
         for path in [file.clone(), file.join("below")] {
-            match FileStore::new(&path) {
+            match FileStore::open_blocking(&path) {
                 Err(StoreError::Config { message, .. }) => {
                     assert!(message.contains("session directory"), "{message}")
                 }
