@@ -4,6 +4,9 @@
 //! - `sessionkit-<store>`: [`SessionLayer`] on every store of the registry,
 //!   the handler reading a counter from the session and writing it back
 //!   incremented (so every request is a store `get` and an `update`);
+//! - `sessionkit-<store>-one-session`: the same, with every connection
+//!   sending the same session cookie (one user's many tabs, or a script):
+//!   every request updates one record, which the store must serialise;
 //! - `tower-sessions-memory`: the same handler on tower-sessions with its
 //!   `MemoryStore`.
 //!
@@ -45,11 +48,20 @@ async fn tower_counter(session: tower_sessions::Session) -> Result<String, http:
     Ok(visits.to_string())
 }
 
+/// How a target's connections use sessions.
+#[derive(Clone, Copy)]
+enum Load {
+    /// Each connection its own cookie, checked with this.
+    Own(Check),
+    /// All connections on one session.
+    OneSession,
+}
+
 struct Target {
     id: String,
     label: String,
     addr: SocketAddr,
-    check: Check,
+    load: Load,
     rounds: Vec<f64>,
     errors: u64,
 }
@@ -71,11 +83,13 @@ fn main() {
     // Stores stay open (and their files in place) until the end.
     let mut stores: Vec<OpenStore> = Vec::new();
     let mut targets = Vec::new();
-    let mut add = |id: String, label: String, router: Router, check: Check| {
+    let mut add = |id: String, label: String, router: Router, load: Load| {
         let addr = server.block_on(load::serve(router)).expect("binding 127.0.0.1");
-        targets.push(Target { id, label, addr, check, rounds: Vec::new(), errors: 0 });
+        targets.push(Target { id, label, addr, load, rounds: Vec::new(), errors: 0 });
     };
-    add("bare".into(), "axum handler, no sessions".into(), Router::new().route("/", get(bare)), Check::Ok);
+    add("bare".into(), "axum handler, no sessions".into(), Router::new().route("/", get(bare)), Load::Own(Check::Ok));
+    // Listed after the per-connection variants, so the table keeps its order.
+    let mut one_session = Vec::new();
     for spec in registry::selected() {
         let Some(open) = server.block_on(spec.open()).expect("opening a store") else {
             continue;
@@ -84,17 +98,26 @@ fn main() {
         add(
             format!("sessionkit-{}", spec.name),
             format!("sessionkit, {} store", spec.name),
-            Router::new().route("/", get(counter)).layer(layer),
-            Check::Counter,
+            Router::new().route("/", get(counter)).layer(layer.clone()),
+            Load::Own(Check::Counter),
         );
+        one_session.push((spec.name, Router::new().route("/", get(counter)).layer(layer)));
         stores.push(open);
+    }
+    for (name, router) in one_session {
+        add(
+            format!("sessionkit-{name}-one-session"),
+            format!("sessionkit, {name} store, all connections on one session"),
+            router,
+            Load::OneSession,
+        );
     }
     let tower = tower_sessions::SessionManagerLayer::new(tower_sessions::MemoryStore::default());
     add(
         "tower-sessions-memory".into(),
         "tower-sessions 0.15, its MemoryStore".into(),
         Router::new().route("/", get(tower_counter)).layer(tower),
-        Check::Counter,
+        Load::Own(Check::Counter),
     );
 
     // Warm up: connection setup, first allocations, page cache.
@@ -143,7 +166,11 @@ fn main() {
 }
 
 fn drive(client: &tokio::runtime::Runtime, target: &Target, duration: Duration) -> load::LoadReport {
-    client.block_on(load::drive(target.addr, CONNECTIONS, duration, target.check)).expect("driving the server")
+    let report = match target.load {
+        Load::Own(check) => client.block_on(load::drive(target.addr, CONNECTIONS, duration, check)),
+        Load::OneSession => client.block_on(load::drive_one_session(target.addr, CONNECTIONS, duration)),
+    };
+    report.expect("driving the server")
 }
 
 fn median(values: &[f64]) -> f64 {

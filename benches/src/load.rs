@@ -5,6 +5,10 @@
 //! server set, and (for the session routes) checks that every response is
 //! `200` with the counter one higher than the last, so a benchmark that
 //! lost writes or sessions shows errors instead of a good number.
+//!
+//! [`drive_one_session`] instead puts every connection on one session, as
+//! one user's many tabs (or a script) would: the hardest case for a store,
+//! every request an update of the same record.
 
 use std::io;
 use std::net::SocketAddr;
@@ -27,6 +31,12 @@ pub enum Check {
     /// A `200` whose body is the connection's previous counter plus one,
     /// starting at 1: the session was loaded and its write kept.
     Counter,
+    /// A `200` whose body is a counter of at least 2 and no `Set-Cookie`:
+    /// the session every connection shares was found and kept (a lost one
+    /// would be replaced, with a new cookie, and count from 1). Concurrent
+    /// requests read and overwrite one counter, so its value says nothing
+    /// more.
+    SharedCounter,
 }
 
 /// What one load run did.
@@ -68,11 +78,29 @@ pub async fn serve(router: Router) -> io::Result<SocketAddr> {
 /// on each, one request at a time, until `duration` has passed. Runs on the
 /// current runtime.
 pub async fn drive(addr: SocketAddr, connections: usize, duration: Duration, check: Check) -> io::Result<LoadReport> {
+    drive_with(addr, connections, duration, check, None).await
+}
+
+/// Like [`drive`], but every connection sends the same session cookie: one
+/// request (not counted) creates the session, then `connections` keep-alive
+/// connections send requests on it, checked with [`Check::SharedCounter`].
+pub async fn drive_one_session(addr: SocketAddr, connections: usize, duration: Duration) -> io::Result<LoadReport> {
+    let cookie = first_cookie(addr).await?;
+    drive_with(addr, connections, duration, Check::SharedCounter, Some(cookie)).await
+}
+
+async fn drive_with(
+    addr: SocketAddr,
+    connections: usize,
+    duration: Duration,
+    check: Check,
+    cookie: Option<HeaderValue>,
+) -> io::Result<LoadReport> {
     let start = Instant::now();
     let deadline = start + duration;
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..connections {
-        tasks.spawn(client(addr, deadline, check));
+        tasks.spawn(client(addr, deadline, check, cookie.clone()));
     }
     let mut total = LoadReport::default();
     while let Some(done) = tasks.join_next().await {
@@ -84,15 +112,41 @@ pub async fn drive(addr: SocketAddr, connections: usize, duration: Duration, che
     Ok(total)
 }
 
-/// One browser on one connection.
-async fn client(addr: SocketAddr, deadline: Instant, check: Check) -> io::Result<LoadReport> {
+/// The session cookie the server sets on a first request to `addr`.
+async fn first_cookie(addr: SocketAddr) -> io::Result<HeaderValue> {
+    let mut sender = connect(addr).await?;
+    let request = Request::get("/").header(HOST, "localhost").body(Empty::<Bytes>::new()).map_err(io::Error::other)?;
+    let response = sender.send_request(request).await.map_err(io::Error::other)?;
+    let cookie = response.headers().get(SET_COOKIE).and_then(cookie_pair);
+    let status = response.status();
+    response.into_body().collect().await.map_err(io::Error::other)?;
+    match cookie {
+        Some(cookie) if status == StatusCode::OK => Ok(cookie),
+        _ => Err(io::Error::other(format!("the first request got {status} and no session cookie"))),
+    }
+}
+
+/// A keep-alive HTTP/1.1 connection to `addr`, driven on the current
+/// runtime until the sender is dropped.
+async fn connect(addr: SocketAddr) -> io::Result<hyper::client::conn::http1::SendRequest<Empty<Bytes>>> {
     let stream = TcpStream::connect(addr).await?;
     stream.set_nodelay(true)?;
-    let (mut sender, connection) =
+    let (sender, connection) =
         hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(io::Error::other)?;
-    let connection = tokio::spawn(connection);
+    // Ends with an error once the sender is dropped: nothing to report.
+    tokio::spawn(connection);
+    Ok(sender)
+}
+
+/// One browser on one connection, starting with `cookie` if given.
+async fn client(
+    addr: SocketAddr,
+    deadline: Instant,
+    check: Check,
+    mut cookie: Option<HeaderValue>,
+) -> io::Result<LoadReport> {
+    let mut sender = connect(addr).await?;
     let mut report = LoadReport::default();
-    let mut cookie: Option<HeaderValue> = None;
     let mut counter = 0u64;
     while Instant::now() < deadline {
         let mut request = Request::get("/").header(HOST, "localhost");
@@ -101,8 +155,9 @@ async fn client(addr: SocketAddr, deadline: Instant, check: Check) -> io::Result
         }
         let request = request.body(Empty::<Bytes>::new()).map_err(io::Error::other)?;
         let response = sender.send_request(request).await.map_err(io::Error::other)?;
-        if let Some(set) = response.headers().get(SET_COOKIE) {
-            cookie = cookie_pair(set);
+        let new_cookie = response.headers().get(SET_COOKIE).and_then(cookie_pair);
+        if new_cookie.is_some() {
+            cookie = new_cookie.clone();
         }
         let status = response.status();
         let body = response.into_body().collect().await.map_err(io::Error::other)?.to_bytes();
@@ -114,13 +169,16 @@ async fn client(addr: SocketAddr, deadline: Instant, check: Check) -> io::Result
                     counter += 1;
                     body.as_ref() == counter.to_string().as_bytes()
                 }
+                Check::SharedCounter => {
+                    let seen = std::str::from_utf8(&body).ok().and_then(|text| text.parse::<u64>().ok());
+                    seen.is_some_and(|seen| seen >= 2) && new_cookie.is_none()
+                }
             };
         if !ok {
             report.errors += 1;
         }
     }
     drop(sender);
-    connection.abort();
     Ok(report)
 }
 
@@ -145,6 +203,27 @@ mod tests {
         // The same route never counts up: every response after the first is wrong.
         let report = drive(addr, 2, Duration::from_millis(100), Check::Counter).await.expect("drive");
         assert_eq!(report.errors, report.requests - 2, "{report:?}");
+    }
+
+    #[tokio::test]
+    async fn one_session_is_shared_and_a_lost_session_is_caught() {
+        async fn counter(session: sessionkit::Session) -> Result<String, sessionkit::SessionError> {
+            let visits = session.get::<u64>("counter")?.unwrap_or(0) + 1;
+            session.set("counter", visits)?;
+            Ok(visits.to_string())
+        }
+        let store = std::sync::Arc::new(sessionkit_stores::MemoryStore::new());
+        let layer = sessionkit::SessionLayer::new(sessionkit::SessionConfig::with_shared_store(store.clone()));
+        let addr = serve(Router::new().route("/", get(counter)).layer(layer)).await.expect("serve");
+        let report = drive_one_session(addr, 4, Duration::from_millis(100)).await.expect("drive");
+        assert!(report.requests > 4 && report.errors == 0, "{report:?}");
+        assert_eq!(store.len(), 1, "every connection must have used the one session");
+
+        // A server that hands out a new session on every request.
+        let forgetful = Router::new().route("/", get(|| async { ([(SET_COOKIE, "id=fresh")], "1") }));
+        let addr = serve(forgetful).await.expect("serve");
+        let report = drive_one_session(addr, 2, Duration::from_millis(100)).await.expect("drive");
+        assert!(report.requests > 0 && report.errors == report.requests, "{report:?}");
     }
 
     #[test]
