@@ -19,6 +19,9 @@
 //! they were written in; operations on 4 KiB
 //! and 64 KiB payloads go to 1,000 of them, first rewritten to that size
 //! (a million 64 KiB sessions would not fit in this machine's memory).
+//!
+//! The `index-cost` group ([`index_cost`]) compares each write on sessions
+//! with and without a user.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant, SystemTime};
@@ -31,7 +34,7 @@ use sessionkit_benches::results::RunStart;
 use sessionkit_benches::settings;
 use tokio::runtime::Runtime;
 
-// In a subdirectory, so that Cargo does not take it for a benchmark of its own.
+// In a subdirectory, so that cargo does not take it for a bench of its own.
 #[path = "stores/index_cost.rs"]
 mod index_cost;
 
@@ -52,7 +55,7 @@ fn main() {
             operations(&mut criterion, &runtime, spec, population);
         }
         delete_expired(&mut criterion, &runtime, spec);
-        index_cost::index_cost(&mut criterion, &runtime, spec);
+        index_cost::measure(&mut criterion, &runtime, spec);
     }
     criterion.final_summary();
 }

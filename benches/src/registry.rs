@@ -118,8 +118,9 @@ async fn postgres() -> Result<Option<Opened>, StoreError> {
         },
     };
     let store = PostgresStore::builder().table(TABLE).open(&url).await?;
-    // A fresh, empty store, also on a database that outlives the run.
-    sessionkit_stores::sqlx::raw_sql(&format!("TRUNCATE {TABLE}"))
+    // A fresh, empty store (sessions and leases), also on a database that
+    // outlives the run.
+    sessionkit_stores::sqlx::raw_sql(&format!("TRUNCATE {TABLE}, {TABLE}_leases"))
         .execute(store.pool())
         .await
         .map_err(|err| StoreError::backend("emptying the benchmark's PostgreSQL table", err))?;

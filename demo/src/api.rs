@@ -2,35 +2,69 @@
 //!
 //! | route | body | does |
 //! | --- | --- | --- |
-//! | `GET /api/counter` | | counts a visit; `{"visits": n}` |
-//! | `GET /api/me` | | the session: `{"user", "visits", "cart", "prefs"}` |
-//! | `POST /api/login` | `{"user": "ada"}` | new session id, then stores the user |
-//! | `POST /api/cart` | `{"item": "tea"}` | adds an item |
-//! | `DELETE /api/cart/{item}` | | removes one such item (404 if none) |
+//! | `GET /api/counter` | | counts a visit (an atomic increment); `{"visits": n}` |
+//! | `GET /api/me` | | the session: `{"user", "visits", "cart", "saved", "prefs"}` |
+//! | `POST /api/login` | `{"user": "ada"}` | new session id, bound to the user ([`Session::login`]) |
+//! | `POST /api/cart` | `{"item": "tea"}` | adds an item (an atomic push; 400 when the cart is full) |
+//! | `DELETE /api/cart/{item}` | | removes one such item (an atomic remove-first; 404 if none) |
+//! | `POST /api/save-for-later` | `{"item": "tea"}` | moves one such item from the cart to `saved` (exclusive; 404 if none) |
+//! | `POST /api/move-to-cart` | `{"item": "tea"}` | moves one such item from `saved` back to the cart (exclusive; 404 if none) |
 //! | `PUT /api/prefs/{name}` | `{"value": <any JSON>}` | sets the preference, key `pref.<name>` |
 //! | `DELETE /api/prefs/{name}` | | removes it (404 if unset) |
 //! | `POST /api/logout` | | destroys the session |
+//! | `GET /api/sessions` | | the signed-in user's sessions (see below) |
+//! | `DELETE /api/sessions/{handle}` | | signs out that session if it is the user's (404 otherwise); answers the listing after |
+//! | `POST /api/sessions/revoke-others` | | signs out the user's other sessions; `{"revoked": n}` |
 //!
-//! Every route but the counter answers with what `GET /api/me` would
-//! show afterwards. Every failure is JSON, `{"error": "..."}`: 400 for a
-//! body that is not JSON, lacks a field or holds a wrong type, and for
-//! refused input; 404 for something to remove that is not there; 500 only
-//! for a server fault, never for anything a client sends.
+//! Every route up to the logout answers with what `GET /api/me` would show
+//! afterwards. Every failure is JSON, `{"error": "..."}`: 400 for a body
+//! that is not JSON, lacks a field or holds a wrong type, and for refused
+//! input; 404 for something to remove that is not there; 500 only for a
+//! server fault, never for anything a client sends.
+//!
+//! # Your sessions
+//!
+//! `GET /api/sessions` lists the sessions of the user signed in on this
+//! session, the current one first:
+//!
+//! ```json
+//! {"sessions": [{"handle": "…", "current": true, "created_at": 1700000000000,
+//!                "last_active": 1700000000000, "expires_at": 1700086400000}]}
+//! ```
+//!
+//! Instants are Unix milliseconds; `expires_at` is `null` for a session
+//! without expiry (and `created_at`, `last_active` for one stored before
+//! they were recorded). A handle is the session's store key, never its id:
+//! it names the session but does not open it. Not signed in, the three
+//! session routes answer 401 `{"error": ...}`. `DELETE /api/sessions/{handle}`
+//! with another user's handle (or anything that is not a handle of this
+//! user's) is a 404 that changes nothing; with the request's own handle it
+//! is a logout, and answers `{"sessions": []}`. A revoked session's client
+//! finds itself signed out, with a new empty session, on its next request.
+//!
+//! # Concurrency
+//!
+//! Concurrent requests of one session lose nothing: see
+//! [`crate::state`]. The two move routes run under an exclusive session
+//! ([`sessionkit::ExclusiveLayer`]): a request for one of them waits while
+//! another holds the same session, and after the configured wait (5 s)
+//! gets an empty 503 with `Retry-After: 1`.
 
 use std::sync::Arc;
 
 use axum::extract::rejection::{JsonRejection, PathRejection};
-use axum::extract::{FromRequest, Path, Request};
-use axum::http::StatusCode;
+use axum::extract::{FromRequest, Path, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
-use sessionkit::{Session, SessionError};
+use sessionkit::{ExclusiveLayer, Session, SessionError};
 
 use crate::AppInfo;
+use crate::sessions::{self, Listed, Revoked};
 use crate::state::{self, ActionError, Snapshot, Visits};
 
 /// The API's routes, to be nested under `/api`.
@@ -43,10 +77,23 @@ pub fn routes() -> Router<Arc<AppInfo>> {
         .route("/cart", post(cart_add))
         .route("/cart/{item}", delete(cart_remove))
         .route("/prefs/{name}", put(pref_set).delete(pref_remove))
+        .route("/sessions", get(sessions_list))
+        .route("/sessions/revoke-others", post(sessions_revoke_others))
+        .route("/sessions/{handle}", delete(sessions_revoke))
+        .merge(exclusive_routes())
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such API route; see GET /api/me") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "this API route does not take that method")
         })
+}
+
+/// The routes that read a value and write one computed from it: one
+/// request of a session at a time.
+fn exclusive_routes() -> Router<Arc<AppInfo>> {
+    Router::new()
+        .route("/save-for-later", post(save_for_later))
+        .route("/move-to-cart", post(move_to_cart))
+        .route_layer(ExclusiveLayer::new())
 }
 
 /// A failed API call: a status and `{"error": message}`.
@@ -139,9 +186,14 @@ struct Login {
     user: String,
 }
 
+/// The request's `User-Agent`, if it is text.
+pub(crate) fn user_agent(headers: &HeaderMap) -> Option<&str> {
+    headers.get(header::USER_AGENT).and_then(|value| value.to_str().ok())
+}
+
 /// `POST /api/login`.
-async fn login(session: Session, ApiJson(body): ApiJson<Login>) -> ApiResult {
-    state::log_in(&session, &body.user)?;
+async fn login(session: Session, headers: HeaderMap, ApiJson(body): ApiJson<Login>) -> ApiResult {
+    state::log_in(&session, &body.user, user_agent(&headers))?;
     snapshot(&session)
 }
 
@@ -157,8 +209,8 @@ struct AddItem {
 }
 
 /// `POST /api/cart`.
-async fn cart_add(session: Session, ApiJson(body): ApiJson<AddItem>) -> ApiResult {
-    state::add_to_cart(&session, &body.item)?;
+async fn cart_add(State(info): State<Arc<AppInfo>>, session: Session, ApiJson(body): ApiJson<AddItem>) -> ApiResult {
+    state::add_to_cart(&session, &body.item, info.cart_limit)?;
     snapshot(&session)
 }
 
@@ -166,6 +218,26 @@ async fn cart_add(session: Session, ApiJson(body): ApiJson<AddItem>) -> ApiResul
 async fn cart_remove(session: Session, item: Result<Path<String>, PathRejection>) -> ApiResult {
     let Path(item) = item.map_err(|rejection| path_rejection(&rejection))?;
     state::remove_from_cart(&session, &item)?;
+    snapshot(&session)
+}
+
+/// `POST /api/save-for-later`, exclusive.
+async fn save_for_later(
+    State(info): State<Arc<AppInfo>>,
+    session: Session,
+    ApiJson(body): ApiJson<AddItem>,
+) -> ApiResult {
+    state::save_for_later(&session, &body.item, info.cart_limit)?;
+    snapshot(&session)
+}
+
+/// `POST /api/move-to-cart`, exclusive.
+async fn move_to_cart(
+    State(info): State<Arc<AppInfo>>,
+    session: Session,
+    ApiJson(body): ApiJson<AddItem>,
+) -> ApiResult {
+    state::move_to_cart(&session, &body.item, info.cart_limit)?;
     snapshot(&session)
 }
 
@@ -191,4 +263,43 @@ async fn pref_remove(session: Session, name: Result<Path<String>, PathRejection>
     let Path(name) = name.map_err(|rejection| path_rejection(&rejection))?;
     state::remove_pref(&session, &name)?;
     snapshot(&session)
+}
+
+fn not_signed_in() -> ApiError {
+    ApiError::new(StatusCode::UNAUTHORIZED, "not logged in: POST /api/login first")
+}
+
+/// `{"sessions": [...]}`.
+fn listing(sessions: Vec<Listed>) -> Json<Value> {
+    Json(json!({ "sessions": sessions }))
+}
+
+/// `GET /api/sessions`.
+async fn sessions_list(session: Session) -> Result<Json<Value>, ApiError> {
+    let listed = sessions::list(&session).await?.ok_or_else(not_signed_in)?;
+    Ok(listing(listed))
+}
+
+/// `DELETE /api/sessions/{handle}`.
+async fn sessions_revoke(
+    session: Session,
+    handle: Result<Path<String>, PathRejection>,
+) -> Result<Json<Value>, ApiError> {
+    if session.user().is_none() {
+        return Err(not_signed_in());
+    }
+    let not_found = || ApiError::new(StatusCode::NOT_FOUND, "you have no session with that handle");
+    // A segment that is not even UTF-8 names no session either.
+    let Ok(Path(handle)) = handle else { return Err(not_found()) };
+    match sessions::revoke(&session, &handle).await? {
+        Revoked::Other => Ok(listing(sessions::list(&session).await?.unwrap_or_default())),
+        Revoked::Current => Ok(listing(Vec::new())),
+        Revoked::NotFound => Err(not_found()),
+    }
+}
+
+/// `POST /api/sessions/revoke-others`.
+async fn sessions_revoke_others(session: Session) -> Result<Json<Value>, ApiError> {
+    let revoked = sessions::revoke_others(&session).await?.ok_or_else(not_signed_in)?;
+    Ok(Json(json!({ "revoked": revoked })))
 }

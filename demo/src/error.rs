@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use sessionkit::{ConfigError, StoreError};
+use sessionkit_stores::OpenError;
 
 /// Why the demo could not start (or stop cleanly). Each variant says what
 /// it was doing and keeps the underlying error as its `source()`.
@@ -50,6 +51,18 @@ pub enum StartError {
         #[source]
         source: StoreError,
     },
+    /// PostgreSQL could not be reached or used.
+    #[error("cannot use PostgreSQL at {url}")]
+    Postgres {
+        /// The URL, its password hidden.
+        url: String,
+        /// The store's error.
+        #[source]
+        source: StoreError,
+    },
+    /// The store URL could not be used (a store this build lacks).
+    #[error(transparent)]
+    StoreUrl(OpenError),
     /// The session configuration is invalid.
     #[error(transparent)]
     Config(#[from] ConfigError),
@@ -72,10 +85,14 @@ impl StartError {
             Self::Redis { .. } => Some(
                 "is a Redis server running there? Start one with `redis-server`, or use the embedded default (no --store)",
             ),
+            Self::Postgres { .. } => Some(
+                "is PostgreSQL running there, and may that user connect to that database? A URL looks like \
+                 postgres://user:password@127.0.0.1:5432/database",
+            ),
             Self::DataDir { .. } | Self::OpenStore { .. } => {
                 Some("choose another place with --data, or another store with --store (memory needs no files)")
             }
-            Self::Config(_) | Self::Serve(_) => None,
+            Self::StoreUrl(_) | Self::Config(_) | Self::Serve(_) => None,
         }
     }
 }

@@ -26,7 +26,7 @@ body {
   font: 16px/1.55 system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif;
 }
 header { background: var(--card); border-bottom: 1px solid var(--line); }
-header nav, main, footer { max-width: 44rem; margin: 0 auto; padding: 0 1.25rem; }
+header nav, main, footer { max-width: 50rem; margin: 0 auto; padding: 0 1.25rem; }
 header nav { display: flex; align-items: center; gap: 1.1rem; min-height: 3.5rem; white-space: nowrap; }
 header nav .brand { font-weight: 700; margin-right: auto; }
 header nav .who { color: var(--muted); overflow: hidden; text-overflow: ellipsis; max-width: 16rem; }
@@ -39,6 +39,11 @@ h2 { font-size: 1.15rem; margin: 1.5rem 0 .5rem; }
 .big { font-size: 2.6rem; font-weight: 700; line-height: 1.1; }
 .muted { color: var(--muted); }
 .error { color: var(--danger); font-weight: 600; }
+.notice { color: var(--accent); font-weight: 600; }
+.this-session { color: var(--accent); white-space: nowrap; }
+.actions { display: flex; gap: .4rem; }
+#sessions th { width: auto; }
+#sessions .agent { display: block; color: var(--muted); font-size: .8rem; max-width: 20rem; overflow-wrap: anywhere; }
 form.inline { display: inline; margin: 0; }
 form.row { display: flex; gap: .5rem; margin: .5rem 0; }
 input[type=text] {
@@ -115,7 +120,8 @@ pub struct Chrome {
 pub fn page(status: StatusCode, chrome: &Chrome, title: &str, body: &str) -> Response {
     let who = match &chrome.user {
         Some(user) => format!(
-            r#"<span class="who">Logged in as <strong id="nav-user">{}</strong></span>
+            r#"<a href="/sessions" id="nav-sessions">Sessions</a>
+      <span class="who">Logged in as <strong id="nav-user">{}</strong></span>
       <form class="inline" method="post" action="/logout"><button class="quiet" id="logout">Log out</button></form>"#,
             Escaped(user)
         ),

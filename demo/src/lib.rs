@@ -18,8 +18,9 @@
 //!
 //! | module | what |
 //! | --- | --- |
-//! | [`cli`] | the flags |
+//! | [`cli`] | the flags, `--store` as a short name or a store URL |
 //! | [`state`] | what a session holds: `#[derive(SessionData)]` structs and the rules for changing them |
+//! | [`sessions`] | the signed-in user's sessions: listing, signing out one or all others |
 //! | [`pages`] | the HTML pages |
 //! | [`api`] | the JSON API |
 //! | [`html`] | escaping and the page layout |
@@ -37,6 +38,7 @@ pub mod html;
 mod middleware;
 pub mod pages;
 mod server;
+pub mod sessions;
 pub mod state;
 
 /// The README's code blocks, compiled as doctests (those marked `no_run` are
@@ -52,10 +54,10 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use sessionkit::{ConfigError, SessionConfig, SessionLayer, SessionStore};
 
-pub use cli::{Args, StoreKind};
+pub use cli::{Args, StoreChoice, StoreKind};
 pub use error::StartError;
 pub use server::{SHUTDOWN_GRACE, SWEEP_INTERVAL, Server};
-pub use store::{OpenedStore, build_store, redact_password};
+pub use store::{OpenedStore, build_store};
 
 /// The largest request body the demo reads: its bodies are a few bytes.
 pub const BODY_LIMIT: usize = 64 * 1024;
@@ -71,6 +73,8 @@ pub struct AppInfo {
     pub rolling: bool,
     /// Whether the cookie is `Secure`.
     pub secure_cookies: bool,
+    /// The most items the cart, and the saved-for-later list, hold.
+    pub cart_limit: usize,
 }
 
 /// The session configuration for these flags: sessionkit's defaults
@@ -94,6 +98,7 @@ pub fn app(store: &OpenedStore, args: &Args) -> Result<Router, ConfigError> {
         ttl_seconds: args.ttl.get(),
         rolling: args.rolling,
         secure_cookies: !args.insecure_cookies,
+        cart_limit: args.cart_limit,
     });
     Ok(Router::new()
         .merge(pages::routes())

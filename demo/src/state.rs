@@ -1,17 +1,48 @@
-//! What the demo keeps in a session, as typed structs.
+//! What the demo keeps in a session, as typed structs, and the rules for
+//! changing it.
 //!
-//! Each struct owns the keys under its prefix, so the counter, the account
-//! and the cart never overwrite each other, even when two requests of one
-//! browser race: each saves only its own keys, and the store applies them
-//! as key-level patches. Preferences are open-ended, so each one is a key of
-//! its own (`pref.<name>`) rather than a field.
+//! Each struct owns the keys under its prefix, so the counter, the cart and
+//! the saved-for-later list never overwrite each other, even when two
+//! requests of one browser race: each saves only its own keys, and the
+//! store applies them as key-level patches. Preferences are open-ended, so
+//! each one is a key of its own (`pref.<name>`) rather than a field. The
+//! signed-in user is no key of ours: [`Session::login`] binds it, and
+//! [`Session::user`] reads it.
 //!
 //! | struct | keys |
 //! | --- | --- |
 //! | [`Visits`] | `visits.count` |
-//! | [`Account`] | `account.user` |
 //! | [`Cart`] | `cart.items` |
+//! | [`Saved`] | `saved.items` |
+//! | [`Device`] | `device.user_agent` |
 //! | preferences | `pref.<name>` |
+//!
+//! # Concurrent requests of one session
+//!
+//! Two tabs, or a script firing requests in parallel, must not lose each
+//! other's changes:
+//!
+//! - the visit counter is an atomic increment, and adding to the cart an
+//!   atomic push: the store applies them to whatever it holds, so every
+//!   visit counts and every item lands;
+//! - removing from the cart is an atomic remove-first: the store removes
+//!   one equal item from what it holds, never an item another request just
+//!   added;
+//! - moving an item between the cart and the saved-for-later list
+//!   ([`save_for_later`], [`move_to_cart`]) reads the list and writes it
+//!   whole, which is only safe one request at a time: those routes run
+//!   under an exclusive session ([`sessionkit::ExclusiveLayer`]). The saved
+//!   list is written nowhere else, so it loses nothing; the cart side uses
+//!   the atomic operations, so adds running meanwhile (which do not wait
+//!   for the exclusive session) are kept. A plain removal racing with a
+//!   move of the item's last copy can both answer success: the item ends up
+//!   saved, as if the move had come first and the removal found nothing.
+//!
+//! Limits are checked against the request's own view of the session, so
+//! adds that race can together pass the cart limit by at most the number of
+//! adds racing (each saw room for one more); the next add then sees the
+//! full cart and is refused, and the session's size limit bounds what the
+//! store keeps whatever happens.
 
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -21,8 +52,11 @@ use sessionkit::{Session, SessionData, SessionError};
 pub const MAX_USER_CHARS: usize = 64;
 /// The longest cart item name, in characters.
 pub const MAX_ITEM_CHARS: usize = 100;
-/// The most items a cart holds.
+/// The most items a cart (and the saved-for-later list) holds, unless
+/// `--cart-limit` says otherwise.
 pub const MAX_CART_ITEMS: usize = 50;
+/// The longest user agent kept, in characters.
+pub const MAX_USER_AGENT_CHARS: usize = 200;
 /// The longest preference name, in bytes (ASCII only).
 pub const MAX_PREF_NAME: usize = 40;
 /// The largest preference value, serialized, in bytes.
@@ -42,20 +76,11 @@ pub struct Visits {
 }
 
 impl Visits {
-    /// Counts one more visit and returns the new count.
+    /// Counts one more visit and returns the new count, as an atomic
+    /// increment: concurrent visits all count.
     pub fn bump(session: &Session) -> Result<u64, SessionError> {
-        let count = Self::count(session)?.saturating_add(1);
-        Self::set_count(session, count)?;
-        Ok(count)
+        Self::increment_count(session, 1)
     }
-}
-
-/// Who is logged in, if anyone.
-#[derive(SessionData, Debug, Default)]
-#[session(prefix = "account.")]
-pub struct Account {
-    /// The user name; absent until login.
-    pub user: Option<String>,
 }
 
 /// The shopping cart: item names in the order they were added; an item
@@ -68,6 +93,28 @@ pub struct Cart {
     pub items: Vec<String>,
 }
 
+/// Items saved for later, moved there from the cart (and back).
+#[derive(SessionData, Debug, Default)]
+#[session(prefix = "saved.")]
+pub struct Saved {
+    /// The items; an absent key reads as an empty list.
+    #[session(default)]
+    pub items: Vec<String>,
+}
+
+/// [`Device::user_agent`]'s session key, for reading it from a listing's
+/// data (another session's, which has no typed handle).
+pub const USER_AGENT_KEY: &str = "device.user_agent";
+
+/// What the demo notes at login about the browser that signed in, so that
+/// the "Your sessions" page can tell the user's sessions apart.
+#[derive(SessionData, Debug, Default)]
+#[session(prefix = "device.")]
+pub struct Device {
+    /// The `User-Agent` the browser sent at login, shortened.
+    pub user_agent: Option<String>,
+}
+
 /// Everything `GET /api/me` shows, and what the pages render from.
 #[derive(Debug, Serialize)]
 pub struct Snapshot {
@@ -77,6 +124,8 @@ pub struct Snapshot {
     pub visits: u64,
     /// The cart's items.
     pub cart: Vec<String>,
+    /// The items saved for later.
+    pub saved: Vec<String>,
     /// Every preference, by name.
     pub prefs: Map<String, Value>,
 }
@@ -85,9 +134,10 @@ impl Snapshot {
     /// Reads the whole session through the typed structs.
     pub fn load(session: &Session) -> Result<Self, SessionError> {
         Ok(Self {
-            user: Account::user(session)?,
+            user: session.user(),
             visits: Visits::count(session)?,
             cart: Cart::items(session)?,
+            saved: Saved::items(session)?,
             prefs: prefs(session),
         })
     }
@@ -156,35 +206,76 @@ pub fn pref_name(raw: &str) -> Result<&str, ActionError> {
 }
 
 /// Logs `user` in: the session gets a new id first, so an id planted in
-/// the browser before login (session fixation) is worth nothing after it.
-pub fn log_in(session: &Session, raw_user: &str) -> Result<String, ActionError> {
+/// the browser before login (session fixation) is worth nothing after it,
+/// and is bound to the user, so that it appears among the user's sessions.
+/// `user_agent` (the request's header) is kept to tell sessions apart.
+pub fn log_in(session: &Session, raw_user: &str, user_agent: Option<&str>) -> Result<String, ActionError> {
     let user = user_name(raw_user)?;
-    session.regenerate();
-    Account::set_user(session, Some(user.clone()))?;
+    session.login(user.clone());
+    Device::set_user_agent(session, user_agent.map(shorten_user_agent))?;
     Ok(user)
 }
 
-/// Adds an item to the cart, within [`MAX_CART_ITEMS`]; the cart after.
-pub fn add_to_cart(session: &Session, raw_item: &str) -> Result<Vec<String>, ActionError> {
-    let item = item_name(raw_item)?;
-    let mut cart = Cart::load(session)?;
-    if cart.items.len() >= MAX_CART_ITEMS {
-        return Err(ActionError::Invalid(format!("the cart is full ({MAX_CART_ITEMS} items)")));
-    }
-    cart.items.push(item);
-    cart.save(session)?;
-    Ok(cart.items)
+/// A user agent fit to keep and show: control characters dropped, at most
+/// [`MAX_USER_AGENT_CHARS`] characters.
+pub fn shorten_user_agent(raw: &str) -> String {
+    raw.chars().filter(|c| !c.is_control()).take(MAX_USER_AGENT_CHARS).collect::<String>().trim().to_owned()
 }
 
-/// Removes one `item` from the cart; the cart after.
-pub fn remove_from_cart(session: &Session, item: &str) -> Result<Vec<String>, ActionError> {
-    let mut cart = Cart::load(session)?;
-    let Some(index) = cart.items.iter().position(|it| it == item) else {
+fn cart_full(limit: usize) -> ActionError {
+    ActionError::Invalid(format!("the cart is full ({limit} items)"))
+}
+
+/// Adds an item to the cart, within `limit` items, as an atomic push (see
+/// the [module docs](self) for what racing adds can do to the limit).
+pub fn add_to_cart(session: &Session, raw_item: &str, limit: usize) -> Result<(), ActionError> {
+    let item = item_name(raw_item)?;
+    if Cart::items(session)?.len() >= limit {
+        return Err(cart_full(limit));
+    }
+    Cart::push_items(session, item)?;
+    Ok(())
+}
+
+/// Removes one `item` from the cart, as an atomic remove-first.
+pub fn remove_from_cart(session: &Session, item: &str) -> Result<(), ActionError> {
+    if !Cart::remove_first_items(session, &item.to_owned())? {
         return Err(ActionError::NotFound(format!("{item:?} is not in the cart")));
+    }
+    Ok(())
+}
+
+/// Moves one `item` from the cart to the saved-for-later list, within
+/// `limit` items. Reads the list and writes it whole: call it only under an
+/// exclusive session (see the [module docs](self)).
+pub fn save_for_later(session: &Session, item: &str, limit: usize) -> Result<(), ActionError> {
+    let mut saved = Saved::items(session)?;
+    if !Cart::items(session)?.iter().any(|it| it == item) {
+        return Err(ActionError::NotFound(format!("{item:?} is not in the cart")));
+    }
+    if saved.len() >= limit {
+        return Err(ActionError::Invalid(format!("the saved-for-later list is full ({limit} items)")));
+    }
+    Cart::remove_first_items(session, &item.to_owned())?;
+    saved.push(item.to_owned());
+    Saved::set_items(session, saved)?;
+    Ok(())
+}
+
+/// Moves one `item` from the saved-for-later list back to the cart, within
+/// `limit` items. Like [`save_for_later`], only under an exclusive session.
+pub fn move_to_cart(session: &Session, item: &str, limit: usize) -> Result<(), ActionError> {
+    let mut saved = Saved::items(session)?;
+    let Some(index) = saved.iter().position(|it| it == item) else {
+        return Err(ActionError::NotFound(format!("{item:?} is not saved for later")));
     };
-    cart.items.remove(index);
-    cart.save(session)?;
-    Ok(cart.items)
+    if Cart::items(session)?.len() >= limit {
+        return Err(cart_full(limit));
+    }
+    saved.remove(index);
+    Saved::set_items(session, saved)?;
+    Cart::push_items(session, item.to_owned())?;
+    Ok(())
 }
 
 /// Sets the preference `name` to `value`, within [`MAX_PREFS`] and
@@ -225,6 +316,17 @@ mod tests {
         assert!(item_name(&"x".repeat(MAX_ITEM_CHARS + 1)).is_err());
         assert!(item_name("tea\n").is_ok(), "trailing whitespace is trimmed, not refused");
         assert!(item_name("te\na").is_err());
+    }
+
+    #[test]
+    fn the_user_agent_key_is_the_structs() {
+        assert_eq!(Device::KEYS, [USER_AGENT_KEY]);
+    }
+
+    #[test]
+    fn user_agents_are_kept_short_and_printable() {
+        assert_eq!(shorten_user_agent("Mozilla/5.0 (X11)\r\n"), "Mozilla/5.0 (X11)");
+        assert_eq!(shorten_user_agent(&"é".repeat(500)).chars().count(), MAX_USER_AGENT_CHARS);
     }
 
     #[test]

@@ -1,20 +1,21 @@
 //! Opening the store the flags ask for, and naming it for people.
 
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use sessionkit::{SessionStore, StoreError};
-use sessionkit_stores::{FileStore, MemoryStore, RedbStore, RedisStore, SqliteStore};
+use sessionkit::SessionStore;
+use sessionkit_stores::{OpenError, StoreUrl, redact};
 
-use crate::{Args, StartError, StoreKind};
+use crate::{Args, StartError};
 
 /// A store, opened, with a label for people: `redb at /path/sessions.redb`.
 #[derive(Clone)]
 pub struct OpenedStore {
     /// The store.
     pub store: Arc<dyn SessionStore>,
-    /// What it is and where, for the startup line and the session page.
+    /// What it is and where, for the startup line and the session page;
+    /// a password in a URL is shown as `***`.
     pub label: String,
 }
 
@@ -24,49 +25,61 @@ impl std::fmt::Debug for OpenedStore {
     }
 }
 
-/// Opens the store the flags ask for, creating the data file's parent
-/// directory if needed.
+/// Opens the store the flags ask for (a short form or a store URL alike,
+/// see [`Args::store_url`]), creating the data file's parent directory if
+/// needed.
 ///
 /// # Errors
 ///
 /// A [`StartError`] saying which store and which path or URL failed, and why.
 pub async fn build_store(args: &Args) -> Result<OpenedStore, StartError> {
-    // Absolute, so the startup line says exactly where the data is. (Only
-    // memory and redis have no path, and they do not read it.)
-    let path = args.data_path().unwrap_or_default();
-    let path = std::path::absolute(&path).unwrap_or(path);
-    let open_failed = |source| StartError::OpenStore { kind: args.store.name(), path: path.clone(), source };
-    let (store, label): (Arc<dyn SessionStore>, String) = match args.store {
-        StoreKind::Memory => (Arc::new(MemoryStore::new()), "memory (sessions end when the demo stops)".into()),
-        StoreKind::Redis => {
-            let url = args.redis_url();
-            let store = RedisStore::open(url)
-                .await
-                .map_err(|source| StartError::Redis { url: redact_password(url), source })?;
-            (Arc::new(store), format!("redis at {}", redact_password(url)))
+    let url = absolute(args.store_url());
+    if let StoreUrl::Sqlite(file) | StoreUrl::Redb(file) = &url {
+        create_parent(file).await?;
+    }
+    let store = url.open().await.map_err(|err| open_failed(&url, err))?;
+    Ok(OpenedStore { store, label: label(&url) })
+}
+
+/// Paths made absolute, so the startup line says exactly where the data is.
+fn absolute(url: StoreUrl) -> StoreUrl {
+    let absolute = |path: PathBuf| std::path::absolute(&path).unwrap_or(path);
+    match url {
+        StoreUrl::File(dir) => StoreUrl::File(absolute(dir)),
+        StoreUrl::Sqlite(file) => StoreUrl::Sqlite(absolute(file)),
+        StoreUrl::Redb(file) => StoreUrl::Redb(absolute(file)),
+        other => other,
+    }
+}
+
+/// `redb at /path`, `redis at redis://:***@host/`: what the startup line
+/// and the session page show.
+pub fn label(url: &StoreUrl) -> String {
+    match url {
+        StoreUrl::Memory => "memory (sessions end when the demo stops)".to_owned(),
+        StoreUrl::File(path) | StoreUrl::Sqlite(path) | StoreUrl::Redb(path) => {
+            format!("{} at {}", url.kind(), path.display())
         }
-        StoreKind::File => {
-            // The store creates its directory, parents included.
-            let store = FileStore::open(&path).await.map_err(open_failed)?;
-            (Arc::new(store), format!("file at {}", path.display()))
-        }
-        StoreKind::Sqlite => {
-            create_parent(&path).await?;
-            let store = SqliteStore::open(&path).await.map_err(open_failed)?;
-            (Arc::new(store), format!("sqlite at {}", path.display()))
-        }
-        StoreKind::Redb => {
-            create_parent(&path).await?;
-            let file = path.clone();
-            let store = tokio::task::spawn_blocking(move || RedbStore::open(file))
-                .await
-                .map_err(|err| StoreError::backend("opening the redb file", err))
-                .and_then(|opened| opened)
-                .map_err(open_failed)?;
-            (Arc::new(store), format!("redb at {}", path.display()))
-        }
+        StoreUrl::Redis(raw) | StoreUrl::Postgres(raw) => format!("{} at {}", url.kind(), redact(raw)),
+        // `StoreUrl`'s `Display` hides passwords too.
+        other => format!("{} at {other}", other.kind()),
+    }
+}
+
+/// The demo's error for a store that would not open: by path for the
+/// stores on disk, by URL (password hidden) for the servers.
+fn open_failed(url: &StoreUrl, err: OpenError) -> StartError {
+    let OpenError::Store { source, .. } = err else {
+        return StartError::StoreUrl(err);
     };
-    Ok(OpenedStore { store, label })
+    match url {
+        StoreUrl::File(path) | StoreUrl::Sqlite(path) | StoreUrl::Redb(path) => {
+            StartError::OpenStore { kind: url.kind(), path: path.clone(), source }
+        }
+        StoreUrl::Redis(raw) => StartError::Redis { url: redact(raw), source },
+        StoreUrl::Postgres(raw) => StartError::Postgres { url: redact(raw), source },
+        _ => StartError::OpenStore { kind: url.kind(), path: PathBuf::new(), source },
+    }
 }
 
 async fn create_parent(file: &Path) -> Result<(), StartError> {
@@ -81,30 +94,27 @@ async fn create_parent(file: &Path) -> Result<(), StartError> {
     tokio::fs::create_dir_all(dir).await.map_err(failed)
 }
 
-/// `redis://user:secret@host/` as `redis://user:***@host/`, for messages.
-pub fn redact_password(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let Some((userinfo, host)) = rest.rsplit_once('@') else {
-        return url.to_owned();
-    };
-    match userinfo.split_once(':') {
-        Some((user, _password)) => format!("{scheme}://{user}:***@{host}"),
-        None => url.to_owned(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn passwords_are_hidden_in_redis_urls() {
-        assert_eq!(redact_password("redis://127.0.0.1:6379/"), "redis://127.0.0.1:6379/");
-        assert_eq!(redact_password("redis://:s3cret@host:1/0"), "redis://:***@host:1/0");
-        assert_eq!(redact_password("rediss://ada:p@ss@host/"), "rediss://ada:***@host/");
-        assert_eq!(redact_password("redis://ada@host/"), "redis://ada@host/");
-        assert_eq!(redact_password("unix:///tmp/redis.sock"), "unix:///tmp/redis.sock");
+    fn labels_name_the_store_and_hide_passwords() {
+        assert_eq!(label(&StoreUrl::Redb("/d/s.redb".into())), "redb at /d/s.redb");
+        assert_eq!(label(&StoreUrl::File("/d/s".into())), "file at /d/s");
+        assert_eq!(label(&StoreUrl::Redis("redis://127.0.0.1:6379/".into())), "redis at redis://127.0.0.1:6379/");
+        assert_eq!(label(&StoreUrl::Redis("redis://:s3cret@host:1/0".into())), "redis at redis://:***@host:1/0");
+        assert_eq!(
+            label(&StoreUrl::Postgres("postgres://app:pw@db/x?sslmode=require".into())),
+            "postgres at postgres://app:***@db/x?sslmode=require"
+        );
+        assert!(label(&StoreUrl::Memory).starts_with("memory"));
+    }
+
+    #[test]
+    fn relative_paths_become_absolute() {
+        let StoreUrl::Sqlite(path) = absolute(StoreUrl::Sqlite("s.db".into())) else { panic!("still sqlite") };
+        assert!(path.is_absolute() && path.ends_with("s.db"), "{}", path.display());
+        assert_eq!(absolute(StoreUrl::Memory), StoreUrl::Memory);
     }
 }

@@ -12,6 +12,7 @@ use reqwest::StatusCode;
 use reqwest::header::{CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE};
 use serde_json::{Value, json};
 use sessionkit_demo::{Args, Server, StartError};
+use sessionkit_integration_tests::postgres_server::PostgresServer;
 use sessionkit_integration_tests::redis_server::RedisServer;
 
 /// Sends `body` as JSON and returns the status and the JSON answer.
@@ -27,7 +28,7 @@ async fn send(
     }
     let response = request.send().await.expect("request");
     let status = response.status();
-    assert_eq!(response.headers()[CONTENT_TYPE], "application/json", "every API answer is JSON");
+    assert_eq!(response.headers()[CONTENT_TYPE], "application/json", "every API answer is JSON ({status})");
     (status, response.json().await.expect("a JSON body"))
 }
 
@@ -41,7 +42,7 @@ async fn the_counter_counts_per_session() {
     }
     assert_eq!(send(&bob, reqwest::Method::GET, url, None).await.1, json!({ "visits": 1 }));
     let (_, me) = send(&ada, reqwest::Method::GET, format!("{}/api/me", server.url()), None).await;
-    assert_eq!(me, json!({ "user": null, "visits": 3, "cart": [], "prefs": {} }));
+    assert_eq!(me, json!({ "user": null, "visits": 3, "cart": [], "saved": [], "prefs": {} }));
     server.shutdown().await.expect("shutdown");
 }
 
@@ -52,7 +53,7 @@ async fn a_fresh_session_is_empty_and_not_stored() {
     assert_eq!(set_cookie(&response), None, "reading an empty session stores nothing and sets no cookie");
     assert_eq!(
         response.json::<Value>().await.expect("json"),
-        json!({ "user": null, "visits": 0, "cart": [], "prefs": {} })
+        json!({ "user": null, "visits": 0, "cart": [], "saved": [], "prefs": {} })
     );
     server.shutdown().await.expect("shutdown");
 }
@@ -79,7 +80,11 @@ async fn login_gives_a_new_id_and_retires_the_old_one() {
         let request = with_cookie(client.get(format!("{base}/api/me")), Some(&cookie));
         async move { request.send().await.expect("me").json::<Value>().await.expect("json") }
     };
-    assert_eq!(me(after).await, json!({ "user": "ada", "visits": 1, "cart": [], "prefs": {} }), "data came along");
+    assert_eq!(
+        me(after).await,
+        json!({ "user": "ada", "visits": 1, "cart": [], "saved": [], "prefs": {} }),
+        "data came along"
+    );
     assert_eq!(me(before).await["user"], Value::Null, "the old id no longer opens the session");
     server.shutdown().await.expect("shutdown");
 }
@@ -170,11 +175,14 @@ async fn logout_destroys_the_session() {
     assert!(removal.starts_with("id=;") && removal.contains("Max-Age=0"), "{removal}");
     assert_eq!(
         logout.json::<Value>().await.expect("json"),
-        json!({ "user": null, "visits": 0, "cart": [], "prefs": {} })
+        json!({ "user": null, "visits": 0, "cart": [], "saved": [], "prefs": {} })
     );
 
     let me = with_cookie(client.get(format!("{base}/api/me")), Some(&cookie)).send().await.expect("me");
-    assert_eq!(me.json::<Value>().await.expect("json"), json!({ "user": null, "visits": 0, "cart": [], "prefs": {} }));
+    assert_eq!(
+        me.json::<Value>().await.expect("json"),
+        json!({ "user": null, "visits": 0, "cart": [], "saved": [], "prefs": {} })
+    );
     server.shutdown().await.expect("shutdown");
 }
 
@@ -232,7 +240,7 @@ async fn bad_input_is_a_400_with_a_message() {
 
     // None of it changed the session.
     let (_, me) = send(&client, reqwest::Method::GET, format!("{base}/api/me"), None).await;
-    assert_eq!(me, json!({ "user": null, "visits": 0, "cart": [], "prefs": {} }));
+    assert_eq!(me, json!({ "user": null, "visits": 0, "cart": [], "saved": [], "prefs": {} }));
     server.shutdown().await.expect("shutdown");
 }
 
@@ -329,7 +337,7 @@ async fn sessions_survive_a_restart_on_every_store_with_files() {
         let server = start(&flags).await;
         let me = with_cookie(client.get(format!("{}/api/me", server.url())), Some(&cookie)).send().await.expect("me");
         let me: Value = me.json().await.expect("json");
-        assert_eq!(me, json!({ "user": "ada", "visits": 0, "cart": ["tea"], "prefs": {} }), "{store}");
+        assert_eq!(me, json!({ "user": "ada", "visits": 0, "cart": ["tea"], "saved": [], "prefs": {} }), "{store}");
         server.shutdown().await.expect("shutdown");
     }
 }
@@ -364,6 +372,51 @@ async fn the_redis_store_serves_the_demo() {
     send(&client, reqwest::Method::POST, format!("{base}/api/login"), Some(json!({ "user": "ada" }))).await;
     send(&client, reqwest::Method::POST, format!("{base}/api/cart"), Some(json!({ "item": "tea" }))).await;
     let (_, me) = send(&client, reqwest::Method::GET, format!("{base}/api/me"), None).await;
-    assert_eq!(me, json!({ "user": "ada", "visits": 1, "cart": ["tea"], "prefs": {} }));
+    assert_eq!(me, json!({ "user": "ada", "visits": 1, "cart": ["tea"], "saved": [], "prefs": {} }));
     server.shutdown().await.expect("shutdown");
+}
+
+/// Every feature of the demo on a server's store, given by its URL: two
+/// logins of one user listed, a revocation that signs the other client
+/// out, and an exclusive move.
+async fn serves_every_feature(url: &str, label: &str) {
+    let server = start(&["--store", url, "--insecure-cookies"]).await;
+    assert_eq!(server.store_label(), label);
+    let (phone, laptop) = (browser(), browser());
+    let base = server.url();
+    for client in [&phone, &laptop] {
+        let (status, _) =
+            send(client, reqwest::Method::POST, format!("{base}/api/login"), Some(json!({ "user": "ada" }))).await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    let (_, listed) = send(&laptop, reqwest::Method::GET, format!("{base}/api/sessions"), None).await;
+    let sessions = listed["sessions"].as_array().expect("a listing");
+    assert_eq!(sessions.len(), 2, "{listed}");
+    let phone_handle = sessions.iter().find(|s| s["current"] == false).expect("the other")["handle"].clone();
+    let url = format!("{base}/api/sessions/{}", phone_handle.as_str().expect("text"));
+    let (status, after) = send(&laptop, reqwest::Method::DELETE, url, None).await;
+    assert_eq!((status, after["sessions"].as_array().map(Vec::len)), (StatusCode::OK, Some(1)), "{after}");
+    let (_, me) = send(&phone, reqwest::Method::GET, format!("{base}/api/me"), None).await;
+    assert_eq!(me, json!({ "user": null, "visits": 0, "cart": [], "saved": [], "prefs": {} }), "signed out");
+
+    send(&laptop, reqwest::Method::POST, format!("{base}/api/cart"), Some(json!({ "item": "tea" }))).await;
+    let (status, me) =
+        send(&laptop, reqwest::Method::POST, format!("{base}/api/save-for-later"), Some(json!({ "item": "tea" })))
+            .await;
+    assert_eq!((status, &me["cart"], &me["saved"]), (StatusCode::OK, &json!([]), &json!(["tea"])), "{me}");
+    server.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test]
+async fn a_redis_url_serves_every_feature() {
+    let Some(redis) = RedisServer::start_or_skip() else { return };
+    let url = redis.url();
+    serves_every_feature(&url, &format!("redis at {url}")).await;
+}
+
+#[tokio::test]
+async fn a_postgres_url_serves_every_feature() {
+    let Some(postgres) = PostgresServer::start_or_skip() else { return };
+    let url = postgres.url();
+    serves_every_feature(&url, &format!("postgres at {url}")).await;
 }

@@ -66,16 +66,20 @@ fn help_lists_every_flag() {
 #[test]
 fn bad_flags_are_usage_errors() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let cases: [(&[&str], &[&str]); 6] = [
+    let cases: [(&[&str], &[&str]); 9] = [
         (&["--bogus"], &["unexpected argument '--bogus'", "Usage:"]),
-        (&["--store", "postgres"], &["invalid value 'postgres'", "memory, file, sqlite, redb, redis"]),
+        (&["--store", "postgres"], &["invalid value 'postgres'", "memory, file, sqlite, redb, redis", "postgres://"]),
         (&["--ttl", "0"], &["--ttl", "at least 1"]),
         (&["--addr", "localhost"], &["invalid value 'localhost' for '--addr"]),
         (&["--store", "memory", "--data", "x"], &["--data is for the file, sqlite and redb stores"]),
         (&["--redis-url", "redis://127.0.0.1/"], &["--redis-url needs --store redis"]),
+        (&["--store", "mongodb://ada:hunter2@db/"], &["unknown session store URL", "ada:***@db", "postgres://"]),
+        (&["--store", "redb:s.redb", "--data", "t.redb"], &["--data is for the short forms", "already says where"]),
+        (&["--cart-limit", "0"], &["--cart-limit", "from 1 to 1000"]),
     ];
     for (args, expected) in cases {
-        assert_fails(&run(dir.path(), args), 2, expected);
+        let stderr = assert_fails(&run(dir.path(), args), 2, expected);
+        assert!(!stderr.contains("hunter2"), "a password is never printed: {stderr}");
     }
     assert!(std::fs::read_dir(dir.path()).expect("dir").next().is_none(), "a bad command line creates nothing");
 }
@@ -123,6 +127,29 @@ fn an_unreachable_redis_is_a_clear_error() {
 }
 
 #[test]
+fn store_urls_that_cannot_be_opened_are_clear_errors_without_passwords() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let output = run(dir.path(), &["--addr", "127.0.0.1:0", "--store", "redis://:hunter2@127.0.0.1:1/"]);
+    let stderr = assert_fails(&output, 1, &["error: cannot use Redis at redis://:***@127.0.0.1:1/", "hint: "]);
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+    let output = run(dir.path(), &["--addr", "127.0.0.1:0", "--store", "postgres://ada:hunter2@127.0.0.1:1/app"]);
+    let stderr = assert_fails(
+        &output,
+        1,
+        &["error: cannot use PostgreSQL at postgres://ada:***@127.0.0.1:1/app", "hint: is PostgreSQL running"],
+    );
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "not a directory").expect("write");
+    let under_file = format!("sqlite:{}", file.join("s.db").display());
+    assert_fails(
+        &run(dir.path(), &["--addr", "127.0.0.1:0", "--store", &under_file]),
+        1,
+        &["error: cannot create the directory", "a-file", "is not a directory"],
+    );
+}
+
+#[test]
 fn a_port_in_use_is_a_clear_error() {
     let dir = tempfile::tempdir().expect("tempdir");
     let taken = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind");
@@ -139,8 +166,15 @@ struct Running {
 }
 
 impl Running {
-    /// Starts the demo and reads the URL from its first line.
+    /// Starts the demo on its default store and reads the URL from its
+    /// first line.
     fn start(dir: &std::path::Path, args: &[&str]) -> Self {
+        Self::start_on(dir, args, "redb at ")
+    }
+
+    /// Starts the demo and reads the URL from its first line, which must
+    /// name the store as `store` (a prefix of the label) says.
+    fn start_on(dir: &std::path::Path, args: &[&str], store: &str) -> Self {
         let mut child = command(dir, args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn");
         let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
         let mut line = String::new();
@@ -150,7 +184,7 @@ impl Running {
             .and_then(|rest| rest.split_whitespace().next())
             .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
             .to_owned();
-        assert!(line.contains("(store: redb at "), "{line}");
+        assert!(line.contains(&format!("(store: {store}")), "{line}");
         Self { child, stdout, url }
     }
 
@@ -228,6 +262,34 @@ fn it_starts_prints_its_url_serves_and_keeps_sessions_across_restarts() {
 
     let demo = Running::start(dir.path(), &["--addr", "127.0.0.1:0"]);
     let (_, _, me) = http(&demo.url, "GET", "/api/me", Some(&cookie), "");
-    assert_eq!(me, r#"{"user":"ada","visits":2,"cart":[],"prefs":{}}"#, "the session survived the restart");
+    assert_eq!(me, r#"{"user":"ada","visits":2,"cart":[],"saved":[],"prefs":{}}"#, "the session survived the restart");
+    demo.interrupt();
+}
+
+#[test]
+fn store_urls_work_like_the_short_forms() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let at = |path: &str| dir.path().join(path).display().to_string();
+    // Relative paths are the working directory's, shown absolute.
+    for (url, label) in [
+        ("sqlite:nested/s.sqlite3".to_owned(), format!("sqlite at {})", at("nested/s.sqlite3"))),
+        ("redb:r/s.redb".to_owned(), format!("redb at {})", at("r/s.redb"))),
+        (format!("file:{}", at("files")), format!("file at {})", at("files"))),
+    ] {
+        let demo = Running::start_on(dir.path(), &["--addr", "127.0.0.1:0", "--store", &url], &label);
+        let (_, cookie, _) = http(&demo.url, "POST", "/api/login", None, r#"{"user":"ada"}"#);
+        let cookie = cookie.expect("login sets the cookie");
+        let (status, _, _) = http(&demo.url, "POST", "/api/cart", Some(&cookie), r#"{"item":"tea"}"#);
+        assert_eq!(status, "HTTP/1.1 200 OK", "{url}");
+        demo.interrupt();
+
+        let demo = Running::start_on(dir.path(), &["--addr", "127.0.0.1:0", "--store", &url], &label);
+        let (_, _, me) = http(&demo.url, "GET", "/api/me", Some(&cookie), "");
+        assert_eq!(me, r#"{"user":"ada","visits":0,"cart":["tea"],"saved":[],"prefs":{}}"#, "{url} kept the session");
+        demo.interrupt();
+    }
+    let demo = Running::start_on(dir.path(), &["--addr", "127.0.0.1:0", "--store", "memory:"], "memory (");
+    let (status, _, body) = http(&demo.url, "GET", "/api/counter", None, "");
+    assert_eq!((status.as_str(), body.as_str()), ("HTTP/1.1 200 OK", r#"{"visits":1}"#));
     demo.interrupt();
 }

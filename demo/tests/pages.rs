@@ -69,7 +69,7 @@ async fn hostile_names_and_items_are_shown_as_text() {
     let item = r#""><img src=x onerror=alert(1)>"#;
     assert_eq!(post_form(&client, &server, "/login", &[("user", user)]).await.status(), StatusCode::OK);
     assert_eq!(post_form(&client, &server, "/cart/add", &[("item", item)]).await.status(), StatusCode::OK);
-    for path in ["/", "/cart", "/session", "/login"] {
+    for path in ["/", "/cart", "/session", "/sessions", "/login"] {
         let body = page(&client, &server, path).await;
         assert!(!body.contains("<script>") && !body.contains("<img"), "{path}: {body}");
         assert!(body.contains("&lt;script&gt;alert(&#39;user&#39;)&lt;/script&gt;"), "{path}: {body}");
@@ -200,5 +200,176 @@ async fn another_site_cannot_post_to_the_demo() {
     assert_eq!(ours.status(), StatusCode::SEE_OTHER);
     let link = client.get(format!("{}/", server.url())).header("sec-fetch-site", "cross-site").send().await;
     assert_eq!(link.expect("request").status(), StatusCode::OK, "following a link from elsewhere is fine");
+    server.shutdown().await.expect("shutdown");
+}
+
+/// A client with a cookie jar that sends `agent` as its `User-Agent`.
+fn device(agent: &str) -> reqwest::Client {
+    reqwest::Client::builder().cookie_store(true).user_agent(agent).build().expect("client")
+}
+
+/// The sessions "Your sessions" lists: (whether current, handle), in order.
+fn session_rows(html: &str) -> Vec<(bool, String)> {
+    html.split(r#"<tr class="session"#)
+        .skip(1)
+        .map(|row| {
+            let handle = row.split(r#"data-handle=""#).nth(1).and_then(|rest| rest.split('"').next());
+            (row.starts_with(" current"), handle.expect("every row has a handle").to_owned())
+        })
+        .collect()
+}
+
+async fn log_in(client: &reqwest::Client, server: &Server, user: &str) {
+    let response = post_form(client, server, "/login", &[("user", user)]).await;
+    assert_eq!(response.status(), StatusCode::OK, "logged in and redirected home");
+    assert!(response.text().await.expect("text").contains(r#"id="nav-sessions""#), "the header links to the sessions");
+}
+
+#[tokio::test]
+async fn the_sessions_page_asks_for_a_login() {
+    let server = start_insecure().await;
+    let client = browser();
+    let body = page(&client, &server, "/sessions").await;
+    assert!(body.contains(r#"id="not-signed-in""#) && body.contains(r#"<a href="/login">"#), "{body}");
+    for path in ["/sessions/revoke-others", "/sessions/revoke"] {
+        let response =
+            raw().post(format!("{}{path}", server.url())).form(&[("handle", "x")]).send().await.expect("request");
+        assert_eq!(
+            (response.status(), &response.headers()[LOCATION]),
+            (StatusCode::SEE_OTHER, &"/login".parse().expect("header"))
+        );
+    }
+    server.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test]
+async fn the_sessions_page_lists_the_users_sessions_and_signs_one_out() {
+    let server = start_insecure().await;
+    let (phone, laptop) = (device("Phone <b>1</b>"), device("Laptop/2.0"));
+    log_in(&phone, &server, "ada").await;
+    log_in(&laptop, &server, "ada").await;
+    log_in(&device("Other/1.0"), &server, "eve").await;
+
+    let body = page(&phone, &server, "/sessions").await;
+    let rows = session_rows(&body);
+    assert_eq!(rows.len(), 2, "ada's two sessions, not eve's: {body}");
+    assert!(rows[0].0 && !rows[1].0, "the current session first, and only it marked: {rows:?}");
+    assert!(body.contains(r#"<strong class="this-session">This session</strong>"#), "{body}");
+    assert!(body.contains("Phone &lt;b&gt;1&lt;/b&gt;") && body.contains("Laptop/2.0"), "user agents, escaped: {body}");
+    assert!(!body.contains("<b>1</b>"), "{body}");
+    assert!(!body.contains("Other/1.0"), "another user's session is not shown");
+    assert_eq!(body.matches("Sign out this session").count(), 1, "a button for the other session only");
+    assert!(body.contains(r#"id="revoke-others""#) && body.contains("(2 sessions)"), "{body}");
+    let laptop_handle = rows[1].1.clone();
+    assert!(body.contains(&format!(r#"name="handle" value="{laptop_handle}""#)), "{body}");
+    assert_eq!(session_rows(&page(&laptop, &server, "/sessions").await)[0], (true, laptop_handle.clone()));
+
+    // Sign the laptop out from the phone: the phone's page lists only itself.
+    let after = post_form(&phone, &server, "/sessions/revoke", &[("handle", &laptop_handle)]).await;
+    assert_eq!(after.status(), StatusCode::OK);
+    assert_eq!(after.url().path(), "/sessions", "back to the list");
+    let after = after.text().await.expect("text");
+    assert_eq!(session_rows(&after).len(), 1, "{after}");
+    assert!(after.contains(r#"id="no-others""#), "{after}");
+    // The laptop's next page load finds it signed out.
+    let home = page(&laptop, &server, "/").await;
+    assert!(home.contains("Hello, stranger!") && !home.contains(r#"id="nav-user""#), "{home}");
+    assert!(page(&laptop, &server, "/sessions").await.contains(r#"id="not-signed-in""#));
+    // The same form again (already signed out) just shows the list.
+    let again = post_form(&phone, &server, "/sessions/revoke", &[("handle", &laptop_handle)]).await;
+    assert_eq!((again.status(), again.url().path()), (StatusCode::OK, "/sessions"));
+    assert!(page(&phone, &server, "/").await.contains("Hello, ada!"), "the phone is still signed in");
+    server.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test]
+async fn sign_out_all_other_sessions_leaves_only_this_one() {
+    let server = start_insecure().await;
+    let clients = [device("One"), device("Two"), device("Three")];
+    for client in &clients {
+        log_in(client, &server, "ada").await;
+    }
+    let done = post_form(&clients[0], &server, "/sessions/revoke-others", &[]).await;
+    assert_eq!(done.status(), StatusCode::OK);
+    assert_eq!((done.url().path(), done.url().query()), ("/sessions", Some("revoked=2")));
+    let body = done.text().await.expect("text");
+    assert!(body.contains(r#"<p class="notice" id="flash">Signed out 2 other sessions.</p>"#), "{body}");
+    assert_eq!(session_rows(&body).len(), 1, "{body}");
+    for other in &clients[1..] {
+        assert!(page(other, &server, "/").await.contains("Hello, stranger!"), "signed out on the next page load");
+    }
+    assert!(page(&clients[0], &server, "/").await.contains("Hello, ada!"));
+    server.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test]
+async fn signing_out_this_session_from_the_list_is_a_logout() {
+    let server = start_insecure().await;
+    let client = raw();
+    let login = post_form(&client, &server, "/login", &[("user", "ada")]).await;
+    let cookie = set_cookie(&login).expect("login sets the cookie");
+    let list = with_cookie(client.get(format!("{}/sessions", server.url())), Some(&cookie)).send().await;
+    let rows = session_rows(&list.expect("sessions").text().await.expect("text"));
+    assert_eq!(rows.len(), 1);
+    let own = with_cookie(client.post(format!("{}/sessions/revoke", server.url())), Some(&cookie))
+        .form(&[("handle", rows[0].1.as_str())])
+        .send()
+        .await
+        .expect("request");
+    assert_eq!((own.status(), &own.headers()[LOCATION]), (StatusCode::SEE_OTHER, &"/".parse().expect("header")));
+    assert!(set_cookie_header(&own).is_some_and(|header| header.contains("Max-Age=0")), "the cookie is removed");
+    let home = with_cookie(client.get(format!("{}/", server.url())), Some(&cookie)).send().await.expect("home");
+    assert!(home.text().await.expect("text").contains("Hello, stranger!"));
+    server.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test]
+async fn another_site_cannot_sign_sessions_out() {
+    let server = start_insecure().await;
+    let (phone, laptop) = (device("Phone"), device("Laptop"));
+    log_in(&phone, &server, "ada").await;
+    log_in(&laptop, &server, "ada").await;
+    let handle = session_rows(&page(&phone, &server, "/sessions").await)[1].1.clone();
+    for (path, form) in [("/sessions/revoke", vec![("handle", handle.as_str())]), ("/sessions/revoke-others", vec![])] {
+        let forged = phone
+            .post(format!("{}{path}", server.url()))
+            .header("sec-fetch-site", "cross-site")
+            .form(&form)
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(forged.status(), StatusCode::FORBIDDEN, "{path}");
+    }
+    assert_eq!(session_rows(&page(&phone, &server, "/sessions").await).len(), 2, "nothing was signed out");
+    assert!(page(&laptop, &server, "/").await.contains("Hello, ada!"));
+    server.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test]
+async fn items_move_to_the_saved_list_and_back() {
+    let server = start_insecure().await;
+    let client = browser();
+    for item in ["tea", "cake", "tea"] {
+        assert_eq!(post_form(&client, &server, "/cart/add", &[("item", item)]).await.status(), StatusCode::OK);
+    }
+    let saved = post_form(&client, &server, "/cart/save", &[("item", "tea")]).await;
+    assert_eq!((saved.status(), saved.url().path()), (StatusCode::OK, "/cart"));
+    let body = saved.text().await.expect("text");
+    assert!(body.contains("(2 items)") && body.contains(r#"id="saved-count">(1)"#), "{body}");
+    assert!(body.contains(r#"action="/cart/unsave""#), "{body}");
+    let raw_data = page(&client, &server, "/session").await;
+    assert!(
+        raw_data.contains("&quot;cart.items&quot;: [\n    &quot;cake&quot;,\n    &quot;tea&quot;\n  ]"),
+        "{raw_data}"
+    );
+    assert!(raw_data.contains("&quot;saved.items&quot;: [\n    &quot;tea&quot;\n  ]"), "{raw_data}");
+
+    let back = post_form(&client, &server, "/cart/unsave", &[("item", "tea")]).await;
+    let body = back.text().await.expect("text");
+    assert!(body.contains("(3 items)") && !body.contains(r#"id="saved""#), "{body}");
+    // A form sent twice: the item is no longer saved, the cart is shown.
+    let twice = post_form(&client, &server, "/cart/unsave", &[("item", "tea")]).await;
+    assert_eq!((twice.status(), twice.url().path()), (StatusCode::OK, "/cart"));
+    assert!(twice.text().await.expect("text").contains("(3 items)"));
     server.shutdown().await.expect("shutdown");
 }

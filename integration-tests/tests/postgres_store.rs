@@ -18,11 +18,15 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use serde_json::{Value, json};
 use sessionkit::testing::Guarded;
-use sessionkit::{Changes, Session, SessionConfig, SessionError, SessionLayer, SessionMap, SessionStore, StoreKey};
+use sessionkit::{
+    Changes, Session, SessionConfig, SessionError, SessionId, SessionLayer, SessionMap, SessionStore, StoreKey,
+};
 use sessionkit::{StoreError, UpdateOutcome, expiry};
+use sessionkit_integration_tests::app as suite_app;
 use sessionkit_integration_tests::postgres_server::{PostgresServer, unique_name};
 use sessionkit_integration_tests::server::TestServer;
 use sessionkit_integration_tests::support::{error_chain, in_secs, map};
+use sessionkit_integration_tests::visitor::Visitor;
 use sessionkit_stores::PostgresStore;
 use sessionkit_stores::sqlx::{self, PgPool};
 
@@ -115,6 +119,24 @@ async fn a_session_is_one_row_of_key_json_and_expiry_in_milliseconds() {
         .expect("indexes");
     assert!(indexes.iter().any(|def| def.contains("(expires_at)")), "no expiry index: {indexes:?}");
     assert!(indexes.iter().any(|def| def.contains("UNIQUE") && def.contains("(id")), "no key index: {indexes:?}");
+    assert!(
+        indexes.iter().any(|def| def.contains("(user_id) WHERE (user_id IS NOT NULL)")),
+        "no user index: {indexes:?}"
+    );
+
+    // The user column follows the data of every write.
+    let user_of_row = || async {
+        let user: Option<String> =
+            sqlx::query_scalar(&format!("SELECT user_id FROM {table}")).fetch_one(&db).await.expect("row");
+        user
+    };
+    assert_eq!(user_of_row().await, None, "a session without a user has a NULL user_id");
+    store.set(&id, &map(json!({ (sessionkit::reserved::USER): "ana" })), None).await.expect("set");
+    assert_eq!(user_of_row().await.as_deref(), Some("ana"));
+    let mut changes = Changes::new();
+    changes.set(sessionkit::reserved::USER, json!("bea"));
+    assert_eq!(store.update(&id, &changes, None).await.expect("update"), UpdateOutcome::Applied);
+    assert_eq!(user_of_row().await.as_deref(), Some("bea"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -682,4 +704,388 @@ async fn a_database_restart_under_load_answers_500s_then_the_same_sessions_resum
         max(&failed_waits),
         max(&recoveries),
     );
+}
+
+// ---------------------------------------------------------------------------
+// Upgrading a table of the first layout (id, data, expires_at), made by the
+// previous version of the store.
+
+/// The first version's schema, as it shipped.
+const FIRST_LAYOUT: &str = r#"
+    CREATE TABLE {table} (id TEXT COLLATE "C" NOT NULL PRIMARY KEY, data BYTEA NOT NULL, expires_at BIGINT);
+    CREATE INDEX ON {table} (expires_at);
+"#;
+
+/// What the old table holds: keys with the data bytes as the first
+/// version wrote them, and the user each should be indexed under.
+struct OldRows {
+    rows: Vec<(String, Vec<u8>, Option<String>)>,
+}
+
+impl OldRows {
+    /// Sessions of every kind an upgrade meets, and enough of them to take
+    /// several batches.
+    fn new() -> Self {
+        let mut rows = Vec::new();
+        let mut add = |value: Value, user: Option<&str>| {
+            let bytes = serde_json::to_vec(&value).expect("JSON");
+            rows.push((
+                sessionkit_integration_tests::support::key().as_str().to_owned(),
+                bytes,
+                user.map(str::to_owned),
+            ));
+        };
+        let user = sessionkit::reserved::USER;
+        add(json!({ (user): "ada", "cart": [1, 2] }), Some("ada"));
+        // U+0000 elsewhere in the data: JSONB would refuse the document.
+        add(json!({ "A\u{0}": "x\u{0}y", (user): "bob" }), Some("bob"));
+        add(json!({ (user): "bob", "z": "\u{0}" }), Some("bob"));
+        add(json!({ (user): "名前 \"quoted\" \\ back" }), Some("名前 \"quoted\" \\ back"));
+        add(json!({ "anonymous": true }), None);
+        add(json!({ (user): 42 }), None);
+        add(json!({ "nested": { (user): "mallory" } }), None);
+        // A user name text cannot hold: left out, on either path.
+        add(json!({ (user): "nul\u{0}user" }), None);
+        for n in 0..2_500 {
+            add(json!({ (user): format!("user{}", n % 3), "n": n }), Some(["user0", "user1", "user2"][n % 3]));
+        }
+        // Not JSON, not UTF-8: such rows read as absent.
+        rows.push((sessionkit_integration_tests::support::key().as_str().to_owned(), b"\xff{not json".to_vec(), None));
+        Self { rows }
+    }
+
+    /// Creates `table` in the first layout and fills it.
+    async fn write(&self, db: &PgPool, table: &str) {
+        sqlx::raw_sql(&FIRST_LAYOUT.replace("{table}", table)).execute(db).await.expect("the first layout");
+        let (ids, data): (Vec<&str>, Vec<&[u8]>) =
+            self.rows.iter().map(|(id, bytes, _)| (id.as_str(), bytes.as_slice())).unzip();
+        sqlx::query(&format!(
+            "INSERT INTO {table} (id, data, expires_at) SELECT id, data, NULL FROM unnest($1::text[], $2::bytea[]) AS r (id, data)"
+        ))
+        .bind(&ids)
+        .bind(&data)
+        .execute(db)
+        .await
+        .expect("old rows");
+    }
+
+    /// Every key with the user it should be indexed under, in key order.
+    fn expected(&self) -> Vec<(String, Option<String>)> {
+        let mut expected: Vec<_> = self.rows.iter().map(|(id, _, user)| (id.clone(), user.clone())).collect();
+        expected.sort();
+        expected
+    }
+}
+
+async fn user_column(db: &PgPool, table: &str) -> Vec<(String, Option<String>)> {
+    sqlx::query_as(&format!("SELECT id, user_id FROM {table} ORDER BY id")).fetch_all(db).await.expect("user_id")
+}
+
+async fn has_column(db: &PgPool, table: &str, column: &str) -> bool {
+    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass($1) AND attname = $2)")
+        .bind(table)
+        .bind(column)
+        .fetch_one(db)
+        .await
+        .expect("pg_attribute")
+}
+
+/// What every upgraded table must offer: listings of the old sessions,
+/// revocation, leases.
+async fn assert_upgraded(store: &PostgresStore, old: &OldRows) {
+    let listed = |user: &'static str| async move {
+        let mut keys: Vec<String> = store
+            .sessions_of(user)
+            .await
+            .expect("sessions_of")
+            .into_iter()
+            .map(|(k, _)| k.as_str().to_owned())
+            .collect();
+        keys.sort();
+        keys
+    };
+    let of = |user: &str| {
+        let mut keys: Vec<String> =
+            old.rows.iter().filter(|(_, _, u)| u.as_deref() == Some(user)).map(|(id, _, _)| id.clone()).collect();
+        keys.sort();
+        keys
+    };
+    assert_eq!(listed("ada").await, of("ada"));
+    assert_eq!(listed("bob").await, of("bob"), "sessions holding U+0000 must be indexed too");
+    assert_eq!(listed("user1").await.len(), 833);
+    assert_eq!(listed("mallory").await, Vec::<String>::new(), "a nested key is not the session's user");
+    let bob = StoreKey::parse(&of("bob")[0]).expect("a key");
+    assert!(store.revoke("bob", &bob).await.expect("revoke"), "an old session is revocable by its user");
+    assert_eq!(store.revoke_all("user2", None).await.expect("revoke_all"), 833);
+    let lease = store.try_lease(&bob, Duration::from_secs(5)).await.expect("the leases table is there");
+    assert!(lease.is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_layout_table_is_upgraded_on_open_once_by_servers_starting_together() {
+    let Some(server) = PostgresServer::shared_or_skip() else { return };
+    let db = raw(&server).await;
+    let table = fresh_table("upgrade");
+    sqlx::raw_sql(&format!("CREATE SCHEMA {}", table.split('.').next().expect("schema")))
+        .execute(&db)
+        .await
+        .expect("schema");
+    let old = OldRows::new();
+    old.write(&db, &table).await;
+
+    // Four app servers of the new version start at once on the old table.
+    let opening: Vec<_> = (0..4)
+        .map(|_| {
+            let (url, table) = (server.url(), table.clone());
+            tokio::spawn(async move { PostgresStore::builder().table(table).open(&url).await })
+        })
+        .collect();
+    let mut stores = Vec::new();
+    for open in opening {
+        match open.await.expect("task") {
+            Ok(store) => stores.push(store),
+            Err(err) => panic!("a store opening the old table failed: {}", error_chain(&err)),
+        }
+    }
+    assert_eq!(user_column(&db, &table).await, old.expected(), "the backfill must read each user as writes do");
+    let indexes: Vec<String> =
+        sqlx::query_scalar("SELECT indexdef FROM pg_indexes WHERE tablename = 'http_sessions' AND schemaname = $1")
+            .bind(table.split('.').next().expect("schema"))
+            .fetch_all(&db)
+            .await
+            .expect("indexes");
+    assert!(indexes.iter().any(|def| def.contains("(user_id)")), "no user index: {indexes:?}");
+    assert_upgraded(&stores[0], &old).await;
+    // A store opened later finds nothing left to do and changes nothing.
+    let before = user_column(&db, &table).await;
+    drop(store_in(&server, &table).await);
+    assert_eq!(user_column(&db, &table).await, before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_creation_off_a_first_layout_table_is_refused_until_the_shipped_upgrade_ran() {
+    let Some(server) = PostgresServer::shared_or_skip() else { return };
+    let db = raw(&server).await;
+    let schema = unique_name("manual_upgrade");
+    let table = format!("{schema}.web_sessions");
+    sqlx::raw_sql(&format!("CREATE SCHEMA {schema}")).execute(&db).await.expect("schema");
+    let old = OldRows::new();
+    old.write(&db, &table).await;
+
+    let url = server.url();
+    let closed = || PostgresStore::builder().table(table.as_str()).create_table(false).open(&url);
+    assert_config_error(closed().await, &[&format!("{table:?}"), "user_id", "upgrade_sql", "postgres_upgrade_2.sql"]);
+    assert!(!has_column(&db, &table, "user_id").await, "creation was off, yet the table was altered");
+
+    // What a team's migration does: the shipped SQL, twice (it is idempotent).
+    let upgrade = PostgresStore::upgrade_sql(&table).expect("valid name");
+    for _ in 0..2 {
+        sqlx::raw_sql(&upgrade).execute(&db).await.expect("the shipped upgrade runs");
+    }
+    assert_eq!(
+        user_column(&db, &table).await,
+        old.expected(),
+        "the SQL backfill must index the same users as the store's own"
+    );
+    let store = match closed().await {
+        Ok(store) => store,
+        Err(err) => panic!("the upgraded table must open with creation off: {}", error_chain(&err)),
+    };
+    assert_upgraded(&store, &old).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_name_text_cannot_hold_is_refused_not_left_out_of_the_index() {
+    let Some(server) = PostgresServer::shared_or_skip() else { return };
+    let store = store_in(&server, &fresh_table("nul_user")).await;
+    let id = sessionkit_integration_tests::support::key();
+    let data = map(json!({ (sessionkit::reserved::USER): "a\u{0}b" }));
+    let err = store.set(&id, &data, None).await.expect_err("a user with U+0000 cannot be indexed");
+    assert!(matches!(err, StoreError::Encode(_)), "{err:?}");
+    assert_eq!(store.get(&id).await.expect("get"), None, "nothing was written");
+}
+
+// ---------------------------------------------------------------------------
+// One key, two app servers: the suite's app (`sessionkit_integration_tests::app`)
+// on two axum servers, each with its own PostgresStore (its own pool) on one
+// table, as two processes behind a load balancer would be.
+
+/// Two app servers on one table, and the configuration they share.
+struct TwoServers {
+    a: TestServer,
+    b: TestServer,
+    config: SessionConfig,
+    table: String,
+}
+
+impl TwoServers {
+    async fn start(server: &PostgresServer, prefix: &str) -> Self {
+        let table = fresh_table(prefix);
+        // Generous: fifty exclusive requests queue for one session here, and
+        // this test is about what they write, not how long they wait.
+        let configure =
+            |store: PostgresStore| SessionConfig::new(store).secure(false).exclusive_wait(Duration::from_secs(30));
+        let config = configure(store_in(server, &table).await);
+        let serve = |config: SessionConfig| {
+            let layer = SessionLayer::try_new(config).expect("valid configuration");
+            TestServer::start(suite_app::router(layer, Arc::new(suite_app::Gates::default())))
+        };
+        let a = serve(config.clone()).await;
+        let b = serve(configure(store_in(server, &table).await)).await;
+        Self { a, b, config, table }
+    }
+
+    /// A visitor holding a stored session, made on server A.
+    async fn visitor(&self) -> Visitor {
+        let mut visitor = Visitor::new(&self.a.url(""));
+        assert_eq!(visitor.post("/set/anchor/1").await.status, StatusCode::OK);
+        visitor
+    }
+
+    /// The store key of the visitor's session.
+    fn key_of(&self, visitor: &Visitor) -> StoreKey {
+        let cookie = visitor.cookie.as_deref().unwrap_or_default().trim_start_matches("id=");
+        self.config.store_key(&SessionId::parse(cookie).expect("a session id"))
+    }
+
+    /// Sends `requests` POSTs to `path` (`{i}` replaced by the request's
+    /// number) from `connections` connections of the same visitor, each
+    /// connection on server A or B in turn; returns every status.
+    async fn spread(&self, visitor: &Visitor, path: &str, requests: usize, connections: usize) -> Vec<StatusCode> {
+        let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let workers: Vec<_> = (0..connections)
+            .map(|c| {
+                let base = if c % 2 == 0 { self.a.url("") } else { self.b.url("") };
+                let connection = visitor.new_connection().on(&base);
+                let (next, path) = (next.clone(), path.to_owned());
+                tokio::spawn(async move {
+                    let mut statuses = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        if i >= requests {
+                            return statuses;
+                        }
+                        let request = connection.request(reqwest::Method::POST, &path.replace("{i}", &i.to_string()));
+                        match tokio::time::timeout(Duration::from_secs(60), request.send()).await {
+                            Ok(Ok(response)) => {
+                                statuses.push(StatusCode::from_u16(response.status().as_u16()).expect("status"))
+                            }
+                            Ok(Err(err)) => panic!("request failed: {err}"),
+                            Err(_) => panic!("no response within 60 s"),
+                        }
+                    }
+                })
+            })
+            .collect();
+        let mut statuses = Vec::new();
+        for worker in workers {
+            statuses.extend(worker.await.expect("a worker panicked"));
+        }
+        statuses
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_app_servers_count_200_concurrent_increments_of_one_key_exactly() {
+    let Some(server) = PostgresServer::shared_or_skip() else { return };
+    let two = TwoServers::start(&server, "two_incr").await;
+    let mut visitor = two.visitor().await;
+    let statuses = two.spread(&visitor, "/increment/visits", 200, 32).await;
+    assert!(statuses.iter().all(|s| *s == StatusCode::OK), "{statuses:?}");
+    assert_eq!(visitor.get("/get/visits").await.body, "200", "increments through two app servers were lost");
+    assert_eq!(visitor.on(&two.b.url("")).get("/get/visits").await.body, "200");
+    let db = raw(&server).await;
+    assert_eq!(rows_in(&db, &two.table).await, 1, "one session, one row");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_app_servers_keep_all_of_100_concurrent_pushes_onto_one_key() {
+    let Some(server) = PostgresServer::shared_or_skip() else { return };
+    let two = TwoServers::start(&server, "two_push").await;
+    let mut visitor = two.visitor().await;
+    let statuses = two.spread(&visitor, "/push/cart/item-{i}", 100, 32).await;
+    assert!(statuses.iter().all(|s| *s == StatusCode::OK), "{statuses:?}");
+    let cart: Vec<String> = serde_json::from_str(&visitor.get("/get/cart").await.body).expect("a list");
+    let mut items = cart.clone();
+    items.sort();
+    items.dedup();
+    assert_eq!((cart.len(), items.len()), (100, 100), "pushes through two app servers were lost or doubled");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_app_servers_run_50_exclusive_read_modify_writes_one_at_a_time() {
+    let Some(server) = PostgresServer::shared_or_skip() else { return };
+    let two = TwoServers::start(&server, "two_excl").await;
+    let mut visitor = two.visitor().await;
+    let statuses = two.spread(&visitor, "/exclusive/bump/counter", 50, 16).await;
+    assert!(statuses.iter().all(|s| *s == StatusCode::OK), "{statuses:?}");
+    let object = visitor.get("/get/counter").await.json();
+    assert_eq!(object["n"], 50, "an exclusive read-modify-write through two app servers was lost: {object}");
+    let seen: Vec<u64> = object["seen"].as_array().expect("seen").iter().filter_map(Value::as_u64).collect();
+    assert_eq!(seen, (1..=50).collect::<Vec<_>>(), "exclusive requests on two app servers overlapped");
+    let db = raw(&server).await;
+    let leases: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {}_leases", two.table))
+        .fetch_one(&db)
+        .await
+        .expect("count leases");
+    assert_eq!(leases, 0, "every exclusive request released its lease");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_lease_holder_delays_the_next_exclusive_request_only_until_its_lease_runs_out() {
+    let Some(server) = PostgresServer::shared_or_skip() else { return };
+    let two = TwoServers::start(&server, "dead_holder").await;
+    let mut visitor = two.visitor().await;
+    let key = two.key_of(&visitor);
+
+    // Another app server takes the session's lease and dies holding it:
+    // its pool closes, nothing releases the lease.
+    let doomed = store_in(&server, &two.table).await;
+    let lease = doomed.try_lease(&key, Duration::from_millis(1_500)).await.expect("try_lease");
+    let lease = lease.expect("nobody held the lease");
+    doomed.pool().close().await;
+    drop(doomed);
+
+    for base in [two.a.url(""), two.b.url("")] {
+        assert_eq!(
+            visitor.on(&base).post("/increment/free").await.status,
+            StatusCode::OK,
+            "a route without exclusivity does not wait for the lease"
+        );
+    }
+    let answer = visitor.on(&two.b.url("")).post("/exclusive/bump/counter").await;
+    let answered_at = std::time::SystemTime::now();
+    assert_eq!(answer.status, StatusCode::OK, "the exclusive request proceeds once the dead holder's lease ran out");
+    assert_eq!(answer.body, "1");
+    assert!(answered_at >= lease.expires_at, "the exclusive request ran while the dead holder's lease was live");
+    assert_eq!(visitor.get("/get/free").await.body, "2");
+    assert_eq!(visitor.get("/get/counter").await.json()["n"], 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sweeps_remove_leases_that_ran_out_in_batches_and_keep_live_ones() {
+    let Some(server) = PostgresServer::shared_or_skip() else { return };
+    let table = fresh_table("lease_sweep");
+    let store = store_in(&server, &table).await;
+    let db = raw(&server).await;
+    let leases = format!("{table}_leases");
+    let past = expiry::to_unix_ms(expiry::now()) - 1_000;
+    // Holders that died: more than two sweep batches of leases that ran out.
+    sqlx::query(&format!(
+        "INSERT INTO {leases} (id, token, expires_at) \
+         SELECT 'x' || lpad(n::text, 42, '0'), md5(n::text), $1 FROM generate_series(1, 2500) AS n"
+    ))
+    .bind(past)
+    .execute(&db)
+    .await
+    .expect("leases that ran out");
+    let live = sessionkit_integration_tests::support::key();
+    let held = store.try_lease(&live, Duration::from_secs(60)).await.expect("try_lease").expect("granted");
+    insert_rows(&db, &table, 'e', 3, past).await;
+
+    assert_eq!(store.delete_expired().await.expect("sweep"), 3, "the count is of sessions, not leases");
+    assert_eq!(rows_in(&db, &leases).await, 1, "leases that ran out must be swept, a live one kept");
+    assert_eq!(store.try_lease(&live, Duration::from_secs(60)).await.expect("try_lease"), None, "the live lease holds");
+    store.release_lease(&live, held.token).await.expect("release");
+    assert_eq!(rows_in(&db, &leases).await, 0, "a released lease leaves no row");
 }

@@ -18,6 +18,7 @@ use tempfile::TempDir;
 /// The documented layout, as a user inspecting the file would declare it.
 const SESSIONS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("sessionkit_sessions");
 const EXPIRY: TableDefinition<(i64, &[u8; 32]), ()> = TableDefinition::new("sessionkit_expiry");
+const USERS: TableDefinition<(&str, &[u8; 32]), ()> = TableDefinition::new("sessionkit_users");
 
 fn temp_path() -> (TempDir, PathBuf) {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -29,7 +30,8 @@ fn ago(secs: u64) -> SystemTime {
     expiry::now() - Duration::from_secs(secs)
 }
 
-/// The stored bytes of a record, in the documented layout.
+/// The stored bytes of a record, in the previous version's layout (1),
+/// which the store still reads: a tag, the expiry if any, the JSON.
 fn encoded(value: &Value, expires_at: Option<SystemTime>) -> Vec<u8> {
     let mut bytes = match expires_at {
         None => vec![0x00],
@@ -41,6 +43,39 @@ fn encoded(value: &Value, expires_at: Option<SystemTime>) -> Vec<u8> {
     };
     bytes.extend_from_slice(&serde_json::to_vec(value).expect("json"));
     bytes
+}
+
+/// The stored bytes of a record in the documented current layout (2): a
+/// tag, flags, the expiry and the user if any, the JSON.
+fn encoded_v2(value: &Value, expires_at: Option<SystemTime>, user: Option<&str>) -> Vec<u8> {
+    let flags = u8::from(expires_at.is_some()) | (u8::from(user.is_some()) << 1);
+    let mut bytes = vec![0x02, flags];
+    if let Some(at) = expires_at {
+        bytes.extend_from_slice(&expiry::to_unix_ms(at).to_be_bytes());
+    }
+    if let Some(user) = user {
+        bytes.extend_from_slice(&u32::try_from(user.len()).expect("short").to_be_bytes());
+        bytes.extend_from_slice(user.as_bytes());
+    }
+    bytes.extend_from_slice(&serde_json::to_vec(value).expect("json"));
+    bytes
+}
+
+/// Every entry of the user index.
+fn user_entries(db: &Database) -> Vec<(String, [u8; 32])> {
+    let txn = db.begin_read().expect("read");
+    let table = txn.open_table(USERS).expect("users table");
+    table
+        .iter()
+        .expect("iter")
+        .map(|entry| entry.map(|(key, _)| (key.value().0.to_owned(), *key.value().1)).expect("entry"))
+        .collect()
+}
+
+fn sorted_entries(list: &[(&str, &StoreKey)]) -> Vec<(String, [u8; 32])> {
+    let mut list: Vec<_> = list.iter().map(|(user, key)| ((*user).to_owned(), *key.as_bytes())).collect();
+    list.sort();
+    list
 }
 
 /// Every entry of the expiry index.
@@ -417,7 +452,136 @@ async fn stores_with_different_table_prefixes_share_a_database_without_mixing() 
     let txn = db.begin_read().expect("read");
     let names: Vec<String> =
         txn.list_tables().expect("tables").map(|t| redb::TableHandle::name(&t).to_owned()).collect();
-    for table in ["sessionkit_sessions", "sessionkit_expiry", "admin_sessions", "admin_expiry"] {
+    for table in [
+        "sessionkit_sessions",
+        "sessionkit_expiry",
+        "sessionkit_users",
+        "admin_sessions",
+        "admin_expiry",
+        "admin_users",
+    ] {
         assert!(names.iter().any(|name| name == table), "missing table {table} in {names:?}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stored_bytes_and_the_indexes_are_as_documented() {
+    let (_dir, path) = temp_path();
+    let db = Arc::new(Database::create(&path).expect("create"));
+    let store = RedbStore::from_database(Arc::clone(&db)).expect("store");
+    let (owned, anonymous) =
+        (sessionkit_integration_tests::support::key(), sessionkit_integration_tests::support::key());
+    let at = in_secs(600);
+    let data = json!({ "__sessionkit.user": "adä", "cart": [1] });
+    store.set(&owned, &map(data.clone()), Some(at)).await.expect("set");
+    store.set(&anonymous, &map(json!({ "a": 1 })), None).await.expect("set");
+
+    assert_eq!(raw_value(&db, &owned), Some(encoded_v2(&data, Some(at), Some("adä"))));
+    assert_eq!(raw_value(&db, &anonymous), Some(encoded_v2(&json!({ "a": 1 }), None, None)));
+    assert_eq!(user_entries(&db), sorted_entries(&[("adä", &owned)]));
+    assert_eq!(index_entries(&db), vec![(expiry::to_unix_ms(at), *owned.as_bytes())]);
+}
+
+/// What the previous version of the store left in a file: two tables, no
+/// user index, values in layout 1 (whose header does not name the user).
+fn write_previous_version_database(path: &std::path::Path, sessions: &[(StoreKey, Value, Option<SystemTime>)]) {
+    let db = Database::create(path).expect("create");
+    let txn = db.begin_write().expect("write");
+    {
+        let mut table = txn.open_table(SESSIONS).expect("sessions");
+        let mut index = txn.open_table(EXPIRY).expect("expiry");
+        for (id, value, at) in sessions {
+            table.insert(id.as_bytes(), encoded(value, *at).as_slice()).expect("insert");
+            if let Some(at) = at {
+                index.insert((expiry::to_unix_ms(*at), id.as_bytes()), ()).expect("insert");
+            }
+        }
+    }
+    txn.commit().expect("commit");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_written_by_the_previous_version_opens_reads_lists_and_upgrades_as_it_is_written() {
+    let (_dir, path) = temp_path();
+    let key = sessionkit_integration_tests::support::key;
+    let (ada1, ada2, bob, anonymous, expired) = (key(), key(), key(), key(), key());
+    let user = |name: &str, rest: Value| {
+        let mut value = rest;
+        value["__sessionkit.user"] = json!(name);
+        value
+    };
+    let sessions = vec![
+        (ada1.clone(), user("ada", json!({ "ua": "phone" })), Some(in_secs(3600))),
+        (ada2.clone(), user("ada", json!({ "ua": "laptop" })), None),
+        (bob.clone(), user("bob", json!({})), Some(in_secs(3600))),
+        (anonymous.clone(), json!({ "theme": "dark" }), Some(in_secs(3600))),
+        (expired.clone(), user("ada", json!({})), Some(ago(60))),
+    ];
+    write_previous_version_database(&path, &sessions);
+    let tables = {
+        let db = Database::open(&path).expect("open");
+        let txn = db.begin_read().expect("read");
+        txn.list_tables().expect("tables").map(|t| redb::TableHandle::name(&t).to_owned()).collect::<Vec<_>>()
+    };
+    assert!(!tables.iter().any(|name| name == "sessionkit_users"), "the old layout has no user index: {tables:?}");
+
+    let store = RedbStore::open(&path).expect("a database of the previous version opens");
+    for (id, value, at) in &sessions[..4] {
+        let record = store.get(id).await.expect("get").expect("an old session reads back");
+        assert_eq!(record, SessionRecord::new(map(value.clone()), *at));
+    }
+    assert_eq!(store.get(&expired).await.expect("get"), None);
+    let listed = |user: &'static str| {
+        let store = &store;
+        async move {
+            let mut keys: Vec<StoreKey> =
+                store.sessions_of(user).await.expect("list").into_iter().map(|(key, _)| key).collect();
+            keys.sort();
+            keys
+        }
+    };
+    let mut adas = vec![ada1.clone(), ada2.clone()];
+    adas.sort();
+    assert_eq!(listed("ada").await, adas, "old sessions are listed by their user, expired ones are not");
+    assert_eq!(listed("bob").await, vec![bob.clone()]);
+    let mut scanned = Vec::new();
+    let mut cursor = sessionkit::ScanCursor::start();
+    loop {
+        let page = store.scan(&cursor, 2).await.expect("scan");
+        scanned.extend(page.records.into_iter().map(|(key, _)| key));
+        match page.next {
+            Some(next) => cursor = next,
+            None => break,
+        }
+    }
+    scanned.sort();
+    let mut live: Vec<StoreKey> = sessions[..4].iter().map(|(id, ..)| id.clone()).collect();
+    live.sort();
+    assert_eq!(scanned, live, "a scan returns the old live sessions");
+
+    // Old values are rewritten in the current layout by their next write,
+    // and the index follows.
+    let db_path = path.clone();
+    assert!(store.touch(&ada1, Some(in_secs(7200))).await.expect("touch"));
+    let mut to_cy = Changes::new();
+    to_cy.set("__sessionkit.user", json!("cy"));
+    assert_eq!(store.update(&bob, &to_cy, Some(in_secs(3600))).await.expect("update"), UpdateOutcome::Applied);
+    assert_eq!(listed("bob").await, Vec::new(), "an old session whose user changed leaves the old listing");
+    assert_eq!(listed("cy").await, vec![bob.clone()]);
+    assert!(store.revoke("ada", &ada2).await.expect("revoke"), "an old session is revoked by its user");
+    assert_eq!(store.delete_expired().await.expect("sweep"), 1, "the old expired session is swept");
+    drop(store);
+
+    let db = Database::open(&db_path).expect("open");
+    assert_eq!(user_entries(&db), sorted_entries(&[("ada", &ada1), ("cy", &bob)]));
+    for (id, _, _) in [&sessions[0], &sessions[2]] {
+        assert_eq!(raw_value(&db, id).map(|bytes| bytes[0]), Some(0x02), "a rewritten value is in layout 2");
+    }
+    assert_eq!(raw_value(&db, &anonymous).map(|bytes| bytes[0]), Some(0x01), "an untouched value is left as it was");
+    assert_eq!(raw_value(&db, &expired), None);
+    drop(db);
+
+    let reopened = RedbStore::open(&db_path).expect("reopen");
+    assert_eq!(reopened.sessions_of("ada").await.expect("list").len(), 1);
+    assert!(reopened.get(&anonymous).await.expect("get").is_some());
 }

@@ -2,16 +2,22 @@
 //!
 //! The public contract (file layout, durability, locking, damaged files)
 //! is documented on [`FileStore`]; the pieces live in submodules: the file
-//! format (`format`), the stripe locks (`locks`) and the shared directory
-//! fsync (`dir_sync`).
+//! format (`format`), the stripe locks (`locks`), the queue that groups
+//! writes into batches (`batcher`), a batch's writes of one session applied
+//! in memory (`coalesce`), the durable commit of a batch (`commit`) and the
+//! shared directory fsync (`dir_sync`). Why writes are batched this way is
+//! in `docs/file-store-group-commit.md`.
 
+mod batcher;
+mod coalesce;
+mod commit;
 mod dir_sync;
 mod format;
 mod locks;
 
 use std::ffi::OsStr;
 use std::fs::{self, DirEntry, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,9 +25,17 @@ use std::time::{Duration, SystemTime};
 
 use sessionkit::{Changes, SessionMap, SessionRecord, SessionStore, StoreError, StoreKey, UpdateOutcome, expiry};
 
+use self::batcher::Batcher;
+use self::coalesce::{Op, Out};
+use self::commit::FileCommit;
 use self::dir_sync::DirSync;
 use self::format::StoredRecord;
-use self::locks::{LOCK_DIR, Locks, StripeGuard, stripe_of};
+use self::locks::{LOCK_DIR, Locks, STRIPES, StripeGuard, stripe_of};
+
+/// What the store's files are named by and its locks are picked by: the
+/// one type to change when the store is keyed by something other than the
+/// session id. Its text form must stay 43 characters of `A-Z a-z 0-9 - _`.
+type Key = StoreKey;
 
 /// The prefix of temporary files. A leading dot keeps them out of casual
 /// listings and can never start a session file name.
@@ -37,8 +51,9 @@ const STALE_TEMP_AGE: Duration = Duration::from_secs(5 * 60);
 /// A session store keeping one JSON file per session in a directory.
 ///
 /// Every write is durable (file and directory synced) before it returns,
-/// `update` is atomic across threads and processes, and all file I/O runs
-/// on tokio's blocking threads.
+/// `update` is atomic across threads and processes, concurrent writes share
+/// their syncs (group commit), and all file I/O runs on tokio's blocking
+/// threads.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
@@ -85,19 +100,34 @@ const STALE_TEMP_AGE: Duration = Duration::from_secs(5 * 60);
 /// once they are stale (older than five minutes, and no writer holds their
 /// session's lock). Deletes sync the directory too.
 ///
-/// Concurrent writers sync their own files in parallel and share directory
-/// syncs: a writer whose rename lands while another writer's directory sync
-/// is running waits for the next one, which covers every rename made in the
-/// meantime (group commit for the directory).
+/// # Group commit
+///
+/// Writes (`set`, `update`, `touch`, `delete`) queue up by stripe (the 256
+/// stripes of the locks below) and are made in batches: each batch takes
+/// every write of its stripe that queued while the stripe's previous batch
+/// was being written and synced. Within a batch, the writes of one session
+/// are applied one after another, in the order they were queued, to the
+/// record in memory, so 32 concurrent updates of one session become one file
+/// write. The batch writes and syncs one temporary file per session it
+/// changed, renames them, and only answers its writes once a directory sync
+/// that started after its renames has completed. Batches of different
+/// stripes run at the same time and share directory syncs: one sync covers
+/// every rename made before it started. If a step fails, every write of the
+/// batch fails (a write that failed may still have reached the disk, as
+/// with any store; none reached it partly). A lone writer pays what it paid
+/// without batching: one file sync and one directory sync. A caller that
+/// stops waiting before its batch begins has its write dropped unmade; once
+/// its batch has begun, the write is made.
 ///
 /// # Concurrency, within and across processes
 ///
 /// Reads take no lock: files are only ever replaced whole, so a reader sees
 /// the old record or the new one. Every write (`set`, `update`, `touch`,
 /// `delete`, and the sweeper's removals) holds the lock of the session's
-/// *stripe*, one of 256, chosen by a hash of the id: an in-process async
-/// mutex, then an advisory exclusive lock on the stripe's file in `.locks/`
-/// ([`std::fs::File::lock`], `flock(2)` on Unix). So `update` is an atomic
+/// *stripe*, one of 256, chosen by a hash of the id: an in-process mutex,
+/// then an advisory exclusive lock on the stripe's file in `.locks/`
+/// ([`std::fs::File::lock`], `flock(2)` on Unix), from before it reads the
+/// session until its file is renamed into place. So `update` is an atomic
 /// read-modify-write even when several processes share the directory, and
 /// an `update` or `touch` racing a `delete` never brings the session back.
 /// The operating system drops a crashed process's locks. Advisory locks bind
@@ -118,6 +148,8 @@ const STALE_TEMP_AGE: Duration = Duration::from_secs(5 * 60);
 #[derive(Clone)]
 pub struct FileStore {
     inner: Arc<Inner>,
+    /// One write queue per stripe (see [`locks`]), indexed by stripe.
+    writes: Arc<[Batcher<FileCommit>]>,
 }
 
 struct Inner {
@@ -127,6 +159,20 @@ struct Inner {
     /// Makes temporary file names unique within this process; the process
     /// id makes them unique across processes.
     temp_seq: AtomicU64,
+    /// Failures the tests inject, and what they count.
+    #[cfg(test)]
+    faults: Faults,
+}
+
+/// Switches that make the next syncs fail, and a count of the session
+/// files written, for the tests of batching.
+#[cfg(test)]
+#[derive(Default)]
+struct Faults {
+    fail_file_sync: std::sync::atomic::AtomicBool,
+    fail_dir_sync: std::sync::atomic::AtomicBool,
+    files_written: std::sync::atomic::AtomicUsize,
+    batches: std::sync::atomic::AtomicUsize,
 }
 
 impl FileStore {
@@ -148,9 +194,18 @@ impl FileStore {
         let dir_sync = DirSync::open(&dir).map_err(|err| {
             StoreError::config_caused_by(format!("session directory {} cannot be opened", dir.display()), err)
         })?;
-        let inner = Inner { locks: Locks::new(&dir), dir, dir_sync, temp_seq: AtomicU64::new(0) };
+        let inner = Inner {
+            locks: Locks::new(&dir),
+            dir,
+            dir_sync,
+            temp_seq: AtomicU64::new(0),
+            #[cfg(test)]
+            faults: Faults::default(),
+        };
         inner.probe_writable()?;
-        Ok(Self { inner: Arc::new(inner) })
+        let inner = Arc::new(inner);
+        let writes = (0..STRIPES).map(|_| Batcher::new(FileCommit(Arc::clone(&inner)))).collect();
+        Ok(Self { inner, writes })
     }
 
     /// [`FileStore::new`], run on a blocking thread.
@@ -182,33 +237,20 @@ impl FileStore {
             .map_err(|err| StoreError::backend("file store: a blocking file operation failed", err))?
     }
 
-    /// Runs `write` on a blocking thread under the stripe lock of `id`.
-    /// `write` says whether it changed the directory; if so, the directory
-    /// is synced after the lock is released (so other writers of the stripe
-    /// need not wait for it) and before returning.
-    async fn locked<T, F>(&self, id: &StoreKey, write: F) -> Result<T, StoreError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&Inner, &StoreKey) -> Result<(T, bool), StoreError> + Send + 'static,
-    {
-        let stripe = stripe_of(id);
-        // Wait for writers of this process without holding a blocking thread.
-        let local = self.inner.locks.lock_local(stripe).await;
-        let id = id.clone();
-        // Once started, the blocking task runs to the end even if the caller
-        // stops waiting, so a write is never abandoned halfway with the lock
-        // held.
-        self.blocking(move |inner| {
-            let guard = inner.locks.lock_file(stripe, local).map_err(lock_error)?;
-            let (out, changed) = write(inner, &id)?;
-            drop(guard);
-            if changed {
-                inner.sync_dir()?;
-            }
-            Ok(out)
-        })
-        .await
+    /// Queues `op` on the session `key` and waits until its batch is
+    /// durable.
+    async fn write(&self, key: &Key, op: Op) -> Result<Out, StoreError> {
+        self.writes[stripe_of(key)].submit((key.clone(), op)).await
     }
+}
+
+/// The error for an answer of the wrong kind; [`coalesce`](self::coalesce)
+/// answers each kind of write with its own kind, so this is a bug.
+fn wrong_answer(out: Out) -> StoreError {
+    StoreError::backend(
+        "file store: writing",
+        io::Error::other(format!("a write got the wrong kind of answer: {out:?}")),
+    )
 }
 
 impl std::fmt::Debug for FileStore {
@@ -261,8 +303,8 @@ fn temp_file_id(name: &str) -> Option<StoreKey> {
 }
 
 impl Inner {
-    fn path(&self, id: &StoreKey) -> PathBuf {
-        self.dir.join(format!("{}{SESSION_SUFFIX}", id.as_str()))
+    fn path(&self, key: &Key) -> PathBuf {
+        self.dir.join(format!("{}{SESSION_SUFFIX}", key.as_str()))
     }
 
     fn sync_dir(&self) -> Result<(), StoreError> {
@@ -298,7 +340,7 @@ impl Inner {
 
     /// The live record of `id`: `None` when absent, expired or damaged
     /// (damage is logged).
-    fn read_live(&self, id: &StoreKey, now_ms: i64) -> Result<Option<StoredRecord>, StoreError> {
+    fn read_live(&self, id: &Key, now_ms: i64) -> Result<Option<StoredRecord>, StoreError> {
         let bytes = match fs::read(self.path(id)) {
             Ok(bytes) => bytes,
             Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
@@ -317,24 +359,7 @@ impl Inner {
         }
     }
 
-    /// Replaces the file of `id` with `bytes`, atomically: a temporary file,
-    /// synced, then renamed. The caller holds the stripe lock and syncs the
-    /// directory afterwards.
-    fn write(&self, id: &StoreKey, bytes: &[u8]) -> Result<(), StoreError> {
-        let (temp, file) = self
-            .create_temp(id)
-            .map_err(|err| StoreError::backend("file store: creating a temporary session file", err))?;
-        let written = write_synced(file, bytes).and_then(|()| fs::rename(&temp, self.path(id)));
-        if let Err(err) = written {
-            // Best effort: a temporary file that cannot be removed now is
-            // removed by the sweeper.
-            let _ = fs::remove_file(&temp);
-            return Err(StoreError::backend("file store: writing a session file", err));
-        }
-        Ok(())
-    }
-
-    fn create_temp(&self, id: &StoreKey) -> io::Result<(PathBuf, File)> {
+    fn create_temp(&self, id: &Key) -> io::Result<(PathBuf, File)> {
         let mut options = OpenOptions::new();
         options.write(true).create_new(true);
         #[cfg(unix)]
@@ -471,14 +496,6 @@ impl Inner {
     }
 }
 
-/// Writes `bytes` and waits until they are on disk.
-fn write_synced(mut file: File, bytes: &[u8]) -> io::Result<()> {
-    file.write_all(bytes)?;
-    // Data and size only: the file's name becomes durable through the
-    // rename and the directory sync.
-    file.sync_data()
-}
-
 enum ExpiryError {
     Io(io::Error),
     Damaged(serde_json::Error),
@@ -507,45 +524,41 @@ impl SessionStore for FileStore {
     }
 
     async fn set(&self, id: &StoreKey, data: &SessionMap, expires_at: Option<SystemTime>) -> Result<(), StoreError> {
-        let bytes = format::encode(data, expires_at.map(expiry::to_unix_ms))?;
-        self.locked(id, move |inner, id| inner.write(id, &bytes).map(|()| ((), true))).await
+        let op = Op::Set { data: data.clone(), expires_at: expires_at.map(expiry::to_unix_ms) };
+        match self.write(id, op).await? {
+            Out::Done => Ok(()),
+            other => Err(wrong_answer(other)),
+        }
     }
 
     async fn delete(&self, id: &StoreKey) -> Result<(), StoreError> {
-        self.locked(id, |inner, id| inner.remove(id).map(|removed| ((), removed))).await
+        match self.write(id, Op::Delete).await? {
+            Out::Done => Ok(()),
+            other => Err(wrong_answer(other)),
+        }
     }
 
     async fn touch(&self, id: &StoreKey, expires_at: Option<SystemTime>) -> Result<bool, StoreError> {
-        let expires_at_ms = expires_at.map(expiry::to_unix_ms);
-        self.locked(id, move |inner, id| {
-            let Some(record) = inner.read_live(id, now_ms())? else {
-                return Ok((false, false));
-            };
-            inner.write(id, &format::encode(&record.data, expires_at_ms)?)?;
-            Ok((true, true))
-        })
-        .await
+        match self.write(id, Op::Touch { expires_at: expires_at.map(expiry::to_unix_ms) }).await? {
+            Out::Touched(found) => Ok(found),
+            other => Err(wrong_answer(other)),
+        }
     }
 
+    /// Applies `changes` to the stored data under the session's lock, as
+    /// part of a batch (see [`FileStore`]): no other writer, in this
+    /// process or another, can slip in between the read and the write.
     async fn update(
         &self,
         id: &StoreKey,
         changes: &Changes,
         expires_at: Option<SystemTime>,
     ) -> Result<UpdateOutcome, StoreError> {
-        let changes = changes.clone();
-        let expires_at_ms = expires_at.map(expiry::to_unix_ms);
-        // Read, apply and write under the stripe lock: no other writer, in
-        // this process or another, can slip in between.
-        self.locked(id, move |inner, id| {
-            let Some(record) = inner.read_live(id, now_ms())? else {
-                return Ok((UpdateOutcome::Missing, false));
-            };
-            let data = changes.applied_to(record.data).map_err(StoreError::Refused)?;
-            inner.write(id, &format::encode(&data, expires_at_ms)?)?;
-            Ok((UpdateOutcome::Applied, true))
-        })
-        .await
+        let op = Op::Update { changes: changes.clone(), expires_at: expires_at.map(expiry::to_unix_ms) };
+        match self.write(id, op).await? {
+            Out::Updated(outcome) => Ok(outcome),
+            other => Err(wrong_answer(other)),
+        }
     }
 
     /// Removes expired session files and returns how many. Also removes

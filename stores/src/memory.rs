@@ -1,37 +1,127 @@
 //! `MemoryStore`: sessions in this process's memory, in a sharded map.
 //!
+//! # Records
+//!
 //! Records are kept encoded (see [`codec`]) rather than as
 //! `serde_json::Map`s: a small map costs several times its JSON size in
 //! allocations, and a million sessions must fit in a few hundred MiB. The
 //! encoding is text with raw, length-prefixed strings, so that a read, the
-//! hottest path, copies strings out instead of parsing JSON.
+//! hottest path, copies strings out instead of parsing JSON. Each record is
+//! one allocation holding its user and its data ([`record`]); a table slot
+//! holds the key, a pointer to the record, the expiry and the data's length
+//! as JSON ([`shard`]).
 //!
 //! A key is hashed once per operation; the hash picks the shard and then
-//! the slot in the shard's table. Each shard holds its records and an expiry
-//! index ordered by expiry time, so `delete_expired` pops exactly the
-//! expired entries instead of scanning everything. Expiry is also checked on
-//! every read, so an expired record is never returned even if no sweep has
-//! run.
+//! the slot in the shard's table. Each shard holds its records, an expiry
+//! index ordered by expiry time (so `delete_expired` pops exactly the
+//! expired entries instead of scanning everything) and the leases on its
+//! keys. Expiry is also checked on every read, so an expired record is
+//! never returned even if no sweep has run.
+//!
+//! `update` and `rename` patch the encoded record ([`patch`], [`ops`]):
+//! untouched keys are copied, operations run on the stored encoding, and
+//! the size limit is checked against the record's JSON length, which every
+//! patched record keeps (a record written by `set` is measured once, by the
+//! first patch with a limit).
+//!
+//! # The user index
+//!
+//! [`users`] maps each user to the keys of their sessions, in its own
+//! shards (by the user's hash). Every write that can change a session's
+//! user (`set`, `update` and `rename` through
+//! [`reserved::USER`](sessionkit::reserved::USER) or a
+//! clear, `delete`, `revoke`, `revoke_all`, `delete_expired`) changes the
+//! index in the same critical section as the record: while it holds the
+//! record's shard lock. Writes that keep a session's user, and anonymous
+//! sessions, never touch it.
+//!
+//! A listing (`sessions_of`) and a revocation of all of a user's sessions
+//! (`revoke_all`) must see the user's sessions at one instant, although
+//! they live in many shards. They read the user's keys, lock those keys'
+//! record shards (read locks for a listing, write locks for a revocation),
+//! and read the keys again: if every key is in a shard they hold, no write
+//! can add, move or remove any of the user's sessions in those shards until
+//! they let go, so they act on exactly the user's sessions of that instant
+//! (a session written afterwards into another shard comes after them). If
+//! a key is in a shard they do not hold, a write came in between: they let
+//! go and retry with those shards too, and after a few retries lock every
+//! shard. So a `rename` of a user's session (a login, a regenerate) racing
+//! a `revoke_all` either happens before it, and the new key is revoked, or
+//! after it, and finds nothing to rename.
+//!
+//! # Lock order
+//!
+//! Taken by the helpers in [`locks`]:
+//!
+//! 1. Record shards, in ascending index: one for most operations, two for
+//!    a `rename` between shards, a set for listings and revocations, all of
+//!    them in turn for `delete_expired` and `scan` (one at a time).
+//! 2. Then a user-index shard, only while holding the record shards of
+//!    every key it changes or checks, and never more than one at a time.
+//! 3. Nothing is locked while a user-index shard is held.
+//!
+//! Every thread takes locks in this one order, so no two can each hold
+//! what the other waits for: there is no deadlock.
+//!
+//! # Leases
+//!
+//! [`leases`]: in process, one live lease per key, kept in the key's shard
+//! with a random token and an expiry per grant. `update` and `rename` of a
+//! patch fenced by a token check, under the shard's lock, that the token's
+//! lease is live, and otherwise refuse with
+//! [`PatchError::LeaseLost`] writing
+//! nothing. Expired leases are replaced by the next taker and swept by
+//! `delete_expired`.
+//!
+//! # Scans
+//!
+//! [`scan`]: shard by shard, each shard's live records in key order, the
+//! cursor naming the shard and the last key returned; a record that lives
+//! throughout a scan is returned exactly once. Cursors are valid for the
+//! store that issued them.
 
 mod codec;
+mod json_len;
+mod leases;
+mod locks;
+mod ops;
+mod patch;
+mod record;
+mod scan;
+mod shard;
+mod users;
 
-use std::collections::BTreeSet;
-use std::hash::BuildHasher;
-use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
-use std::time::SystemTime;
+use std::sync::RwLock;
+use std::time::{Duration, SystemTime};
 
 use foldhash::fast::RandomState;
-use hashbrown::HashTable;
-use hashbrown::hash_table::Entry as TableEntry;
-use sessionkit::{Changes, SessionMap, SessionRecord, SessionStore, StoreError, StoreKey, UpdateOutcome, expiry};
+use sessionkit::{
+    Changes, Lease, LeaseToken, PatchError, ScanCursor, ScanPage, SessionMap, SessionRecord, SessionStore, StoreError,
+    StoreKey, UpdateOutcome, expiry,
+};
 
-/// Raw key bytes: the 32 bytes of a [`StoreKey`].
-type Key = [u8; 32];
+use self::locks::{guard_of, read, write};
+use self::record::Record;
+use self::shard::{Entry, Key, Shard};
+use self::users::{UserAfter, UserIndex};
 
 /// An in-memory session store, safe to share between threads and requests.
 ///
 /// Sessions do not survive a restart and are not shared between processes;
-/// use a persistent store for that.
+/// use a persistent store for that. Every part of the store contract is
+/// offered, each atomic under the store's shard locks:
+///
+/// - patches with operations and size limits, applied to the stored
+///   encoding without decoding the whole session;
+/// - `rename`, which moves a live session to its new key or reports it
+///   missing, never bringing back a destroyed one;
+/// - the user index (`sessions_of`, `revoke`, `revoke_all`), which lists
+///   and revokes a user's sessions as they are at one instant, even while
+///   they are renamed;
+/// - exclusive leases, one per key, with fencing of the patches they guard;
+/// - scans, whose cursors are valid for the store that issued them.
+///
+/// Design notes: `docs/memory-store.md` in the repository.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), sessionkit::StoreError> {
@@ -46,51 +136,15 @@ type Key = [u8; 32];
 /// ```
 pub struct MemoryStore {
     shards: Box<[RwLock<Shard>]>,
+    users: UserIndex,
     /// Seeded at random per store. Hash flooding needs many stored keys
     /// that collide, and no client can choose a stored key: the layer
     /// stores only ids it generated (or their SHA-256), never one a client
     /// sent. A fast keyed hash is therefore enough, and it is on every
     /// operation's path.
     hasher: RandomState,
-}
-
-#[derive(Default)]
-struct Shard {
-    records: HashTable<Entry>,
-    /// `(expires_at_ms, key)` for every record with an expiry, the key as two
-    /// integers: comparing those is cheaper than comparing byte arrays.
-    by_expiry: BTreeSet<(i64, IndexKey)>,
-}
-
-/// A key in the expiry index.
-type IndexKey = (u128, u128);
-
-fn index_key(key: &Key) -> IndexKey {
-    let (high, low) = key.split_at(16);
-    // Both halves are exactly 16 bytes, so the conversions cannot fail.
-    let half = |bytes: &[u8]| u128::from_le_bytes(bytes.try_into().unwrap_or([0; 16]));
-    (half(high), half(low))
-}
-
-fn key_of(index: IndexKey) -> Key {
-    let mut key = [0u8; 32];
-    key[..16].copy_from_slice(&index.0.to_le_bytes());
-    key[16..].copy_from_slice(&index.1.to_le_bytes());
-    key
-}
-
-struct Entry {
-    key: Key,
-    /// The data, encoded. Shared, so a read copies a pointer under the lock
-    /// and decodes after releasing it.
-    data: Arc<str>,
-    expires_at_ms: Option<i64>,
-}
-
-impl Entry {
-    fn is_live(&self, now_ms: i64) -> bool {
-        self.expires_at_ms.is_none_or(|at| at > now_ms)
-    }
+    /// Random, names this store in its scan cursors.
+    scan_tag: u64,
 }
 
 /// Records up to this size are decoded under the shard's read lock, which
@@ -110,13 +164,20 @@ impl MemoryStore {
 
     /// An empty store with `shards` independently locked shards (at least 1).
     pub fn with_shards(shards: usize) -> Self {
-        let shards = (0..shards.max(1)).map(|_| RwLock::new(Shard::default())).collect();
-        Self { shards, hasher: RandomState::default() }
+        let shards = shards.max(1);
+        Self {
+            shards: (0..shards).map(|_| RwLock::new(Shard::default())).collect(),
+            users: UserIndex::new(shards),
+            hasher: RandomState::default(),
+            // A token is 128 random bits from the operating system: half of
+            // one is a tag no other store will have.
+            scan_tag: LeaseToken::generate().as_u128() as u64,
+        }
     }
 
     /// The number of records held, including expired ones not yet swept.
     pub fn len(&self) -> usize {
-        self.shards.iter().map(|shard| read(shard).records.len()).sum()
+        self.shards.iter().map(|shard| read(shard).len()).sum()
     }
 
     /// Whether the store holds no record at all.
@@ -125,15 +186,18 @@ impl MemoryStore {
     }
 
     fn hash(&self, key: &Key) -> u64 {
-        self.hasher.hash_one(key)
+        shard::hash_key(&self.hasher, key)
     }
 
-    /// The shard of a key, from bits of its hash that the shard's table
-    /// does not use (it takes the lowest bits for the slot and the top
-    /// seven as a tag), so that keys of one shard still spread over its
-    /// table.
+    /// The shard of a hash, from bits of it that the shard's table does not
+    /// use (it takes the lowest bits for the slot and the top seven as a
+    /// tag), so that keys of one shard still spread over its table.
+    fn shard_index(&self, hash: u64) -> usize {
+        (hash >> 32) as usize % self.shards.len()
+    }
+
     fn shard(&self, hash: u64) -> &RwLock<Shard> {
-        &self.shards[(hash >> 32) as usize % self.shards.len()]
+        &self.shards[self.shard_index(hash)]
     }
 }
 
@@ -149,62 +213,25 @@ impl std::fmt::Debug for MemoryStore {
     }
 }
 
-fn read(shard: &RwLock<Shard>) -> RwLockReadGuard<'_, Shard> {
-    // Nothing below panics while holding a lock, so a poisoned lock still
-    // guards consistent data.
-    shard.read().unwrap_or_else(PoisonError::into_inner)
-}
-
-fn write(shard: &RwLock<Shard>) -> RwLockWriteGuard<'_, Shard> {
-    shard.write().unwrap_or_else(PoisonError::into_inner)
-}
-
 fn now_ms() -> i64 {
     expiry::to_unix_ms(SystemTime::now())
 }
 
-fn decode(data: &str) -> Result<SessionMap, StoreError> {
+fn decode(record: &Record) -> Result<SessionMap, StoreError> {
     // Only this store wrote these bytes, so a failure is a bug, reported as one.
-    codec::decode(data).map_err(|err| StoreError::backend("memory store: decoding a stored record", err))
+    codec::decode(record.data()).map_err(|err| StoreError::backend("memory store: decoding a stored record", err))
 }
 
-impl Shard {
-    /// Inserts or replaces a record, keeping the expiry index in step.
-    fn put(&mut self, hasher: &RandomState, hash: u64, key: Key, data: Arc<str>, expires_at_ms: Option<i64>) {
-        let rehash = |entry: &Entry| hasher.hash_one(entry.key);
-        match self.records.entry(hash, |entry| entry.key == key, rehash) {
-            TableEntry::Occupied(mut slot) => {
-                let entry = slot.get_mut();
-                if entry.expires_at_ms != expires_at_ms {
-                    if let Some(old) = entry.expires_at_ms {
-                        self.by_expiry.remove(&(old, index_key(&key)));
-                    }
-                    if let Some(new) = expires_at_ms {
-                        self.by_expiry.insert((new, index_key(&key)));
-                    }
-                    entry.expires_at_ms = expires_at_ms;
-                }
-                entry.data = data;
-            }
-            TableEntry::Vacant(slot) => {
-                slot.insert(Entry { key, data, expires_at_ms });
-                if let Some(new) = expires_at_ms {
-                    self.by_expiry.insert((new, index_key(&key)));
-                }
-            }
-        }
-    }
+fn session_record(record: &Record, expires_at_ms: Option<i64>) -> Result<SessionRecord, StoreError> {
+    Ok(SessionRecord::new(decode(record)?, expires_at_ms.map(expiry::from_unix_ms)))
+}
 
-    fn take(&mut self, hash: u64, key: &Key) -> Option<Entry> {
-        let (entry, _) = self.records.find_entry(hash, |entry| entry.key == *key).ok()?.remove();
-        if let Some(at) = entry.expires_at_ms {
-            self.by_expiry.remove(&(at, index_key(key)));
-        }
-        Some(entry)
-    }
-
-    fn live(&self, hash: u64, key: &Key, now_ms: i64) -> Option<&Entry> {
-        self.records.find(hash, |entry| entry.key == *key).filter(|entry| entry.is_live(now_ms))
+/// The fencing check: a patch fenced by a lease applies only while that
+/// lease is live.
+fn check_fence(shard: &mut Shard, key: &StoreKey, changes: &Changes, now_ms: i64) -> Result<(), StoreError> {
+    match changes.lease() {
+        Some(token) if !shard.leases.holds(key, token, now_ms) => Err(StoreError::Refused(PatchError::LeaseLost)),
+        _ => Ok(()),
     }
 }
 
@@ -214,47 +241,55 @@ impl SessionStore for MemoryStore {
         let key = id.as_bytes();
         let hash = self.hash(key);
         let shard = read(self.shard(hash));
-        let Some(entry) = shard.live(hash, key, now_ms()) else {
+        let Some(entry) = shard.find(hash, key).filter(|entry| entry.is_live_now()) else {
             return Ok(None);
         };
-        let expires_at = entry.expires_at_ms.map(expiry::from_unix_ms);
-        let data = if entry.data.len() <= DECODE_UNDER_LOCK {
-            decode(&entry.data)
+        if entry.record.len() <= DECODE_UNDER_LOCK {
+            session_record(&entry.record, entry.expires_at_ms()).map(Some)
         } else {
-            let data = Arc::clone(&entry.data);
+            let (record, expires_at_ms) = (entry.record.clone(), entry.expires_at_ms());
             drop(shard);
-            decode(&data)
-        };
-        Ok(Some(SessionRecord::new(data?, expires_at)))
+            session_record(&record, expires_at_ms).map(Some)
+        }
     }
 
     async fn set(&self, id: &StoreKey, data: &SessionMap, expires_at: Option<SystemTime>) -> Result<(), StoreError> {
-        let key = *id.as_bytes();
-        let hash = self.hash(&key);
-        let data = codec::encode(data)?;
-        write(self.shard(hash)).put(&self.hasher, hash, key, data, expires_at.map(expiry::to_unix_ms));
+        // Not measured: see `patch` for why a `set` leaves that to the
+        // first patch that needs it.
+        let (record, user) = Record::build_finding_user(|out| codec::encode(out, data))?;
+        let key = id.as_bytes();
+        let hash = self.hash(key);
+        let mut shard = write(self.shard(hash));
+        let replaced = shard.put(&self.hasher, hash, key, (record, None), expires_at.map(expiry::to_unix_ms));
+        self.users.moved(key, replaced.as_ref().and_then(Record::user), user);
+        drop(shard);
+        // Freed after releasing the lock: freeing a large session is work
+        // other requests on this shard need not wait for.
+        drop(replaced);
         Ok(())
     }
 
     async fn delete(&self, id: &StoreKey) -> Result<(), StoreError> {
         let key = id.as_bytes();
         let hash = self.hash(key);
-        // Drop the record after releasing the lock: freeing a large session
-        // is work other requests on this shard need not wait for.
-        let removed = write(self.shard(hash)).take(hash, key);
+        let mut shard = write(self.shard(hash));
+        let removed = shard.take(hash, key);
+        if let Some(user) = removed.as_ref().and_then(|entry| entry.record.user()) {
+            self.users.moved(key, Some(user), None);
+        }
+        drop(shard);
         drop(removed);
         Ok(())
     }
 
     async fn touch(&self, id: &StoreKey, expires_at: Option<SystemTime>) -> Result<bool, StoreError> {
-        let key = *id.as_bytes();
-        let hash = self.hash(&key);
+        let key = id.as_bytes();
+        let hash = self.hash(key);
         let mut shard = write(self.shard(hash));
-        let Some(data) = shard.live(hash, &key, now_ms()).map(|entry| Arc::clone(&entry.data)) else {
+        if shard.find(hash, key).is_none_or(|entry| !entry.is_live_now()) {
             return Ok(false);
-        };
-        shard.put(&self.hasher, hash, key, data, expires_at.map(expiry::to_unix_ms));
-        Ok(true)
+        }
+        Ok(shard.set_expiry(hash, key, expires_at.map(expiry::to_unix_ms)))
     }
 
     async fn update(
@@ -263,18 +298,62 @@ impl SessionStore for MemoryStore {
         changes: &Changes,
         expires_at: Option<SystemTime>,
     ) -> Result<UpdateOutcome, StoreError> {
-        let key = *id.as_bytes();
-        let hash = self.hash(&key);
+        let key = id.as_bytes();
+        let hash = self.hash(key);
+        let user_after = UserAfter::of(changes);
         // The whole read-modify-write happens under the shard's write lock:
         // that is what makes concurrent updates of one session lose nothing.
         let mut shard = write(self.shard(hash));
-        let Some(entry) = shard.live(hash, &key, now_ms()) else {
+        let now = now_ms();
+        check_fence(&mut shard, id, changes, now)?;
+        let Some(entry) = shard.live(hash, key, now) else {
             return Ok(UpdateOutcome::Missing);
         };
-        // Patched in its encoded form: the keys the request did not touch
-        // are copied, not decoded and encoded again.
-        let data = codec::patch(&entry.data, changes)?;
-        shard.put(&self.hasher, hash, key, data, expires_at.map(expiry::to_unix_ms));
+        let old = &entry.record;
+        let record = Record::build(user_after.applied_to(old.user()), |out| {
+            patch::patch(out, old.data(), entry.json_len(), changes)
+        })?;
+        let replaced = shard.put(&self.hasher, hash, key, record, expires_at.map(expiry::to_unix_ms));
+        let before = replaced.as_ref().and_then(Record::user);
+        self.users.moved(key, before, user_after.applied_to(before));
+        drop(shard);
+        drop(replaced);
+        Ok(UpdateOutcome::Applied)
+    }
+
+    async fn rename(
+        &self,
+        from: &StoreKey,
+        to: &StoreKey,
+        changes: &Changes,
+        expires_at: Option<SystemTime>,
+    ) -> Result<UpdateOutcome, StoreError> {
+        if from == to {
+            return self.update(from, changes, expires_at).await;
+        }
+        let (from_key, to_key) = (from.as_bytes(), to.as_bytes());
+        let (from_hash, to_hash) = (self.hash(from_key), self.hash(to_key));
+        let user_after = UserAfter::of(changes);
+        let mut shards = self.lock_pair(self.shard_index(from_hash), self.shard_index(to_hash));
+        let now = now_ms();
+        check_fence(shards.from(), from, changes, now)?;
+        let Some(entry) = shards.from().live(from_hash, from_key, now) else {
+            return Ok(UpdateOutcome::Missing);
+        };
+        let old = &entry.record;
+        let record = Record::build(user_after.applied_to(old.user()), |out| {
+            patch::patch(out, old.data(), entry.json_len(), changes)
+        })?;
+        // Live a moment ago, under the lock still held.
+        let Some(moved) = shards.from().take(from_hash, from_key) else {
+            return Ok(UpdateOutcome::Missing);
+        };
+        let replaced = shards.to().put(&self.hasher, to_hash, to_key, record, expires_at.map(expiry::to_unix_ms));
+        let user = moved.record.user();
+        self.users.moved(from_key, user, None);
+        self.users.moved(to_key, replaced.as_ref().and_then(Record::user), user_after.applied_to(user));
+        drop(shards);
+        drop((moved, replaced));
         Ok(UpdateOutcome::Applied)
     }
 
@@ -283,62 +362,128 @@ impl SessionStore for MemoryStore {
         let mut removed = 0;
         for shard in self.shards.iter() {
             let mut shard = write(shard);
-            while let Some(&(at, index)) = shard.by_expiry.first() {
-                if at > now {
-                    break;
+            let expired = shard.take_expired(&self.hasher, now);
+            for entry in &expired {
+                if let Some(user) = entry.record.user() {
+                    self.users.moved(&entry.key, Some(user), None);
                 }
-                shard.by_expiry.pop_first();
-                let key = key_of(index);
-                if let Ok(entry) = shard.records.find_entry(self.hash(&key), |entry| entry.key == key) {
-                    entry.remove();
-                }
-                removed += 1;
             }
+            shard.leases.sweep(now);
+            drop(shard);
+            removed += expired.len() as u64;
         }
         Ok(removed)
+    }
+
+    async fn sessions_of(&self, user: &str) -> Result<Vec<(StoreKey, SessionRecord)>, StoreError> {
+        let (mut guards, keys) = self.lock_sessions_of(user, read);
+        let now = now_ms();
+        let mut found = Vec::with_capacity(keys.len());
+        for key in keys {
+            let hash = self.hash(&key);
+            let Some(shard) = guard_of(&mut guards, self.shard_index(hash)) else {
+                continue;
+            };
+            if let Some(entry) = shard.live(hash, &key, now).filter(|entry| entry.record.user() == Some(user)) {
+                found.push((key, entry.record.clone(), entry.expires_at_ms()));
+            }
+        }
+        drop(guards);
+        found
+            .into_iter()
+            .map(|(key, record, expires_at_ms)| {
+                Ok((StoreKey::from_bytes(key), session_record(&record, expires_at_ms)?))
+            })
+            .collect()
+    }
+
+    async fn revoke(&self, user: &str, key: &StoreKey) -> Result<bool, StoreError> {
+        let key = key.as_bytes();
+        let hash = self.hash(key);
+        let mut shard = write(self.shard(hash));
+        if shard.live(hash, key, now_ms()).is_none_or(|entry| entry.record.user() != Some(user)) {
+            return Ok(false);
+        }
+        let removed = shard.take(hash, key);
+        self.users.moved(key, Some(user), None);
+        drop(shard);
+        drop(removed);
+        Ok(true)
+    }
+
+    async fn revoke_all(&self, user: &str, except: Option<&StoreKey>) -> Result<u64, StoreError> {
+        let (mut guards, keys) = self.lock_sessions_of(user, write);
+        let now = now_ms();
+        let mut removed: Vec<Entry> = Vec::new();
+        let mut unindexed = Vec::new();
+        let mut revoked = 0;
+        let except = except.map(StoreKey::as_bytes);
+        for key in keys {
+            if except == Some(&key) {
+                continue;
+            }
+            let hash = self.hash(&key);
+            let Some(shard) = guard_of(&mut guards, self.shard_index(hash)) else {
+                continue;
+            };
+            if shard.find(hash, &key).is_none_or(|entry| entry.record.user() != Some(user)) {
+                continue;
+            }
+            if let Some(entry) = shard.take(hash, &key) {
+                // An expired one goes too, but was not a live session.
+                revoked += u64::from(entry.is_live(now));
+                removed.push(entry);
+                unindexed.push(key);
+            }
+        }
+        self.users.remove(user, &unindexed);
+        drop(guards);
+        drop(removed);
+        Ok(revoked)
+    }
+
+    async fn scan(&self, cursor: &ScanCursor, limit: usize) -> Result<ScanPage, StoreError> {
+        let mut position = scan::Position::parse(cursor, self.scan_tag, self.shards.len())?;
+        let limit = limit.max(1);
+        let now = now_ms();
+        let mut taken = Vec::new();
+        let next = loop {
+            let (page, rest) =
+                scan::take(&read(&self.shards[position.shard]), position.after.as_ref(), limit - taken.len(), now);
+            let last = page.last().map(|(key, _, _)| *key);
+            taken.extend(page);
+            if !rest {
+                position.after = last;
+                break Some(position);
+            }
+            if position.shard + 1 == self.shards.len() {
+                break None;
+            }
+            position = scan::Position { shard: position.shard + 1, after: None };
+            if taken.len() == limit {
+                break Some(position);
+            }
+        };
+        let records = taken
+            .iter()
+            .map(|(key, record, expires_at_ms)| {
+                Ok((StoreKey::from_bytes(*key), session_record(record, *expires_at_ms)?))
+            })
+            .collect::<Result<_, StoreError>>()?;
+        Ok(ScanPage { records, next: next.map(|position| position.to_cursor(self.scan_tag)) })
+    }
+
+    async fn try_lease(&self, key: &StoreKey, ttl: Duration) -> Result<Option<Lease>, StoreError> {
+        let hash = self.hash(key.as_bytes());
+        Ok(write(self.shard(hash)).leases.try_take(key, ttl, now_ms()))
+    }
+
+    async fn release_lease(&self, key: &StoreKey, token: LeaseToken) -> Result<(), StoreError> {
+        let hash = self.hash(key.as_bytes());
+        write(self.shard(hash)).leases.release(key, token);
+        Ok(())
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use std::time::Duration;
-
-    use serde_json::json;
-
-    use super::*;
-
-    fn data(value: serde_json::Value) -> SessionMap {
-        value.as_object().cloned().expect("object")
-    }
-
-    #[tokio::test]
-    async fn the_expiry_index_follows_every_write() {
-        let store = MemoryStore::with_shards(1);
-        let id = sessionkit::testing::checks::key();
-        let soon = expiry::now() + Duration::from_secs(60);
-        let later = soon + Duration::from_secs(60);
-        store.set(&id, &data(json!({ "a": 1 })), Some(soon)).await.expect("set");
-        assert!(store.touch(&id, Some(later)).await.expect("touch"));
-        store.set(&id, &data(json!({ "a": 2 })), None).await.expect("set");
-        assert!(read(&store.shards[0]).by_expiry.is_empty(), "a record without expiry is not indexed");
-        store.set(&id, &data(json!({ "a": 3 })), Some(soon)).await.expect("set");
-        store.delete(&id).await.expect("delete");
-        let shard = read(&store.shards[0]);
-        assert!(shard.by_expiry.is_empty() && shard.records.is_empty());
-    }
-
-    #[tokio::test]
-    async fn delete_expired_visits_only_expired_entries() {
-        let store = MemoryStore::with_shards(4);
-        let past = expiry::now() - Duration::from_secs(1);
-        let future = expiry::now() + Duration::from_secs(600);
-        for i in 0..100 {
-            let at = if i % 10 == 0 { past } else { future };
-            store.set(&sessionkit::testing::checks::key(), &SessionMap::new(), Some(at)).await.expect("set");
-        }
-        assert_eq!(store.len(), 100);
-        assert_eq!(store.delete_expired().await.expect("sweep"), 10);
-        assert_eq!(store.len(), 90);
-        assert_eq!(store.delete_expired().await.expect("sweep"), 0);
-    }
-}
+mod tests;

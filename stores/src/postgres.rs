@@ -11,19 +11,38 @@
 //!   update: an expired row is never returned, swept or not.
 //! - `update` is a transaction: `SELECT ... FOR UPDATE` locks the live row
 //!   (or finds none: `Missing`, nothing written), the patch is applied in
-//!   Rust with [`Changes::apply`], and the row is written back before
-//!   `COMMIT`. Concurrent updates of one session, from any number of app
-//!   servers, queue on the row lock and each sees the previous one's result,
-//!   so none loses another's keys; a delete that commits first leaves no row
-//!   to lock, so a deleted session is never recreated. Applying the patch in
-//!   Rust keeps this correct for any operation `Changes` may carry.
+//!   Rust with [`Changes::apply`] (sets, increments, pushes, the size
+//!   limit), and the row is written back before `COMMIT`. Concurrent
+//!   updates of one session, from any number of app servers, queue on the
+//!   row lock and each sees the previous one's result, so none loses
+//!   another's keys or increments; a delete that commits first leaves no
+//!   row to lock, so a deleted session is never recreated. A patch that
+//!   does not apply rolls the transaction back: [`StoreError::Refused`].
+//! - `rename` is the same transaction, writing the patched record under
+//!   the new key and deleting the old row before `COMMIT`: a session
+//!   deleted meanwhile is `Missing` and nothing is written.
+//! - The user index is a column, `user_id`, that every write (`set`,
+//!   `update`, `rename`) fills from the data it writes, in the same
+//!   statement, so it can never disagree with the data. Listing and
+//!   revoking are single statements on its partial index, live rows only.
+//! - Leases live in a table of their own, one row per key. `try_lease` is
+//!   one `INSERT ... ON CONFLICT DO UPDATE ... WHERE` the held lease ran
+//!   out; a fenced `update` or `rename` first `SELECT`s the lease row
+//!   `FOR SHARE` with its token and a live expiry, in its transaction, and
+//!   is refused ([`PatchError::LeaseLost`]) if there is none. The share lock
+//!   makes a takeover (which updates the row) wait until the fenced write
+//!   has committed, so a write is never applied after its lease passed on.
+//! - `scan` pages on the key column in its bytewise order, after the
+//!   cursor's key: a record that lives throughout keeps its key, so it is
+//!   on exactly one page.
 //! - `delete_expired` deletes at most 1,000 rows per statement, each its own
 //!   transaction, skipping rows another transaction holds: a large sweep
 //!   never holds many locks for long, and sweeps on several app servers
-//!   share the work.
+//!   share the work. Leases that ran out are swept the same way.
 //! - Every operation runs under the store's timeout, so a server that has
 //!   gone silent gives [`StoreError::Timeout`], never a hung request.
 
+mod backfill;
 mod row;
 mod setup;
 mod table;
@@ -32,15 +51,21 @@ use std::future::Future;
 use std::str::FromStr;
 use std::time::{Duration, SystemTime};
 
-use sessionkit::{Changes, SessionMap, SessionRecord, SessionStore, StoreError, StoreKey, UpdateOutcome, expiry};
-use sqlx::PgPool;
+use sessionkit::{
+    Changes, Lease, LeaseToken, PatchError, ScanCursor, ScanPage, SessionMap, SessionRecord, SessionStore, StoreError,
+    StoreKey, UpdateOutcome, expiry,
+};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{PgConnection, PgPool};
 
-use self::row::key;
+use self::row::{key, user_column};
 use self::table::{Sql, Table};
 
 /// Rows `delete_expired` removes per statement (and so per transaction).
 const SWEEP_BATCH: i64 = 1_000;
+
+/// The most records one `scan` page holds, whatever the caller asks.
+const MAX_SCAN_PAGE: usize = 10_000;
 
 /// A session store in a PostgreSQL table, for deployments where several app
 /// servers share one session space and already run PostgreSQL.
@@ -59,10 +84,21 @@ const SWEEP_BATCH: i64 = 1_000;
 /// CREATE TABLE IF NOT EXISTS "http_sessions" (
 ///     id         TEXT COLLATE "C" NOT NULL PRIMARY KEY, -- the 43-character key
 ///     data       BYTEA NOT NULL,                        -- the data, as JSON in UTF-8
-///     expires_at BIGINT                                 -- Unix ms; NULL never expires
+///     expires_at BIGINT,                                -- Unix ms; NULL never expires
+///     user_id    TEXT COLLATE "C"                       -- the session's user; NULL for none
 /// );
 /// CREATE INDEX IF NOT EXISTS "http_sessions_expires_at" ON "http_sessions" (expires_at);
+/// CREATE INDEX IF NOT EXISTS "http_sessions_user_id" ON "http_sessions" (user_id)
+///     WHERE user_id IS NOT NULL;
 /// ```
+///
+/// The user index is the `user_id` column: the string under
+/// [`reserved::USER`](sessionkit::reserved::USER) in the session's data,
+/// written by every write from the data it writes (a user name holding
+/// U+0000, which PostgreSQL text cannot hold, is refused with
+/// [`StoreError::Encode`]). Exclusive leases are rows of
+/// `<table>_leases` (`id`, `token`, `expires_at`) beside it; see
+/// [`PostgresStore::schema_sql`] for the whole schema.
 ///
 /// One row per session. The data is JSON bytes rather than `JSONB`, which
 /// refuses strings holding U+0000 that session data may contain; read it
@@ -97,11 +133,33 @@ const SWEEP_BATCH: i64 = 1_000;
 /// connection notices within a fifth of the timeout (sqlx retries
 /// connecting with a backoff capped there).
 ///
+/// # Upgrading from the first version
+///
+/// A table made by the first version of this store (no `user_id` column,
+/// no leases table) is upgraded when the store opens it, unless
+/// [`create_table(false)`](PostgresStoreBuilder::create_table): the column
+/// is added (instant), every row's user is read from its data and written
+/// to it, in batches of 1,000 rows that each lock only their own rows, and
+/// the user index is built last (which briefly holds writes to the table).
+/// App servers starting together wait for the first one's upgrade (up to
+/// ten minutes) under an advisory lock; an interrupted upgrade starts over
+/// on the next open. With creation off, opening such a table is a
+/// [`StoreError::Config`] until [`upgrade_sql`](Self::upgrade_sql)
+/// (`stores/sql/postgres_upgrade_2.sql`) has been applied. A session that
+/// an app server still on the first version writes after the upgrade is
+/// listed under its user once an upgraded server writes it again.
+///
 /// # Clocks
 ///
 /// Expiry instants come from the app servers' clocks, and reads compare
 /// against the reading app server's clock: keep them in sync (NTP), as with
-/// any shared session store.
+/// any shared session store. Leases too: a lease taken for 10 s on one
+/// server runs out at that server's now + 10 s, and another server takes it
+/// over once *its* clock has passed that instant, so a server whose clock
+/// runs ahead by a second takes leases over a second early (and may then
+/// write while the first holder still runs; the holder's own fenced write
+/// is refused then, never applied after the takeover). Keep clock skew
+/// well below [`exclusive_lease`](sessionkit::SessionConfig::exclusive_lease).
 ///
 /// # Why sqlx
 ///
@@ -174,12 +232,15 @@ impl PostgresStoreBuilder {
         self
     }
 
-    /// Whether to create the table (and its schema, if named and missing)
-    /// when it does not exist [default: true]. With `false`, for teams that
-    /// run migrations themselves, a missing table is a
-    /// [`StoreError::Config`] when the store is built; apply
-    /// [`PostgresStore::schema_sql`] first. Either way an existing table is
-    /// checked for the columns the store needs, and never altered.
+    /// Whether to create the tables (and their schema, if named and
+    /// missing) when they do not exist, and upgrade a table of the store's
+    /// first version [default: true]. With `false`, for teams that run
+    /// migrations themselves, a missing table is a [`StoreError::Config`]
+    /// when the store is built (apply [`PostgresStore::schema_sql`] first),
+    /// and so is a table of the first version (apply
+    /// [`PostgresStore::upgrade_sql`]). Either way an existing table is
+    /// checked for the columns the store needs; a table of another shape is
+    /// reported and never altered.
     pub fn create_table(mut self, create: bool) -> Self {
         self.create_table = create;
         self
@@ -249,11 +310,8 @@ impl PostgresStoreBuilder {
 
     async fn finish(self, pool: PgPool, table: Table) -> Result<PostgresStore, StoreError> {
         let sql = Sql::new(&table);
-        let prepared = setup::prepare(&pool, &table, &sql, self.create_table);
-        match tokio::time::timeout(self.timeout.max(SETUP_TIMEOUT), prepared).await {
-            Ok(result) => result?,
-            Err(_) => return Err(StoreError::Timeout(self.timeout.max(SETUP_TIMEOUT))),
-        }
+        let setup_timeout = self.timeout.max(SETUP_TIMEOUT);
+        setup::prepare(&pool, &table, &sql, self.create_table, setup_timeout, MIGRATION_TIMEOUT).await?;
         Ok(PostgresStore { pool, table, sql, timeout: self.timeout })
     }
 }
@@ -262,6 +320,11 @@ impl PostgresStoreBuilder {
 /// several statements, and on a busy server may wait for another app
 /// server's table creation.
 const SETUP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The most time creating or upgrading the tables may take, waiting for
+/// another app server doing it included: an upgrade fills the user column
+/// of every row.
+const MIGRATION_TIMEOUT: Duration = Duration::from_secs(600);
 
 impl PostgresStore {
     /// The table used unless [`PostgresStoreBuilder::table`] says otherwise.
@@ -295,8 +358,9 @@ impl PostgresStore {
         Self::builder().from_pool(pool).await
     }
 
-    /// The SQL that creates the table `table` (`name` or `schema.name`) and
-    /// its expiry index, for migrations: what the store runs itself unless
+    /// The SQL that creates the table `table` (`name` or `schema.name`), its
+    /// expiry and user indexes, and the leases table `table_leases` beside
+    /// it (`stores/sql/postgres.sql` with the names put in), for migrations: what the store runs itself unless
     /// [`create_table(false)`](PostgresStoreBuilder::create_table). The
     /// schema of a qualified name must exist. Idempotent (`IF NOT EXISTS`).
     ///
@@ -305,6 +369,21 @@ impl PostgresStore {
     /// [`StoreError::Config`] for a name the store would refuse.
     pub fn schema_sql(table: &str) -> Result<String, StoreError> {
         Ok(Table::new(table)?.schema_sql())
+    }
+
+    /// The SQL that upgrades a table `table` made by the first version of
+    /// this store (columns `id`, `data`, `expires_at` only) to the current
+    /// layout: the `user_id` column, filled from each session's data, its
+    /// index, and the leases table. The store runs the same steps itself
+    /// when it opens such a table, unless
+    /// [`create_table(false)`](PostgresStoreBuilder::create_table); then it
+    /// refuses the table until this has been applied. Idempotent.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Config`] for a name the store would refuse.
+    pub fn upgrade_sql(table: &str) -> Result<String, StoreError> {
+        Ok(Table::new(table)?.upgrade_sql())
     }
 
     /// The table holding the sessions, as configured (`name` or `schema.name`).
@@ -389,12 +468,14 @@ impl SessionStore for PostgresStore {
     }
 
     async fn set(&self, id: &StoreKey, data: &SessionMap, expires_at: Option<SystemTime>) -> Result<(), StoreError> {
+        let user = user_column(data)?;
         let data = row::encode(data)?;
         self.run(async {
             sqlx::query(&self.sql.upsert)
                 .bind(key(id))
                 .bind(&data)
                 .bind(ms(expires_at))
+                .bind(user)
                 .execute(&self.pool)
                 .await
                 .map_err(self.failed("postgres store: writing a session"))
@@ -443,22 +524,20 @@ impl SessionStore for PostgresStore {
     ) -> Result<UpdateOutcome, StoreError> {
         let failed = self.failed("postgres store: updating a session");
         self.run(async {
+            let now = now_ms();
             let mut tx = self.pool.begin().await.map_err(&failed)?;
-            let stored: Option<(Vec<u8>,)> = sqlx::query_as(&self.sql.lock_live)
-                .bind(key(id))
-                .bind(now_ms())
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(&failed)?;
-            let Some(data) = stored.and_then(|(bytes,)| row::decode_data(&bytes, self.table.display())) else {
+            self.check_fence(&mut tx, id, changes, now).await?;
+            let Some(data) = self.lock_live(&mut tx, id, now).await? else {
                 tx.rollback().await.map_err(&failed)?;
                 return Ok(UpdateOutcome::Missing);
             };
-            let data = row::encode(&patched(data, changes)?)?;
+            let data = patched(data, changes)?;
+            let user = user_column(&data)?;
             sqlx::query(&self.sql.rewrite)
                 .bind(key(id))
-                .bind(&data)
+                .bind(row::encode(&data)?)
                 .bind(ms(expires_at))
+                .bind(user)
                 .execute(&mut *tx)
                 .await
                 .map_err(&failed)?;
@@ -468,22 +547,229 @@ impl SessionStore for PostgresStore {
         .await
     }
 
+    /// One transaction: lock the live `from` row (and, for a fenced patch,
+    /// the lease), patch it, write it under `to` with its user, delete
+    /// `from`. A `from` that is not live writes nothing.
+    async fn rename(
+        &self,
+        from: &StoreKey,
+        to: &StoreKey,
+        changes: &Changes,
+        expires_at: Option<SystemTime>,
+    ) -> Result<UpdateOutcome, StoreError> {
+        let failed = self.failed("postgres store: moving a session to a new key");
+        self.run(async {
+            let now = now_ms();
+            let mut tx = self.pool.begin().await.map_err(&failed)?;
+            self.check_fence(&mut tx, from, changes, now).await?;
+            let Some(data) = self.lock_live(&mut tx, from, now).await? else {
+                tx.rollback().await.map_err(&failed)?;
+                return Ok(UpdateOutcome::Missing);
+            };
+            let data = patched(data, changes)?;
+            let user = user_column(&data)?;
+            sqlx::query(&self.sql.upsert)
+                .bind(key(to))
+                .bind(row::encode(&data)?)
+                .bind(ms(expires_at))
+                .bind(user)
+                .execute(&mut *tx)
+                .await
+                .map_err(&failed)?;
+            sqlx::query(&self.sql.delete).bind(key(from)).execute(&mut *tx).await.map_err(&failed)?;
+            tx.commit().await.map_err(&failed)?;
+            Ok(UpdateOutcome::Applied)
+        })
+        .await
+    }
+
+    /// One indexed `SELECT` of the user's live rows. A row whose data names
+    /// another user than its column (a hand edit) is not listed.
+    async fn sessions_of(&self, user: &str) -> Result<Vec<(StoreKey, SessionRecord)>, StoreError> {
+        let rows: Vec<(String, Vec<u8>, Option<i64>)> = self
+            .run(async {
+                sqlx::query_as(&self.sql.sessions_of)
+                    .bind(user)
+                    .bind(now_ms())
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(self.failed("postgres store: listing a user's sessions"))
+            })
+            .await?;
+        Ok(self.records(rows).filter(|(_, record)| record.user() == Some(user)).collect())
+    }
+
+    /// One `DELETE` of the row if it is live and the user's.
+    async fn revoke(&self, user: &str, id: &StoreKey) -> Result<bool, StoreError> {
+        let done = self
+            .run(async {
+                sqlx::query(&self.sql.revoke)
+                    .bind(key(id))
+                    .bind(user)
+                    .bind(now_ms())
+                    .execute(&self.pool)
+                    .await
+                    .map_err(self.failed("postgres store: revoking a session"))
+            })
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// One `DELETE` of the user's live rows but `except`.
+    async fn revoke_all(&self, user: &str, except: Option<&StoreKey>) -> Result<u64, StoreError> {
+        let done = self
+            .run(async {
+                sqlx::query(&self.sql.revoke_all)
+                    .bind(user)
+                    .bind(except.map(key))
+                    .bind(now_ms())
+                    .execute(&self.pool)
+                    .await
+                    .map_err(self.failed("postgres store: revoking a user's sessions"))
+            })
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Keyset pagination on the key column: the rows after the cursor's
+    /// key, in key order (bytewise, collation "C"), live ones only. A row
+    /// that lives throughout the scan keeps its key, so it is on exactly
+    /// one page. The cursor is the last key of the page; a short page is
+    /// the last.
+    async fn scan(&self, cursor: &ScanCursor, limit: usize) -> Result<ScanPage, StoreError> {
+        let limit = limit.clamp(1, MAX_SCAN_PAGE);
+        let rows: Vec<(String, Vec<u8>, Option<i64>)> = self
+            .run(async {
+                sqlx::query_as(&self.sql.scan)
+                    .bind(cursor.as_str())
+                    .bind(now_ms())
+                    .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(self.failed("postgres store: scanning sessions"))
+            })
+            .await?;
+        // Rows that do not read as records (bad data, a foreign key) are
+        // skipped, but still move the cursor.
+        let next = (rows.len() == limit).then(|| rows.last().map(|(id, _, _)| ScanCursor::from_text(id.clone())));
+        Ok(ScanPage { records: self.records(rows).collect(), next: next.flatten() })
+    }
+
+    /// One statement: insert the lease, or take over one that ran out.
+    async fn try_lease(&self, id: &StoreKey, ttl: Duration) -> Result<Option<Lease>, StoreError> {
+        let token = LeaseToken::generate();
+        let now = now_ms();
+        let until = now.saturating_add(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX));
+        let granted: Option<(i64,)> = self
+            .run(async {
+                sqlx::query_as(&self.sql.try_lease)
+                    .bind(key(id))
+                    .bind(token.to_string())
+                    .bind(until)
+                    .bind(now)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(self.failed("postgres store: taking a lease"))
+            })
+            .await?;
+        Ok(granted.map(|(until,)| Lease { token, expires_at: expiry::from_unix_ms(until) }))
+    }
+
+    /// One `DELETE` of the lease, if `token` still holds it.
+    async fn release_lease(&self, id: &StoreKey, token: LeaseToken) -> Result<(), StoreError> {
+        self.run(async {
+            sqlx::query(&self.sql.release_lease)
+                .bind(key(id))
+                .bind(token.to_string())
+                .execute(&self.pool)
+                .await
+                .map_err(self.failed("postgres store: releasing a lease"))
+        })
+        .await
+        .map(drop)
+    }
+
     /// Removes expired rows 1,000 per statement, each its own transaction
-    /// under its own timeout, until a batch comes back short. Rows another
-    /// transaction holds (another app server's sweep) are skipped, for a
-    /// later sweep.
+    /// under its own timeout, until a batch comes back short; then leases
+    /// that ran out, likewise. Rows another transaction holds (another app
+    /// server's sweep) are skipped, for a later sweep. Counts sessions only.
     async fn delete_expired(&self) -> Result<u64, StoreError> {
         let now = expiry::to_unix_ms(expiry::now());
+        let sessions = self.sweep(&self.sql.delete_expired, now, "postgres store: deleting expired sessions").await?;
+        self.sweep(&self.sql.delete_expired_leases, now, "postgres store: deleting leases that ran out").await?;
+        Ok(sessions)
+    }
+}
+
+impl PostgresStore {
+    /// In `tx`, before anything is read: refuses a patch fenced by a lease
+    /// that its token no longer holds live, and share-locks the lease row,
+    /// so that nobody can take the lease over (which updates that row)
+    /// until the transaction has ended.
+    async fn check_fence(
+        &self,
+        tx: &mut PgConnection,
+        id: &StoreKey,
+        changes: &Changes,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let Some(token) = changes.lease() else { return Ok(()) };
+        let held: Option<(i32,)> = sqlx::query_as(&self.sql.lease_held)
+            .bind(key(id))
+            .bind(token.to_string())
+            .bind(now)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(self.failed("postgres store: checking a lease"))?;
+        match held {
+            Some(_) => Ok(()),
+            None => Err(StoreError::Refused(PatchError::LeaseLost)),
+        }
+    }
+
+    /// In `tx`: the live record's data, its row locked until the
+    /// transaction ends; `None` when absent, expired or not decodable.
+    async fn lock_live(
+        &self,
+        tx: &mut PgConnection,
+        id: &StoreKey,
+        now: i64,
+    ) -> Result<Option<SessionMap>, StoreError> {
+        let stored: Option<(Vec<u8>,)> = sqlx::query_as(&self.sql.lock_live)
+            .bind(key(id))
+            .bind(now)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(self.failed("postgres store: locking a session"))?;
+        Ok(stored.and_then(|(bytes,)| row::decode_data(&bytes, self.table.display())))
+    }
+
+    /// Rows of `(id, data, expires_at)` as records with their keys; rows
+    /// that do not decode (logged) or whose id is not a store key are
+    /// skipped.
+    fn records(
+        &self,
+        rows: Vec<(String, Vec<u8>, Option<i64>)>,
+    ) -> impl Iterator<Item = (StoreKey, SessionRecord)> + '_ {
+        rows.into_iter().filter_map(|(id, data, expires_at)| {
+            let id = StoreKey::parse(&id)?;
+            Some((id, row::decode(&data, expires_at, self.table.display())?))
+        })
+    }
+
+    /// Runs a bounded `DELETE` (`$1` now, `$2` batch size) until a batch
+    /// comes back short; returns how many rows it deleted.
+    async fn sweep(&self, statement: &str, now: i64, context: &'static str) -> Result<u64, StoreError> {
         let mut total = 0;
         loop {
             let done = self
                 .run(async {
-                    sqlx::query(&self.sql.delete_expired)
+                    sqlx::query(statement)
                         .bind(now)
                         .bind(SWEEP_BATCH)
                         .execute(&self.pool)
                         .await
-                        .map_err(self.failed("postgres store: deleting expired sessions"))
+                        .map_err(self.failed(context))
                 })
                 .await?;
             total += done.rows_affected();

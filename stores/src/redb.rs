@@ -1,24 +1,35 @@
 //! `RedbStore`: sessions in a [redb](https://docs.rs/redb) database file.
 //!
-//! The store keeps two tables (the sessions and an expiry index) that every
-//! write changes together in one transaction; its writer thread batches
-//! concurrent writes into one commit. The public docs, layout included, are
-//! on [`RedbStore`].
+//! The store keeps three tables (the sessions, an expiry index and a user
+//! index, see [`tables`]) that every write changes together in one
+//! transaction; its writer thread batches concurrent writes into one commit
+//! ([`writer`], [`apply`]) and decides exclusive leases ([`leases`]). The
+//! public docs, layout included, are on [`RedbStore`].
 
+mod apply;
 mod codec;
+mod file;
 mod handle;
+mod leases;
+mod reads;
+mod tables;
 mod writer;
 
 use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
-use ::redb::{Database, DatabaseError, ReadTransaction, ReadableDatabase, StorageError, TableDefinition, TableError};
-use sessionkit::{Changes, SessionMap, SessionRecord, SessionStore, StoreError, StoreKey, UpdateOutcome, expiry};
+use ::redb::{Database, ReadTransaction, ReadableDatabase};
+use sessionkit::{
+    Changes, Lease, LeaseToken, ScanCursor, ScanPage, SessionMap, SessionRecord, SessionStore, StoreError, StoreKey,
+    UpdateOutcome, expiry,
+};
 
-use self::codec::{CorruptRecord, Stored};
+use self::codec::CorruptRecord;
 use self::handle::{Fault, Handle, Reopen};
+use self::leases::Leases;
+use self::tables::Tables;
 use self::writer::{Op, Out, Writer};
 use crate::group_commit::GroupCommit;
 
@@ -63,29 +74,6 @@ pub enum RedbDurability {
     None,
 }
 
-/// The names of the two tables of one store.
-#[derive(Debug)]
-struct Tables {
-    sessions: String,
-    expiry: String,
-}
-
-impl Tables {
-    fn new(prefix: &str) -> Self {
-        Self { sessions: format!("{prefix}_sessions"), expiry: format!("{prefix}_expiry") }
-    }
-
-    /// id → tagged expiry and JSON.
-    fn sessions(&self) -> TableDefinition<'_, &'static Key, &'static [u8]> {
-        TableDefinition::new(&self.sessions)
-    }
-
-    /// (expiry, id) → (), one entry per record with an expiry.
-    fn expiry(&self) -> TableDefinition<'_, (i64, &'static Key), ()> {
-        TableDefinition::new(&self.expiry)
-    }
-}
-
 /// Configures a [`RedbStore`]: durability and table names.
 ///
 /// ```
@@ -122,8 +110,8 @@ impl RedbStoreBuilder {
         self
     }
 
-    /// The tables are named `{prefix}_sessions` and `{prefix}_expiry`
-    /// [default: `sessionkit`]. Stores with different prefixes keep separate
+    /// The tables are named `{prefix}_sessions`, `{prefix}_expiry` and
+    /// `{prefix}_users` [default: `sessionkit`]. Stores with different prefixes keep separate
     /// sessions in one database.
     pub fn table_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.table_prefix = prefix.into();
@@ -135,7 +123,10 @@ impl RedbStoreBuilder {
     ///
     /// A file the store creates is readable and writable by its owner only
     /// (`0600` on Unix). A file that already exists keeps its mode: the
-    /// store changes the mode of no existing file.
+    /// store changes the mode of no existing file. A new database is
+    /// initialised under a temporary name beside it (`.{name}.new-{pid}`)
+    /// and given its name only once whole, so a crash during the very first
+    /// open cannot leave a file that no later open accepts.
     ///
     /// After an I/O error (a full disk) the store closes the file and opens
     /// it again by itself, so writes work again once the cause is gone; see
@@ -149,10 +140,7 @@ impl RedbStoreBuilder {
     /// of the same names with other types.
     pub fn open(self, path: impl AsRef<Path>) -> Result<RedbStore, StoreError> {
         let path = path.as_ref();
-        let db = open_private(path)
-            .map_err(DatabaseError::from)
-            .and_then(|file| Database::builder().create_with_backend(::redb::backends::FileBackend::new(file)?))
-            .map_err(|err| open_error(path, err))?;
+        let db = file::open(path)?;
         let path = path.to_owned();
         // `open`, not `create`: a file that vanished must not come back empty.
         self.assemble(Arc::new(db), Some(Box::new(move || Database::open(&path))))
@@ -182,70 +170,19 @@ impl RedbStoreBuilder {
     /// after an I/O failure.
     fn assemble(self, db: Arc<Database>, reopen: Option<Reopen>) -> Result<RedbStore, StoreError> {
         let tables = Arc::new(Tables::new(&self.table_prefix));
-        create_tables(&db, &tables, self.durability)?;
+        tables::create(&db, &tables, self.durability)?;
         let handle = Arc::new(Handle::new(db, reopen));
-        let writer = Writer::new(Arc::clone(&handle), Arc::clone(&tables), self.durability);
+        let leases = Arc::new(Leases::default());
+        let writer = Writer::new(Arc::clone(&handle), Arc::clone(&tables), Arc::clone(&leases), self.durability);
         let writer = GroupCommit::spawn("sessionkit-redb-writer", writer)?;
-        Ok(RedbStore { writer, handle, tables, durability: self.durability })
+        Ok(RedbStore { writer, handle, tables, leases, durability: self.durability })
     }
-}
-
-/// Creates both tables in one durable transaction with the store's settings,
-/// so every way the database could refuse them shows up now, as a
-/// configuration error, and not on a request's first write.
-fn create_tables(db: &Database, tables: &Tables, durability: RedbDurability) -> Result<(), StoreError> {
-    let refused = |message: String| move |err: TableError| StoreError::config_caused_by(message, err);
-    let mut txn =
-        db.begin_write().map_err(|err| StoreError::config_caused_by("cannot write to the redb database", err))?;
-    if durability == RedbDurability::None {
-        // Tried here so that a database that refuses it says so now.
-        txn.set_durability(::redb::Durability::None).map_err(|err| {
-            StoreError::config_caused_by("this redb database does not allow RedbDurability::None", err)
-        })?;
-        txn.set_durability(::redb::Durability::Immediate)
-            .map_err(|err| StoreError::config_caused_by("cannot make the redb table creation durable", err))?;
-    }
-    txn.open_table(tables.sessions())
-        .map_err(refused(format!("cannot use `{}` as the sessions table", tables.sessions)))?;
-    txn.open_table(tables.expiry())
-        .map_err(refused(format!("cannot use `{}` as the session expiry index", tables.expiry)))?;
-    txn.commit().map_err(|err| StoreError::config_caused_by("cannot commit to the redb database", err))
-}
-
-/// Opens the file at `path` for redb, creating it empty and private to its
-/// owner (`0600`) if it does not exist; an existing file keeps its mode.
-/// Otherwise as `redb::Builder::create`, which would create it `0644` (less
-/// the umask).
-fn open_private(path: &Path) -> std::io::Result<std::fs::File> {
-    let mut options = std::fs::OpenOptions::new();
-    options.read(true).write(true).create(true).truncate(false);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    options.open(path)
-}
-
-/// Says in words why a database file could not be opened.
-fn open_error(path: &Path, err: DatabaseError) -> StoreError {
-    let path = path.display();
-    let message = match &err {
-        DatabaseError::DatabaseAlreadyOpen => format!(
-            "the redb database {path} is already open, by this process or another: open it once and share \
-             the store (or build it on the open Database with RedbStore::from_database)"
-        ),
-        DatabaseError::UpgradeRequired(format) => {
-            format!("{path} is in redb file format {format}, which must be upgraded before this redb can open it")
-        }
-        DatabaseError::Storage(StorageError::Io(io)) if io.kind() == std::io::ErrorKind::InvalidData => {
-            format!("{path} is not a redb database")
-        }
-        DatabaseError::Storage(StorageError::Corrupted(_)) => format!("{path} is a corrupted redb database"),
-        _ => format!("cannot open the redb database {path}"),
-    };
-    StoreError::config_caused_by(message, err)
 }
 
 /// A session store in a redb database file: persistent, durable by default,
-/// with atomic `update` and an expiry index.
+/// with atomic `update` and `rename`, an expiry index, a user index,
+/// in-process exclusive leases and scans: every part of the
+/// [`SessionStore`] contract.
 ///
 /// Dropping the store stops its writer thread and closes the database
 /// (unless you still hold an `Arc` of it), so the same file can be reopened
@@ -254,31 +191,84 @@ fn open_error(path: &Path, err: DatabaseError) -> StoreError {
 ///
 /// # Layout
 ///
-/// Two tables, named `{prefix}_sessions` and `{prefix}_expiry` (the prefix is
-/// `sessionkit` unless [`RedbStoreBuilder::table_prefix`] says otherwise, so
-/// several session spaces, or your own tables, can share one file):
+/// Three tables, named `{prefix}_sessions`, `{prefix}_expiry` and
+/// `{prefix}_users` (the prefix is `sessionkit` unless
+/// [`RedbStoreBuilder::table_prefix`] says otherwise, so several session
+/// spaces, or your own tables, can share one file):
 ///
 /// | table | key | value |
 /// | --- | --- | --- |
-/// | `sessionkit_sessions` | `&[u8; 32]`: the [`StoreKey`]'s bytes | `&[u8]`: a tag byte, the expiry when there is one (Unix ms, `i64` big-endian), then the data as compact JSON |
-/// | `sessionkit_expiry` | `(i64, &[u8; 32])`: expiry in Unix ms, id | `()` |
+/// | `sessionkit_sessions` | `&[u8; 32]`: the [`StoreKey`]'s bytes | `&[u8]`: `0x02`, a flags byte (`0x01`: an expiry follows, `0x02`: a user follows), the expiry (Unix ms, `i64` big-endian), the user (length as `u32` big-endian, then UTF-8), then the data as compact JSON |
+/// | `sessionkit_expiry` | `(i64, &[u8; 32])`: expiry in Unix ms, key | `()` |
+/// | `sessionkit_users` | `(&str, &[u8; 32])`: user, key | `()` |
 ///
-/// The expiry index holds one entry per record that has an expiry, and moves
-/// with it in the same transaction on every write. `delete_expired` walks it
-/// from the oldest entry up to now and stops: a sweep costs what is expired,
-/// not what is stored. Every read checks the expiry too, so an expired record
-/// is never returned whether or not a sweep ran.
+/// The indexes hold one entry per record that has an expiry, and per record
+/// that has a user (the [`reserved::USER`](sessionkit::reserved::USER) in
+/// its data), and move with it in the same transaction on every write, so a
+/// listing and a sweep never see a record without its entry or the other
+/// way round. `delete_expired` walks the expiry index from the oldest entry
+/// up to now and stops: a sweep costs what is expired, not what is stored.
+/// Every read checks the expiry too, so an expired record is never returned
+/// (nor listed, nor scanned) whether or not a sweep ran.
+///
+/// # Files of the previous version
+///
+/// The previous version kept no user index and wrote values whose header is
+/// `0x00` (no expiry) or `0x01` and the expiry, without the user. Opening
+/// such a file creates `{prefix}_users` and fills it from the sessions'
+/// JSON, in one transaction (done once: a file that has the table has a
+/// complete index). Old values are read as they are and rewritten in the
+/// current layout by their next write. Going back to the previous version
+/// afterwards is not supported: it reads values in the current layout as
+/// corrupt, that is as absent (those users are signed out), and does not
+/// keep the user index.
+///
+/// # Users
+///
+/// [`sessions_of`](SessionStore::sessions_of) reads the user's index entries
+/// and each record in one read transaction, and returns the live ones that
+/// really are that user's. [`revoke`](SessionStore::revoke) and
+/// [`revoke_all`](SessionStore::revoke_all) are writes like the others:
+/// they check the owner and remove record and entries in the writer's
+/// transaction, so a revocation racing a login, a rename or an update of
+/// the same sessions is ordered before or after it, never in between.
+///
+/// # Exclusive leases
+///
+/// Leases live in this process's memory (redb opens a file in one process
+/// only, so every writer of these sessions is here). A grant is decided by
+/// the writer thread, in queue order with the writes, and answered once
+/// every write queued before it has committed; the fencing check of a
+/// patch runs on the writer thread too, right before its write, against the
+/// same clock reading as any grant in its batch. So a holder whose lease ran
+/// out cannot write, and the next holder reads everything its predecessor
+/// was allowed to write. A `try_lease` waits for the commit in front of it
+/// in the queue (a batch of grants alone commits nothing); `release_lease`
+/// does not wait. Leases are lost with the process, as their holders are.
+///
+/// # Scans
+///
+/// [`scan`](SessionStore::scan) reads the sessions table in key order, a
+/// page per read transaction, from the key after the cursor (the text form
+/// of the last key the previous page looked at). Keys are unique and pages
+/// advance strictly, so a record that lives from the first page to the last
+/// is returned exactly once, whatever is written meanwhile. A page skips at
+/// most a few thousand expired or unreadable records beyond its limit, so
+/// it may hold fewer records than asked for before the end.
 ///
 /// # Writes: one thread, one transaction per batch
 ///
 /// redb runs one write transaction at a time. The store owns a writer thread
 /// that takes every write queued while the previous commit was running and
-/// applies them all in one transaction, committed once. So `update` and
-/// `touch` are atomic read-modify-writes (nothing runs between their read and
-/// their write), and concurrent writers share one `fsync` instead of paying
-/// one each. No write is acknowledged before the commit holding it returns.
-/// Reads run in their own read transactions on tokio's blocking pool, beside
-/// the writer, and see every acknowledged write.
+/// applies them all in one transaction, committed once. So `update`,
+/// `touch`, `rename` and the revocations are atomic read-modify-writes
+/// (nothing runs between their read and their write), and concurrent
+/// writers share one `fsync` instead of paying one each. A patch that is
+/// refused ([`StoreError::Refused`]: an operation on a value of the wrong
+/// type, the size limit, a lost lease) writes nothing, and the other writes
+/// of its batch go on. No write is acknowledged before the commit holding it
+/// returns. Reads run in their own read transactions on tokio's blocking
+/// pool, beside the writer, and see every acknowledged write.
 ///
 /// # Durability
 ///
@@ -362,6 +352,7 @@ pub struct RedbStore {
     writer: GroupCommit<Writer>,
     handle: Arc<Handle>,
     tables: Arc<Tables>,
+    leases: Arc<Leases>,
     durability: RedbDurability,
 }
 
@@ -421,10 +412,7 @@ impl RedbStore {
     ///
     /// [`StoreError::Backend`] when the commit fails.
     pub async fn flush(&self) -> Result<(), StoreError> {
-        match self.writer.submit(Op::Flush).await? {
-            Out::Done => Ok(()),
-            other => Err(unexpected(&other)),
-        }
+        self.write(Op::Flush, done).await
     }
 
     /// Runs `read` in a read transaction on tokio's blocking pool.
@@ -489,6 +477,7 @@ impl fmt::Debug for RedbStore {
         f.debug_struct("RedbStore")
             .field("sessions_table", &self.tables.sessions)
             .field("expiry_table", &self.tables.expiry)
+            .field("users_table", &self.tables.users)
             .field("durability", &self.durability)
             .finish_non_exhaustive()
     }
@@ -515,25 +504,10 @@ fn unexpected(out: &Out) -> StoreError {
     )
 }
 
-/// Reads the live record under `key`, if any.
-fn read_record(txn: &ReadTransaction, tables: &Tables, key: &Key) -> Result<Option<SessionRecord>, StoreError> {
-    let table = txn
-        .open_table(tables.sessions())
-        .map_err(|err| StoreError::backend("redb store: opening the sessions table", err))?;
-    let Some(guard) = table.get(key).map_err(|err| StoreError::backend("redb store: reading a session", err))? else {
-        return Ok(None);
-    };
-    let decoded = Stored::parse(guard.value()).and_then(|stored| {
-        if stored.is_live(now_ms()) { stored.data().map(|data| Some((data, stored.expires_at_ms))) } else { Ok(None) }
-    });
-    match decoded {
-        Ok(record) => {
-            Ok(record.map(|(data, expires_at_ms)| SessionRecord::new(data, expires_at_ms.map(expiry::from_unix_ms))))
-        }
-        Err(err) => {
-            log_corrupt(&err);
-            Ok(None)
-        }
+impl RedbStore {
+    /// Submits `op` and expects the answer `pick` accepts.
+    async fn write<T>(&self, op: Op, pick: impl FnOnce(Out) -> Result<T, Out>) -> Result<T, StoreError> {
+        pick(self.writer.submit(op).await?).map_err(|other| unexpected(&other))
     }
 }
 
@@ -541,33 +515,27 @@ fn read_record(txn: &ReadTransaction, tables: &Tables, key: &Key) -> Result<Opti
 impl SessionStore for RedbStore {
     async fn get(&self, id: &StoreKey) -> Result<Option<SessionRecord>, StoreError> {
         let key = *id.as_bytes();
-        self.read(move |txn, tables| read_record(txn, tables, &key)).await
+        self.read(move |txn, tables| reads::record(txn, tables, &key)).await
     }
 
     async fn set(&self, id: &StoreKey, data: &SessionMap, expires_at: Option<SystemTime>) -> Result<(), StoreError> {
-        let expires_at_ms = expires_at.map(expiry::to_unix_ms);
         // Serialised here, on the caller's task, so the writer thread spends
         // its time in the transaction and not on JSON.
-        let value = codec::encode(data, expires_at_ms)?;
-        match self.writer.submit(Op::Set { key: *id.as_bytes(), value, expires_at_ms }).await? {
-            Out::Done => Ok(()),
-            other => Err(unexpected(&other)),
-        }
+        let value = codec::encode(data, expires_at.map(expiry::to_unix_ms))?;
+        self.write(Op::Set { key: *id.as_bytes(), value }, done).await
     }
 
     async fn delete(&self, id: &StoreKey) -> Result<(), StoreError> {
-        match self.writer.submit(Op::Delete { key: *id.as_bytes() }).await? {
-            Out::Done => Ok(()),
-            other => Err(unexpected(&other)),
-        }
+        self.write(Op::Delete { key: *id.as_bytes() }, done).await
     }
 
     async fn touch(&self, id: &StoreKey, expires_at: Option<SystemTime>) -> Result<bool, StoreError> {
         let op = Op::Touch { key: *id.as_bytes(), expires_at_ms: expires_at.map(expiry::to_unix_ms) };
-        match self.writer.submit(op).await? {
+        self.write(op, |out| match out {
             Out::Touched(existed) => Ok(existed),
-            other => Err(unexpected(&other)),
-        }
+            other => Err(other),
+        })
+        .await
     }
 
     async fn update(
@@ -581,25 +549,99 @@ impl SessionStore for RedbStore {
             changes: changes.clone(),
             expires_at_ms: expires_at.map(expiry::to_unix_ms),
         };
-        match self.writer.submit(op).await? {
-            Out::Updated(outcome) => Ok(outcome),
-            other => Err(unexpected(&other)),
-        }
+        self.write(op, updated).await
+    }
+
+    async fn rename(
+        &self,
+        from: &StoreKey,
+        to: &StoreKey,
+        changes: &Changes,
+        expires_at: Option<SystemTime>,
+    ) -> Result<UpdateOutcome, StoreError> {
+        let op = Op::Rename {
+            from: *from.as_bytes(),
+            to: *to.as_bytes(),
+            changes: changes.clone(),
+            expires_at_ms: expires_at.map(expiry::to_unix_ms),
+        };
+        self.write(op, updated).await
     }
 
     async fn delete_expired(&self) -> Result<u64, StoreError> {
         let mut removed = 0;
         loop {
-            match self.writer.submit(Op::Sweep { limit: SWEEP_CHUNK }).await? {
-                Out::Swept { removed: now, more } => {
-                    removed += now;
-                    if !more {
-                        return Ok(removed);
-                    }
-                }
-                other => return Err(unexpected(&other)),
+            let (now, more) = self
+                .write(Op::Sweep { limit: SWEEP_CHUNK }, |out| match out {
+                    Out::Swept { removed, more } => Ok((removed, more)),
+                    other => Err(other),
+                })
+                .await?;
+            removed += now;
+            if !more {
+                return Ok(removed);
             }
         }
+    }
+
+    async fn sessions_of(&self, user: &str) -> Result<Vec<(StoreKey, SessionRecord)>, StoreError> {
+        let user = user.to_owned();
+        self.read(move |txn, tables| reads::sessions_of(txn, tables, &user)).await
+    }
+
+    async fn revoke(&self, user: &str, key: &StoreKey) -> Result<bool, StoreError> {
+        let op = Op::Revoke { user: user.to_owned(), key: *key.as_bytes() };
+        self.write(op, |out| match out {
+            Out::Revoked(revoked) => Ok(revoked),
+            other => Err(other),
+        })
+        .await
+    }
+
+    async fn revoke_all(&self, user: &str, except: Option<&StoreKey>) -> Result<u64, StoreError> {
+        let op = Op::RevokeAll { user: user.to_owned(), except: except.map(|key| *key.as_bytes()) };
+        self.write(op, |out| match out {
+            Out::RevokedAll(count) => Ok(count),
+            other => Err(other),
+        })
+        .await
+    }
+
+    async fn scan(&self, cursor: &ScanCursor, limit: usize) -> Result<ScanPage, StoreError> {
+        let after = reads::cursor_key(cursor)?;
+        self.read(move |txn, tables| reads::scan_page(txn, tables, after, limit)).await
+    }
+
+    async fn try_lease(&self, key: &StoreKey, ttl: Duration) -> Result<Option<Lease>, StoreError> {
+        // Through the writer, so that the grant is ordered after every write
+        // the previous holder was allowed to make (see `leases`).
+        self.write(Op::Lease { key: *key.as_bytes(), ttl }, |out| match out {
+            Out::Leased(lease) => Ok(lease),
+            other => Err(other),
+        })
+        .await
+    }
+
+    async fn release_lease(&self, key: &StoreKey, token: LeaseToken) -> Result<(), StoreError> {
+        self.writer.health()?;
+        self.leases.release(key.as_bytes(), token);
+        Ok(())
+    }
+}
+
+/// Accepts `Out::Done`.
+fn done(out: Out) -> Result<(), Out> {
+    match out {
+        Out::Done => Ok(()),
+        other => Err(other),
+    }
+}
+
+/// Accepts `Out::Updated`.
+fn updated(out: Out) -> Result<UpdateOutcome, Out> {
+    match out {
+        Out::Updated(outcome) => Ok(outcome),
+        other => Err(other),
     }
 }
 
@@ -610,131 +652,9 @@ pub(crate) fn fuzz_read(bytes: &[u8]) {
     if let Ok(stored) = codec::Stored::parse(bytes) {
         let _ = stored.is_live(0);
         let _ = stored.data();
+        let _ = stored.user();
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::group_commit::test_hooks::{
-        assert_only_acknowledged_writes_stored, chain, numbered, panicking_data, race_a_panicking_write,
-    };
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_commit_that_panics_fails_its_batch_and_the_store_reopens_its_file() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("s.redb");
-        let store = Arc::new(RedbStore::open(&path).expect("open"));
-        let before = sessionkit::testing::checks::key();
-        store.set(&before, &numbered(0), None).await.expect("set");
-        let first_handle = Arc::downgrade(&store.handle.get().expect("handle"));
-
-        let race = race_a_panicking_write(&store).await;
-        store.health().expect("the writer restarted");
-        assert_eq!(first_handle.strong_count(), 0, "the handle the panic struck was not closed");
-        assert_only_acknowledged_writes_stored(&*store, &race).await;
-
-        let after = sessionkit::testing::checks::key();
-        store.set(&after, &numbered(1), Some(expiry::now() + std::time::Duration::from_secs(60))).await.expect("set");
-        let mut changes = Changes::new();
-        changes.set("updated", serde_json::json!(true));
-        assert_eq!(store.update(&before, &changes, None).await.expect("update"), UpdateOutcome::Applied);
-        assert!(store.touch(&after, None).await.expect("touch"));
-        store.delete(&after).await.expect("delete");
-        drop(store);
-
-        let reopened = RedbStore::open(&path).expect("reopen");
-        assert_eq!(
-            reopened.get(&before).await.expect("get").map(|r| r.data),
-            Some(changes.applied_to(numbered(0)).expect("applies"))
-        );
-        assert_eq!(reopened.get(&after).await.expect("get"), None);
-        assert_only_acknowledged_writes_stored(&reopened, &race).await;
-    }
-
-    #[tokio::test]
-    async fn a_store_on_the_applications_database_is_out_of_service_after_a_panic_and_says_so() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("s.redb");
-        let store = RedbStore::from_database(Database::create(&path).expect("create")).expect("store");
-        let kept = sessionkit::testing::checks::key();
-        store.set(&kept, &numbered(0), None).await.expect("set");
-        let panicked = sessionkit::testing::checks::key();
-        let err = store.set(&panicked, &panicking_data(), None).await.expect_err("the commit panics");
-        assert!(chain(&err).contains("panicked"), "{}", chain(&err));
-
-        for _ in 0..3 {
-            let health = chain(&store.health().expect_err("out of service for good"));
-            assert!(health.contains("from_database") && health.contains("builds a new store"), "{health}");
-            let read = store.get(&kept).await.expect_err("reads fail at once");
-            assert_eq!(chain(&read), health, "every operation reports the lasting error");
-            let write =
-                store.set(&sessionkit::testing::checks::key(), &numbered(1), None).await.expect_err("writes fail");
-            assert_eq!(chain(&write), health);
-            assert!(store.flush().await.is_err());
-        }
-        drop(store);
-
-        // What the application does: open the database again, a new store.
-        let store = RedbStore::open(&path).expect("reopen");
-        store.health().expect("a new store is healthy");
-        assert_eq!(store.get(&kept).await.expect("get").map(|r| r.data), Some(numbered(0)));
-        assert_eq!(store.get(&panicked).await.expect("get"), None, "the panicked write was rolled back");
-    }
-
-    #[cfg(unix)]
-    #[test]
-    fn the_database_file_a_store_creates_is_private_and_an_existing_file_keeps_its_mode() {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = |path: &Path| std::fs::metadata(path).expect("metadata").permissions().mode() & 0o777;
-
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("sessions.redb");
-        drop(RedbStore::open(&path).expect("open"));
-        assert_eq!(mode(&path), 0o600, "a new database file must be private");
-
-        let shared = dir.path().join("shared.redb");
-        std::fs::write(&shared, b"").expect("create");
-        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o640)).expect("chmod");
-        drop(RedbStore::open(&shared).expect("open"));
-        assert_eq!(mode(&shared), 0o640, "the store changed the mode of an existing file");
-    }
-
-    #[test]
-    fn table_names_follow_the_prefix() {
-        let tables = Tables::new("admin");
-        assert_eq!((tables.sessions.as_str(), tables.expiry.as_str()), ("admin_sessions", "admin_expiry"));
-    }
-
-    #[tokio::test]
-    async fn the_expiry_index_follows_every_write() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let db = Arc::new(Database::create(dir.path().join("s.redb")).expect("create"));
-        let store = RedbStore::from_database(Arc::clone(&db)).expect("store");
-        let index = || -> Vec<(i64, Key)> {
-            let txn = db.begin_read().expect("read");
-            let table = txn.open_table(store.tables.expiry()).expect("table");
-            ::redb::ReadableTable::iter(&table)
-                .expect("iter")
-                .map(|entry| entry.map(|(key, _)| (key.value().0, *key.value().1)).expect("entry"))
-                .collect()
-        };
-        let id = sessionkit::testing::checks::key();
-        let key = *id.as_bytes();
-        let soon = expiry::now() + std::time::Duration::from_secs(60);
-        let later = soon + std::time::Duration::from_secs(60);
-        let (soon_ms, later_ms) = (expiry::to_unix_ms(soon), expiry::to_unix_ms(later));
-
-        store.set(&id, &SessionMap::new(), Some(soon)).await.expect("set");
-        assert_eq!(index(), vec![(soon_ms, key)]);
-        assert!(store.touch(&id, Some(later)).await.expect("touch"));
-        assert_eq!(index(), vec![(later_ms, key)]);
-        assert_eq!(store.update(&id, &Changes::new(), Some(soon)).await.expect("update"), UpdateOutcome::Applied);
-        assert_eq!(index(), vec![(soon_ms, key)]);
-        store.set(&id, &SessionMap::new(), None).await.expect("set");
-        assert_eq!(index(), vec![], "a record without expiry is not indexed");
-        store.set(&id, &SessionMap::new(), Some(later)).await.expect("set");
-        store.delete(&id).await.expect("delete");
-        assert_eq!(index(), vec![]);
-    }
-}
+mod tests;

@@ -1,191 +1,230 @@
-//! What the user index costs: `set`, `update`, `rename` and `delete` of a
-//! session bound to a user (`with-user`, which the index must follow)
-//! against the same operation on a session without one (`without-user`),
-//! on every store: `index-cost/<store>/<op>/{with,without}-user`.
+//! What a user index costs: `set` (a new session), `update`, `rename` (to a
+//! new key) and `delete` of sessions that belong to a user against the same
+//! operations on sessions that belong to nobody, on every store. Ids:
+//! `index-cost/<store>/<op>/with-user` and `.../without-user`.
 //!
-//! The store holds [`settings::large_population`] sessions, half of them
-//! owned by users of four sessions each. Both kinds of session have the
-//! same size: the ones without a user carry a key of the same length in
-//! place of the user's, so the difference between the two is the index.
+//! A store whose operations wait on I/O runs them in waves of [`WAVE`]
+//! concurrent ones, as a loaded server would: a durable store then shares
+//! one commit among a wave, and what differs between the two variants (the
+//! index entries written, moved or removed) is not lost in the time of a
+//! `fsync` per operation. The others run one operation at a time. Each
+//! operation's future is made before the clock starts.
 //!
-//! Operations run [`IN_FLIGHT`] at a time, as concurrent requests do: on the
-//! durable stores a lone write waits for its own `fsync`, which would hide
-//! the index's cost; with group commit the cost per operation is the
-//! engine's work, index included.
+//! The store holds [`BACKGROUND`] other sessions; the sessions of the
+//! "with-user" variant belong to [`USERS`] users, round robin.
 
-use std::cell::RefCell;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
-use criterion::{BenchmarkId, Criterion};
+use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput};
 use serde_json::Value;
-use sessionkit::{Changes, SessionMap, SessionStore, StoreKey, UpdateOutcome, reserved};
+use sessionkit::{Changes, SessionMap, SessionStore, StoreError, StoreKey, UpdateOutcome, reserved};
 use sessionkit_benches::fixtures::{self, BACKGROUND_BYTES, Rng, payload};
 use sessionkit_benches::registry::StoreSpec;
 use sessionkit_benches::settings;
 use tokio::runtime::Runtime;
-use tokio::task::JoinSet;
 
-use super::{group_for, ok};
-
-/// Operations in flight at once.
-const IN_FLIGHT: usize = 64;
-/// Sessions of each kind the timed operations go to.
+/// Operations in flight at once on a store that waits on I/O: as many as
+/// the SQLite and redb writers commit together.
+const WAVE: usize = 256;
+/// Sessions in the store besides the measured ones.
+const BACKGROUND: usize = 10_000;
+/// Live sessions that `update` and `rename` work on, per variant.
 const TARGETS: usize = 1_000;
-/// Sessions per user in the population.
-const PER_USER: usize = 4;
+/// How many users the "with-user" sessions belong to.
+const USERS: usize = 100;
 
-/// A session's data: the background payload, with a user or with a
-/// non-reserved key of the same length in its place.
-fn data(owned: bool, n: usize) -> SessionMap {
+type Job = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+fn ok<T>(result: Result<T, StoreError>, what: &str) -> T {
+    match result {
+        Ok(value) => value,
+        Err(err) => panic!("{what} failed: {err} ({err:?})"),
+    }
+}
+
+/// Session data of [`BACKGROUND_BYTES`], bound to a user when `user` is.
+fn data(user: Option<usize>) -> SessionMap {
     let mut data = payload(BACKGROUND_BYTES);
-    let name = Value::from(format!("user-{:06}", n / PER_USER));
-    if owned {
-        data.insert(reserved::USER.to_owned(), name);
-    } else {
-        data.insert(format!("{:_<1$}", "unowned", reserved::USER.len()), name);
+    if let Some(n) = user {
+        data.insert(reserved::USER.to_owned(), Value::from(format!("bench-user-{}", n % USERS)));
     }
     data
 }
 
-/// `count` fresh sessions, with users (four sessions each, numbered from
-/// `first`) or without.
-fn sessions(rng: &mut Rng, owned: bool, first: usize, count: usize) -> Vec<(StoreKey, SessionMap)> {
-    (first..first + count).map(|n| (rng.id(), data(owned, n))).collect()
-}
+/// Operations made ahead of the clock at a time: bounds the memory a fast
+/// store's millions of iterations would take.
+const CHUNK: u64 = 4_096;
 
-/// Writes `sessions`, [`IN_FLIGHT`] at a time.
-async fn write(store: &Arc<dyn SessionStore>, sessions: &[(StoreKey, SessionMap)], expires_at: Option<SystemTime>) {
-    in_flight(
-        sessions.len() as u64,
-        |i| {
-            let (store, (key, data)) = (Arc::clone(store), sessions[i as usize].clone());
-            async move { ok(store.set(&key, &data, expires_at).await, "writing sessions") }
-        },
-        drop,
-    )
-    .await;
-}
-
-fn label(owned: bool) -> &'static str {
-    if owned { "with-user" } else { "without-user" }
-}
-
-/// Runs `iters` operations, [`IN_FLIGHT`] at a time; `op(i)` is the i-th,
-/// and `done` hears each answer once its group of [`IN_FLIGHT`] is over
-/// (before the next group starts). Returns the time taken.
-async fn in_flight<T, F>(iters: u64, mut op: impl FnMut(u64) -> F, mut done: impl FnMut(T)) -> Duration
-where
-    T: Send + 'static,
-    F: Future<Output = T> + Send + 'static,
-{
+/// Runs `jobs`, one at a time or in waves, and times them.
+async fn run(jobs: Vec<Job>, waits: bool) -> Duration {
     let start = Instant::now();
-    let mut next = 0;
-    while next < iters {
-        let chunk = (iters - next).min(IN_FLIGHT as u64);
-        let mut tasks = JoinSet::new();
-        for i in next..next + chunk {
-            tasks.spawn(op(i));
+    if !waits {
+        for job in jobs {
+            job.await;
         }
-        tasks.join_all().await.into_iter().for_each(&mut done);
-        next += chunk;
+        return start.elapsed();
+    }
+    let mut jobs = jobs.into_iter().peekable();
+    while jobs.peek().is_some() {
+        let mut wave = tokio::task::JoinSet::new();
+        for job in jobs.by_ref().take(WAVE) {
+            wave.spawn(job);
+        }
+        while let Some(done) = wave.join_next().await {
+            if let Err(panicked) = done {
+                std::panic::resume_unwind(panicked.into_panic());
+            }
+        }
     }
     start.elapsed()
 }
 
-/// The four operations, with and without a user, on a store holding a
-/// large population.
-pub fn index_cost(criterion: &mut Criterion, runtime: &Runtime, spec: &'static StoreSpec) {
+/// Times `count` operations, each made by `make` before the clock starts.
+fn timed(runtime: &Runtime, waits: bool, count: u64, mut make: impl FnMut() -> Job) -> Duration {
+    let (mut total, mut left) = (Duration::ZERO, count);
+    while left > 0 {
+        let now = left.min(CHUNK);
+        let jobs = (0..now).map(|_| make()).collect();
+        total += runtime.block_on(run(jobs, waits));
+        left -= now;
+    }
+    total
+}
+
+/// Runs `jobs`, untimed.
+fn untimed(runtime: &Runtime, waits: bool, jobs: impl IntoIterator<Item = Job>) {
+    let mut jobs = jobs.into_iter().peekable();
+    while jobs.peek().is_some() {
+        runtime.block_on(run(jobs.by_ref().take(CHUNK as usize).collect(), waits));
+    }
+}
+
+/// One variant's sessions: whether they have users, the live sessions
+/// `update` and `rename` work on, and where it stands in them.
+struct Variant {
+    name: &'static str,
+    with_user: bool,
+    /// How many sessions it wrote: the next one's user is the next one.
+    written: usize,
+    targets: Vec<StoreKey>,
+    slot: usize,
+}
+
+impl Variant {
+    fn next_data(&mut self) -> SessionMap {
+        self.written += 1;
+        data(self.with_user.then_some(self.written))
+    }
+
+    /// The next target; slots advance one per operation, so a wave never
+    /// works on one session twice.
+    fn next_slot(&mut self) -> usize {
+        self.slot = (self.slot + 1) % self.targets.len();
+        self.slot
+    }
+}
+
+/// The `index-cost` group for `spec`. The two variants of each operation
+/// run one right after the other, so that the machine's load drifts as
+/// little as possible between them.
+pub fn measure(criterion: &mut Criterion, runtime: &Runtime, spec: &'static StoreSpec) {
     let Some(open) = ok(runtime.block_on(spec.open()), "opening the store") else {
         return;
     };
-    let store: Arc<dyn SessionStore> = Arc::clone(&open.store);
+    let store = Arc::clone(&open.store);
+    let waits = spec.waits;
     let mut rng = Rng::new(11);
-    let population = settings::large_population();
+    let background = if settings::quick() { BACKGROUND / 10 } else { BACKGROUND };
+    ok(runtime.block_on(fixtures::populate(&store, waits, background, &mut rng)), "populating");
     let expires_at = fixtures::expiry();
-    let mut targets: [Vec<(StoreKey, SessionMap)>; 2] = [Vec::new(), Vec::new()];
-    for (kind, owned) in [(0, true), (1, false)] {
-        let sessions = sessions(&mut rng, owned, 0, population / 2);
-        runtime.block_on(write(&store, &sessions, expires_at));
-        targets[kind] = sessions[..TARGETS.min(sessions.len())].to_vec();
+    let set = |key: StoreKey, data: SessionMap| {
+        let store = Arc::clone(&store);
+        Box::pin(async move { ok(store.set(&key, &data, expires_at).await, "set") }) as Job
+    };
+    let delete = |key: StoreKey| {
+        let store = Arc::clone(&store);
+        Box::pin(async move { ok(store.delete(&key).await, "delete") }) as Job
+    };
+    let mut variants = [("without-user", false), ("with-user", true)].map(|(name, with_user)| Variant {
+        name,
+        with_user,
+        written: 0,
+        targets: (0..TARGETS).map(|_| rng.id()).collect(),
+        slot: 0,
+    });
+    for variant in &mut variants {
+        let jobs: Vec<Job> = variant.targets.clone().into_iter().map(|key| set(key, variant.next_data())).collect();
+        untimed(runtime, waits, jobs);
     }
 
-    let mut group = group_for(criterion, "index-cost", spec);
-    for (kind, owned) in [(0, true), (1, false)] {
-        let targets = &targets[kind];
-        let id = BenchmarkId::new(format!("{}/set", spec.name), label(owned));
-        group.bench_function(id, |b| {
+    let mut group = criterion.benchmark_group("index-cost");
+    group.throughput(Throughput::Elements(1));
+    if waits {
+        group.sampling_mode(SamplingMode::Flat);
+    }
+    let id = |op: &str, variant: &Variant| BenchmarkId::new(format!("{}/{op}", spec.name), variant.name);
+    for variant in &mut variants {
+        group.bench_function(id("set", variant), |b| {
             b.iter_custom(|iters| {
-                runtime.block_on(in_flight(
-                    iters,
-                    |i| {
-                        let (store, (key, data)) = (Arc::clone(&store), targets[i as usize % targets.len()].clone());
-                        async move { ok(store.set(&key, &data, expires_at).await, "set") }
-                    },
-                    drop,
-                ))
+                let mut written = Vec::new();
+                let elapsed = timed(runtime, waits, iters, || {
+                    let key = rng.id();
+                    written.push(key.clone());
+                    set(key, variant.next_data())
+                });
+                // The new sessions go again, untimed, so the store does not grow.
+                untimed(runtime, waits, written.into_iter().map(delete));
+                elapsed
             })
         });
     }
-    for (kind, owned) in [(0, true), (1, false)] {
-        let targets = &targets[kind];
-        let mut changes = Changes::new();
-        changes.set("visits", Value::from(43));
-        let id = BenchmarkId::new(format!("{}/update", spec.name), label(owned));
-        group.bench_function(id, |b| {
+    for variant in &mut variants {
+        group.bench_function(id("update", variant), |b| {
             b.iter_custom(|iters| {
-                runtime.block_on(in_flight(
-                    iters,
-                    |i| {
-                        let (store, key, changes) =
-                            (Arc::clone(&store), targets[i as usize % targets.len()].0.clone(), changes.clone());
-                        async move {
-                            let outcome = ok(store.update(&key, &changes, expires_at).await, "update");
-                            assert_eq!(outcome, UpdateOutcome::Applied, "a benchmark session went missing");
-                        }
-                    },
-                    drop,
-                ))
+                let mut i = 0u64;
+                timed(runtime, waits, iters, || {
+                    i += 1;
+                    let slot = variant.next_slot();
+                    let (store, key) = (Arc::clone(&store), variant.targets[slot].clone());
+                    let mut changes = Changes::new();
+                    changes.set("visits", Value::from(i));
+                    Box::pin(async move {
+                        let outcome = ok(store.update(&key, &changes, expires_at).await, "update");
+                        assert_eq!(outcome, UpdateOutcome::Applied, "a benchmark session went missing");
+                    }) as Job
+                })
             })
         });
     }
-    for (kind, owned) in [(0, true), (1, false)] {
-        // Each rename moves a target to a fresh key, which the next rename
-        // of that target starts from once its group of renames is over.
-        let keys: RefCell<Vec<StoreKey>> = RefCell::new(targets[kind].iter().map(|(key, _)| key.clone()).collect());
-        let id = BenchmarkId::new(format!("{}/rename", spec.name), label(owned));
-        group.bench_function(id, |b| {
+    for variant in &mut variants {
+        group.bench_function(id("rename", variant), |b| {
             b.iter_custom(|iters| {
-                let count = keys.borrow().len();
-                let rename = |i: u64| {
-                    let slot = i as usize % count;
-                    let (store, from, to) = (Arc::clone(&store), keys.borrow()[slot].clone(), rng.id());
-                    async move {
+                timed(runtime, waits, iters, || {
+                    let slot = variant.next_slot();
+                    let (from, to) = (variant.targets[slot].clone(), rng.id());
+                    variant.targets[slot] = to.clone();
+                    let store = Arc::clone(&store);
+                    Box::pin(async move {
                         let outcome = ok(store.rename(&from, &to, &Changes::new(), expires_at).await, "rename");
                         assert_eq!(outcome, UpdateOutcome::Applied, "a benchmark session went missing");
-                        (slot, to)
-                    }
-                };
-                runtime.block_on(in_flight(iters, rename, |(slot, to)| keys.borrow_mut()[slot] = to))
+                    }) as Job
+                })
             })
         });
     }
-    for owned in [true, false] {
-        let id = BenchmarkId::new(format!("{}/delete", spec.name), label(owned));
-        group.bench_function(id, |b| {
+    for variant in &mut variants {
+        group.bench_function(id("delete", variant), |b| {
             b.iter_custom(|iters| {
-                // Something to delete, written untimed: fresh sessions of
-                // the kind measured.
-                let doomed = sessions(&mut rng, owned, population, iters as usize);
-                runtime.block_on(write(&store, &doomed, expires_at));
-                runtime.block_on(in_flight(
-                    iters,
-                    |i| {
-                        let (store, key) = (Arc::clone(&store), doomed[i as usize].0.clone());
-                        async move { ok(store.delete(&key).await, "delete") }
-                    },
-                    drop,
-                ))
+                let doomed: Vec<StoreKey> = (0..iters).map(|_| rng.id()).collect();
+                untimed(runtime, waits, doomed.iter().map(|key| set(key.clone(), variant.next_data())));
+                let mut doomed = doomed.into_iter();
+                timed(runtime, waits, iters, || match doomed.next() {
+                    Some(key) => delete(key),
+                    None => Box::pin(async {}),
+                })
             })
         });
     }

@@ -24,6 +24,7 @@ const DATA: &[u8] = b",\"data\":";
 pub(super) const PEEK_LEN: usize = 48;
 
 /// A decoded session file.
+#[derive(Debug, Clone)]
 pub(super) struct StoredRecord {
     pub(super) data: SessionMap,
     /// Expiry in Unix milliseconds; `None` never expires.

@@ -9,12 +9,18 @@
 //!
 //! A stripe is locked in two steps:
 //!
-//! 1. an in-process `tokio::sync::Mutex`, awaited, so that writers of this
-//!    process queue without occupying a blocking thread each;
+//! 1. an in-process mutex, which keeps a batch of writes and the sweeper of
+//!    this process apart (writers of this process already queue for their
+//!    batch in `batcher`, without occupying a thread);
 //! 2. an advisory exclusive lock on the stripe's lock file
 //!    ([`std::fs::File::lock`]: `flock(2)` on Unix, `LockFileEx` on
 //!    Windows), taken on a blocking thread, so that writers in other
 //!    processes sharing the directory wait too.
+//!
+//! A batch of writes (`commit`) takes the locks of the stripes it touches
+//! in ascending stripe order (today one: writes queue by stripe), and
+//! everyone else holds one stripe at a time, so no two lockers, in any
+//! process, can wait for each other in a cycle.
 //!
 //! Why lock files rather than the session files: a session file is
 //! replaced by a rename, and a lock on the old file would not bind whoever
@@ -93,7 +99,9 @@ impl Locks {
         Self { dir: dir.join(LOCK_DIR), stripes }
     }
 
-    /// Waits for the in-process lock of `stripe`.
+    /// Waits for the in-process lock of `stripe`, in async code (the
+    /// tests, standing in for a writer).
+    #[cfg(test)]
     pub(super) async fn lock_local(&self, stripe: usize) -> LocalGuard {
         Arc::clone(&self.stripes[stripe]).lock_owned().await
     }

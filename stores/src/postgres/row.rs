@@ -8,7 +8,7 @@
 //! someone to look at until it expires or is deleted. The column types are
 //! checked when the store is built, so only the data's content can be wrong.
 
-use sessionkit::{SessionMap, SessionRecord, StoreError, StoreKey, expiry};
+use sessionkit::{SessionMap, SessionRecord, StoreError, StoreKey, expiry, reserved};
 
 /// The `id` column's value for a session: the key's 43-character text.
 /// Every statement gets its key from here, so a change of key type (a
@@ -20,6 +20,22 @@ pub(super) fn key(id: &StoreKey) -> &str {
 /// The `data` column's value: the map as JSON, in UTF-8 bytes.
 pub(super) fn encode(data: &SessionMap) -> Result<Vec<u8>, StoreError> {
     serde_json::to_vec(data).map_err(StoreError::Encode)
+}
+
+/// The `user_id` column's value for `data`: its user, if any
+/// ([`reserved::user_of`]). Every write fills the column from the data it
+/// writes, in the same statement, so the index never disagrees with the
+/// data. A user name holding U+0000, which PostgreSQL text cannot hold, is
+/// refused rather than left out of the index (which would hide the session
+/// from its user's listing and from revocation).
+pub(super) fn user_column(data: &SessionMap) -> Result<Option<&str>, StoreError> {
+    match reserved::user_of(data) {
+        Some(user) if user.contains('\0') => Err(StoreError::Encode(serde_json::Error::io(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "the session's user name holds U+0000, which a PostgreSQL text column cannot store",
+        )))),
+        user => Ok(user),
+    }
 }
 
 /// The `data` column back as a map, or `None` (logged) when it is not a
@@ -61,6 +77,18 @@ mod tests {
         assert_eq!(record.data, data);
         assert_eq!(record.expires_at_unix_ms(), Some(1_700_000_000_123));
         assert_eq!(decode(b"{}", None, "t").expect("decodes").expires_at, None);
+    }
+
+    #[test]
+    fn the_user_column_follows_the_reserved_key_and_refuses_nul() {
+        let with = |user: serde_json::Value| match json!({ "a": 1, (reserved::USER): user }) {
+            serde_json::Value::Object(map) => map,
+            _ => unreachable!("an object literal"),
+        };
+        assert_eq!(user_column(&with(json!("ada"))).expect("fine"), Some("ada"));
+        assert_eq!(user_column(&with(json!(42))).expect("fine"), None);
+        assert_eq!(user_column(&SessionMap::new()).expect("fine"), None);
+        assert!(matches!(user_column(&with(json!("a\u{0}b"))), Err(StoreError::Encode(_))));
     }
 
     #[test]

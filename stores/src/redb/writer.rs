@@ -1,19 +1,17 @@
 //! The write side of a [`RedbStore`](super::RedbStore): every write is an
 //! [`Op`], and the group-commit thread applies each batch of them inside one
-//! redb write transaction.
+//! redb write transaction (see [`super::apply`] for what each one does).
 //!
 //! Applying a batch in one transaction is what makes the store both atomic
 //! and fast. redb runs one write transaction at a time, so each operation's
-//! read-modify-write (`touch`, `update`, the sweep) sees every earlier
-//! operation and nothing can slip in between its read and its write; and the
-//! whole batch pays for one commit (one `fsync` when durable) instead of one
-//! per operation.
+//! read-modify-write (`touch`, `update`, `rename`, the revocations, the
+//! sweep) sees every earlier operation and nothing can slip in between its
+//! read and its write; and the whole batch pays for one commit (one `fsync`
+//! when durable) instead of one per operation.
 //!
-//! The sessions table and the expiry index change together in every
-//! operation, so the index always names exactly the records with an expiry
-//! (see [`super::Tables`]). If a record was found corrupt and could not tell
-//! its old expiry, its stale index entry is harmless: the sweep checks the
-//! record's own expiry before deleting it.
+//! Lease grants are decided here too, in queue order, and answered with
+//! their batch (see [`super::leases`]). A batch of nothing but grants opens
+//! no transaction. A batch that fails takes its grants back.
 //!
 //! A batch the engine fails (an I/O error, a full disk) fails as a whole and
 //! commits nothing; before the next batch the database handle is replaced
@@ -27,31 +25,49 @@
 //! good (see [`crate::group_commit`]).
 
 use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
 
-use redb::{Database, ReadableTable, StorageError, Table, WriteTransaction};
-use sessionkit::{Changes, StoreError, UpdateOutcome};
+use redb::{Database, WriteTransaction};
+use sessionkit::{Changes, Lease, LeaseToken, StoreError, UpdateOutcome};
 
-use super::codec::{self, Stored};
+use super::apply::WriteTables;
 use super::handle::Handle;
+use super::leases::Leases;
 use super::{Key, RedbDurability, Tables, now_ms};
 use crate::group_commit::{Committer, Restart};
 
-/// One write, as submitted to the writer thread. Not `Debug`: it holds a
-/// session id, which must never reach a log.
+/// One write, as submitted to the writer thread. Not `Debug`: it holds
+/// store keys, which must never reach a log (with ids not hashed at rest, a
+/// key is the id).
 pub(super) enum Op {
     /// Store `value` (already encoded) under `key`.
-    Set { key: Key, value: Vec<u8>, expires_at_ms: Option<i64> },
+    Set { key: Key, value: Vec<u8> },
     /// Remove `key`.
     Delete { key: Key },
     /// Move a live record's expiry.
     Touch { key: Key, expires_at_ms: Option<i64> },
     /// Apply `changes` to a live record and set its expiry.
     Update { key: Key, changes: Changes, expires_at_ms: Option<i64> },
+    /// Move a live record from `from` to `to`, with `changes` applied.
+    Rename { from: Key, to: Key, changes: Changes, expires_at_ms: Option<i64> },
+    /// Remove `key` if it is live and `user`'s.
+    Revoke { user: String, key: Key },
+    /// Remove every live session of `user` but `except`.
+    RevokeAll { user: String, except: Option<Key> },
     /// Remove up to `limit` expired records.
     Sweep { limit: usize },
+    /// Grant the lease on `key` for `ttl` if nobody holds a live one.
+    Lease { key: Key, ttl: Duration },
     /// Nothing, but the batch holding it commits durably whatever the
     /// configured durability.
     Flush,
+}
+
+impl Op {
+    /// Whether the operation needs the write transaction (all but grants).
+    fn writes(&self) -> bool {
+        !matches!(self, Op::Lease { .. })
+    }
 }
 
 /// What one [`Op`] answers.
@@ -61,25 +77,37 @@ pub(super) enum Out {
     Done,
     /// `Touch`: whether the record was live.
     Touched(bool),
-    /// `Update`.
+    /// `Update`, `Rename`.
     Updated(UpdateOutcome),
+    /// `Revoke`: whether it removed the session.
+    Revoked(bool),
+    /// `RevokeAll`: how many sessions it removed.
+    RevokedAll(u64),
     /// `Sweep`: how many records it removed, and whether it stopped at its
     /// limit (more expired index entries may remain).
     Swept { removed: u64, more: bool },
+    /// `Lease`: the grant, or `None` while another holder's lease lives.
+    Leased(Option<Lease>),
 }
 
 /// Owns the write side of the database on the group-commit thread.
 pub(super) struct Writer {
     handle: Arc<Handle>,
     tables: Arc<Tables>,
+    leases: Arc<Leases>,
     durability: RedbDurability,
     /// The handle the last batch ran on: the one to replace if it panicked.
     used: Weak<Database>,
 }
 
 impl Writer {
-    pub(super) fn new(handle: Arc<Handle>, tables: Arc<Tables>, durability: RedbDurability) -> Self {
-        Self { handle, tables, durability, used: Weak::new() }
+    pub(super) fn new(
+        handle: Arc<Handle>,
+        tables: Arc<Tables>,
+        leases: Arc<Leases>,
+        durability: RedbDurability,
+    ) -> Self {
+        Self { handle, tables, leases, durability, used: Weak::new() }
     }
 }
 
@@ -91,11 +119,20 @@ impl Committer for Writer {
     /// failed (a full disk), the batch fails with the cause, and the handle
     /// is replaced before this returns, so the next batch can commit.
     fn commit(&mut self, ops: Vec<Op>) -> Result<Vec<Result<Out, StoreError>>, StoreError> {
+        // Taken back unless the batch commits, even if it panics.
+        let mut grants = Grants { leases: &self.leases, granted: Vec::new(), committed: false };
+        if !ops.iter().any(Op::writes) {
+            let now = Batch { ms: now_ms(), instant: Instant::now() };
+            let results = ops.into_iter().map(|op| grant(&mut grants, op, now)).collect();
+            grants.committed = true;
+            return Ok(results);
+        }
         let db = self.handle.get()?;
         self.used = Arc::downgrade(&db);
-        let result = commit_batch(&db, &self.tables, self.durability, ops);
+        let result = commit_batch(&db, &self.tables, &mut grants, self.durability, ops);
         // Let go of the handle first: replacing it waits for every holder.
         drop(db);
+        grants.committed = result.is_ok();
         result.map_err(|err| self.handle.after_error(&self.used, err))
     }
 
@@ -114,22 +151,72 @@ impl Committer for Writer {
     }
 }
 
+/// The instant a batch happens at: one clock reading per batch, in Unix ms
+/// for records and on the monotonic clock for leases.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Batch {
+    pub(super) ms: i64,
+    pub(super) instant: Instant,
+}
+
+/// The leases a batch granted, released again when it does not commit.
+pub(super) struct Grants<'a> {
+    pub(super) leases: &'a Leases,
+    granted: Vec<(Key, LeaseToken)>,
+    committed: bool,
+}
+
+impl Grants<'_> {
+    /// Grants the lease on `key`, remembering it until the batch commits.
+    pub(super) fn grant(&mut self, key: &Key, ttl: Duration, now: Instant) -> Result<Option<Lease>, StoreError> {
+        let lease = self.leases.grant(key, ttl, now)?;
+        if let Some(lease) = &lease {
+            self.granted.push((*key, lease.token));
+        }
+        Ok(lease)
+    }
+}
+
+impl Drop for Grants<'_> {
+    fn drop(&mut self) {
+        if !self.committed {
+            // Nobody was told of these grants: nobody would release them.
+            for (key, token) in &self.granted {
+                self.leases.release(key, *token);
+            }
+        }
+    }
+}
+
+/// Answers an operation of a batch that opens no transaction: a grant.
+fn grant(grants: &mut Grants<'_>, op: Op, now: Batch) -> Result<Out, StoreError> {
+    match op {
+        Op::Lease { key, ttl } => grants.grant(&key, ttl, now.instant).map(Out::Leased),
+        // Only grants come here (see `Op::writes`); reported, not assumed.
+        _ => Err(StoreError::backend(
+            "redb store: a write reached the writer without a transaction",
+            std::io::Error::other("a batch without writes held a write"),
+        )),
+    }
+}
+
 /// Applies `ops` in one write transaction and commits it.
 fn commit_batch(
     db: &Database,
     tables: &Tables,
+    grants: &mut Grants<'_>,
     durability: RedbDurability,
     ops: Vec<Op>,
 ) -> Result<Vec<Result<Out, StoreError>>, StoreError> {
     let flush = ops.iter().any(|op| matches!(op, Op::Flush));
     let txn = begin_write(db, durability, flush)?;
     // One clock reading per batch: the whole batch happens at one instant.
-    let now = now_ms();
+    let now = Batch { ms: now_ms(), instant: Instant::now() };
     let results = {
         let mut tables = WriteTables::open(&txn, tables)?;
         let mut results = Vec::with_capacity(ops.len());
         for op in ops {
-            match tables.apply(op, now) {
+            match tables.apply(op, now, grants) {
                 Ok(out) => results.push(Ok(out)),
                 Err(Failure::Rejected(err)) => results.push(Err(err)),
                 // Returning drops the transaction, which rolls it back: a
@@ -144,18 +231,13 @@ fn commit_batch(
 }
 
 /// Why an operation failed.
-enum Failure {
+pub(super) enum Failure {
     /// The engine failed: the transaction can no longer be trusted, so the
     /// whole batch fails.
     Engine(StoreError),
     /// This operation alone was refused, before it changed anything; the
     /// rest of the batch goes on.
     Rejected(StoreError),
-}
-
-/// Wraps an engine error from doing `context` as a batch failure.
-fn engine(context: &'static str) -> impl Fn(StorageError) -> Failure {
-    move |err| Failure::Engine(StoreError::backend(context, err))
 }
 
 /// Begins a write transaction with the store's durability; `flush` forces a
@@ -172,176 +254,4 @@ fn begin_write(db: &Database, durability: RedbDurability, flush: bool) -> Result
             .map_err(|err| StoreError::backend("redb store: choosing non-durable commits", err))?,
     }
     Ok(txn)
-}
-
-/// Both tables, open for writing in one transaction.
-struct WriteTables<'txn> {
-    sessions: Table<'txn, &'static Key, &'static [u8]>,
-    expiry: Table<'txn, (i64, &'static Key), ()>,
-}
-
-impl<'txn> WriteTables<'txn> {
-    /// Opens (and on first use creates) both tables.
-    fn open(txn: &'txn WriteTransaction, tables: &Tables) -> Result<Self, StoreError> {
-        let sessions = txn
-            .open_table(tables.sessions())
-            .map_err(|err| StoreError::backend("redb store: opening the sessions table", err))?;
-        let expiry = txn
-            .open_table(tables.expiry())
-            .map_err(|err| StoreError::backend("redb store: opening the expiry index", err))?;
-        Ok(Self { sessions, expiry })
-    }
-
-    fn apply(&mut self, op: Op, now: i64) -> Result<Out, Failure> {
-        match op {
-            Op::Set { key, value, expires_at_ms } => {
-                self.put(&key, &value, expires_at_ms)?;
-                // After the write, so the panic strikes inside a transaction
-                // that has changed both tables.
-                #[cfg(test)]
-                crate::group_commit::test_hooks::panic_if_marked(&value);
-                Ok(Out::Done)
-            }
-            Op::Delete { key } => self.delete(&key).map(|()| Out::Done),
-            Op::Touch { key, expires_at_ms } => self.touch(&key, expires_at_ms, now).map(Out::Touched),
-            Op::Update { key, changes, expires_at_ms } => {
-                self.update(&key, &changes, expires_at_ms, now).map(Out::Updated)
-            }
-            Op::Sweep { limit } => self.sweep(now, limit).map(|(removed, more)| Out::Swept { removed, more }),
-            Op::Flush => Ok(Out::Done),
-        }
-    }
-
-    /// Writes `value` under `key` and moves its index entry.
-    fn put(&mut self, key: &Key, value: &[u8], expires_at_ms: Option<i64>) -> Result<(), Failure> {
-        let old_expiry = match self.sessions.insert(key, value) {
-            Ok(old) => old.and_then(|old| expiry_of(old.value())),
-            // redb checks the size before touching the tree, so the
-            // transaction is intact and only this write fails.
-            Err(err @ StorageError::ValueTooLarge(_)) => {
-                return Err(Failure::Rejected(StoreError::backend("redb store: storing a session", err)));
-            }
-            Err(err) => return Err(engine("redb store: storing a session")(err)),
-        };
-        self.reindex(key, old_expiry, expires_at_ms)
-    }
-
-    /// Moves `key`'s index entry from `old` to `new`.
-    fn reindex(&mut self, key: &Key, old: Option<i64>, new: Option<i64>) -> Result<(), Failure> {
-        if old == new {
-            return Ok(());
-        }
-        let index = engine("redb store: updating the expiry index");
-        if let Some(at) = old {
-            self.expiry.remove((at, key)).map_err(&index)?;
-        }
-        if let Some(at) = new {
-            self.expiry.insert((at, key), ()).map_err(&index)?;
-        }
-        Ok(())
-    }
-
-    fn delete(&mut self, key: &Key) -> Result<(), Failure> {
-        let old_expiry = self
-            .sessions
-            .remove(key)
-            .map_err(engine("redb store: deleting a session"))?
-            .and_then(|old| expiry_of(old.value()));
-        self.reindex(key, old_expiry, None)
-    }
-
-    /// The JSON of the live record under `key`, copied out: `None` when
-    /// absent, expired or corrupt (logged).
-    fn live_json(&self, key: &Key, now: i64) -> Result<Option<Vec<u8>>, Failure> {
-        let Some(guard) = self.sessions.get(key).map_err(engine("redb store: reading a session"))? else {
-            return Ok(None);
-        };
-        match Stored::parse(guard.value()) {
-            Ok(stored) if stored.is_live(now) => Ok(Some(stored.json.to_vec())),
-            Ok(_) => Ok(None),
-            Err(err) => {
-                super::log_corrupt(&err);
-                Ok(None)
-            }
-        }
-    }
-
-    fn touch(&mut self, key: &Key, expires_at_ms: Option<i64>, now: i64) -> Result<bool, Failure> {
-        let Some(json) = self.live_json(key, now)? else {
-            return Ok(false);
-        };
-        // Unreadable data reads as absent everywhere: touch must not keep
-        // alive what `get` would not return, so it decodes what it keeps.
-        if let Err(err) = (Stored { expires_at_ms: None, json: &json }).data() {
-            super::log_corrupt(&err);
-            return Ok(false);
-        }
-        // The bytes are kept as they are: touch never re-serialises the data.
-        self.put(key, &codec::encode_json(&json, expires_at_ms), expires_at_ms)?;
-        Ok(true)
-    }
-
-    fn update(
-        &mut self,
-        key: &Key,
-        changes: &Changes,
-        expires_at_ms: Option<i64>,
-        now: i64,
-    ) -> Result<UpdateOutcome, Failure> {
-        let Some(json) = self.live_json(key, now)? else {
-            return Ok(UpdateOutcome::Missing);
-        };
-        let data = match serde_json::from_slice(&json) {
-            Ok(data) => data,
-            Err(err) => {
-                // Unreadable data reads as absent everywhere, so an update
-                // finds nothing to patch, as a `get` would.
-                super::log_corrupt(&codec::CorruptRecord::Json(err));
-                return Ok(UpdateOutcome::Missing);
-            }
-        };
-        let data = changes.applied_to(data).map_err(|err| Failure::Rejected(StoreError::Refused(err)))?;
-        let value = codec::encode(&data, expires_at_ms).map_err(Failure::Rejected)?;
-        self.put(key, &value, expires_at_ms)?;
-        Ok(UpdateOutcome::Applied)
-    }
-
-    /// Removes up to `limit` expired records, walking the expiry index from
-    /// its oldest entry up to `now` and no further: the cost is what is
-    /// expired, not what is stored. Also says whether it stopped at `limit`.
-    fn sweep(&mut self, now: i64, limit: usize) -> Result<(u64, bool), Failure> {
-        let index = engine("redb store: walking the expiry index");
-        let due: Vec<(i64, Key)> = self
-            .expiry
-            .range::<(i64, &Key)>(..=(now, &[u8::MAX; 32]))
-            .map_err(&index)?
-            .take(limit)
-            .map(|entry| entry.map(|(key, _)| (key.value().0, *key.value().1)))
-            .collect::<Result<_, _>>()
-            .map_err(&index)?;
-        let mut removed = 0;
-        for (at, id) in &due {
-            self.expiry.remove((*at, id)).map_err(&index)?;
-            let guard = self.sessions.get(id).map_err(engine("redb store: reading a session"))?;
-            // Only the record's own expiry counts: an entry left behind by a
-            // record that was corrupt when it was rewritten must not delete
-            // its live successor. A record whose header is unreadable and
-            // whose index entry says it is due is removed with it.
-            let due = guard.is_some_and(|guard| match Stored::parse(guard.value()) {
-                Ok(stored) => stored.expires_at_ms == Some(*at),
-                Err(_) => true,
-            });
-            if due {
-                self.sessions.remove(id).map_err(engine("redb store: deleting an expired session"))?;
-                removed += 1;
-            }
-        }
-        Ok((removed, due.len() == limit))
-    }
-}
-
-/// The expiry recorded in a stored value, `None` when it has none or its
-/// header is unreadable (the sweep then cleans up after it).
-fn expiry_of(value: &[u8]) -> Option<i64> {
-    Stored::parse(value).ok().and_then(|stored| stored.expires_at_ms)
 }
