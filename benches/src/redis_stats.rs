@@ -114,9 +114,7 @@ fn parse(text: &str) -> Snapshot {
             if let (Some(calls), Some(usec)) = (field("calls"), field("usec")) {
                 snapshot.commands.insert(name.to_owned(), (calls, usec));
             }
-        } else if let Some(secs) =
-            line.strip_prefix("used_cpu_sys:").or_else(|| line.strip_prefix("used_cpu_user:"))
-        {
+        } else if let Some(secs) = line.strip_prefix("used_cpu_sys:").or_else(|| line.strip_prefix("used_cpu_user:")) {
             snapshot.cpu_secs += secs.trim().parse::<f64>().unwrap_or(0.0);
         }
     }
@@ -158,8 +156,7 @@ mod tests {
     #[test]
     fn a_real_server_is_counted() {
         // A missing redis-server fails under CI and is a loud skip elsewhere.
-        let Ok(port) = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port())
-        else {
+        let Ok(port) = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()) else {
             return;
         };
         let Ok(mut child) = std::process::Command::new("redis-server")

@@ -343,7 +343,12 @@ mod tests {
         async fn get(&self, id: &StoreKey) -> Result<Option<SessionRecord>, StoreError> {
             self.inner.get(id).await
         }
-        async fn set(&self, id: &StoreKey, data: &SessionMap, expires_at: Option<SystemTime>) -> Result<(), StoreError> {
+        async fn set(
+            &self,
+            id: &StoreKey,
+            data: &SessionMap,
+            expires_at: Option<SystemTime>,
+        ) -> Result<(), StoreError> {
             match self.set {
                 Set::Slow(pause) => tokio::time::sleep(pause).await,
                 Set::PanicAtOnce => panic!("a store bug, on purpose"),

@@ -37,7 +37,11 @@ pub(crate) struct InlineReads {
 
 impl InlineReads {
     pub(crate) fn new() -> Self {
-        Self { origin: Instant::now(), off_until: AtomicU64::new(0), block_reads: AtomicU64::new(block_reads().unwrap_or(0)) }
+        Self {
+            origin: Instant::now(),
+            off_until: AtomicU64::new(0),
+            block_reads: AtomicU64::new(block_reads().unwrap_or(0)),
+        }
     }
 
     fn nanos(&self, at: Instant) -> u64 {

@@ -543,7 +543,8 @@ impl SessionStore for RedbStore {
             self.writer.health()?;
             if let Some(db) = self.handle.in_service() {
                 let read = self.inline_reads.run(|| {
-                    let txn = db.begin_read().map_err(|err| StoreError::backend("redb store: beginning a read", err))?;
+                    let txn =
+                        db.begin_read().map_err(|err| StoreError::backend("redb store: beginning a read", err))?;
                     reads::record(&txn, &self.tables, &key)
                 });
                 match read {

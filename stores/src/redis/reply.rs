@@ -204,10 +204,7 @@ mod tests {
         assert!(matches!(decode(reply(-1, &[(b"user", b"1")]), NOW), Err(Corrupt::NoMarker)));
         assert!(matches!(decode(reply(-1, &[(MARKER_FIELD, b"1")]), NOW), Err(Corrupt::UnknownLayout)));
         assert!(matches!(decode(reply(-1, &[(MARKER_FIELD, b"2"), (b"\xfe", b"1")]), NOW), Err(Corrupt::FieldName)));
-        assert!(matches!(
-            decode(reply(-1, &[(MARKER_FIELD, b"2"), (b"a", b"{")]), NOW),
-            Err(Corrupt::FieldValue(_))
-        ));
+        assert!(matches!(decode(reply(-1, &[(MARKER_FIELD, b"2"), (b"a", b"{")]), NOW), Err(Corrupt::FieldValue(_))));
         assert!(matches!(decode(Value::Int(3), NOW), Err(Corrupt::Shape)));
         assert!(matches!(decode(Value::Array(vec![Value::Int(1)]), NOW), Err(Corrupt::Shape)));
     }

@@ -19,9 +19,9 @@ use sessionkit::{SessionRecord, StoreError, expiry};
 use tokio::sync::Semaphore;
 
 use super::row;
-use crate::inline_reads::InlineReads;
 use super::setup;
 use super::table::Sql;
+use crate::inline_reads::InlineReads;
 
 /// At most this many reads run (and connections stay open) at once. Reads
 /// are short: more than a few per core would only queue inside SQLite.
