@@ -22,6 +22,15 @@ async fn counter(session: Session) -> Result<String, SessionError> {
     Ok(visits.to_string())
 }
 
+/// Reads the counter; writes it only when the session has none yet.
+async fn reader(session: Session) -> Result<String, SessionError> {
+    if let Some(visits) = session.get::<u64>("counter")? {
+        return Ok(visits.to_string());
+    }
+    session.set("counter", 1)?;
+    Ok("1".to_owned())
+}
+
 async fn tower_counter(session: tower_sessions::Session) -> String {
     let visits = session.get::<u64>("counter").await.ok().flatten().unwrap_or(0) + 1;
     let _ = session.insert("counter", visits).await;
@@ -62,6 +71,12 @@ fn main() {
         "sessionkit" => {
             Router::new().route("/", get(counter)).layer(SessionLayer::new(SessionConfig::builder(MemoryStore::new())))
         }
+        "sessionkit-read" => {
+            Router::new().route("/", get(reader)).layer(SessionLayer::new(SessionConfig::builder(MemoryStore::new())))
+        }
+        "sessionkit-read-unhashed" => Router::new()
+            .route("/", get(reader))
+            .layer(SessionLayer::new(SessionConfig::builder(MemoryStore::new()).hash_ids_at_rest(false))),
         // Valgrind hides SHA-NI, so SHA-256 runs in software there: this
         // variant shows the layer's cost without it.
         "sessionkit-unhashed" => Router::new()

@@ -31,12 +31,18 @@ pub enum Check {
     /// A `200` whose body is the connection's previous counter plus one,
     /// starting at 1: the session was loaded and its write kept.
     Counter,
-    /// A `200` whose body is a counter of at least 2 and no `Set-Cookie`:
-    /// the session every connection shares was found and kept (a lost one
-    /// would be replaced, with a new cookie, and count from 1). Concurrent
-    /// requests read and overwrite one counter, so its value says nothing
-    /// more.
+    /// A `200` whose body is a counter of at least 2 and no `Set-Cookie`
+    /// but one repeating the shared cookie (tower-sessions sends it again
+    /// with every write): the session every connection shares was found
+    /// and kept (a lost one would be replaced, with a new cookie, and count
+    /// from 1). Concurrent requests read and overwrite one counter, so its
+    /// value says nothing more.
     SharedCounter,
+    /// A `200` whose body is `1`, with a `Set-Cookie` on the connection's
+    /// first response only: the session the first request created is read
+    /// back, unchanged, by every later one (a lost session would be
+    /// created again, with a new cookie).
+    ReadOnly,
 }
 
 /// What one load run did.
@@ -156,6 +162,9 @@ async fn client(
         let request = request.body(Empty::<Bytes>::new()).map_err(io::Error::other)?;
         let response = sender.send_request(request).await.map_err(io::Error::other)?;
         let new_cookie = response.headers().get(SET_COOKIE).and_then(cookie_pair);
+        // The cookie the connection sent, repeated: not a new session.
+        let renewed = new_cookie.is_some() && new_cookie != cookie;
+        let first = cookie.is_none();
         if new_cookie.is_some() {
             cookie = new_cookie.clone();
         }
@@ -171,8 +180,9 @@ async fn client(
                 }
                 Check::SharedCounter => {
                     let seen = std::str::from_utf8(&body).ok().and_then(|text| text.parse::<u64>().ok());
-                    seen.is_some_and(|seen| seen >= 2) && new_cookie.is_none()
+                    seen.is_some_and(|seen| seen >= 2) && !renewed
                 }
+                Check::ReadOnly => body.as_ref() == b"1" && (first == new_cookie.is_some()),
             };
         if !ok {
             report.errors += 1;
@@ -224,6 +234,29 @@ mod tests {
         let addr = serve(forgetful).await.expect("serve");
         let report = drive_one_session(addr, 2, Duration::from_millis(100)).await.expect("drive");
         assert!(report.requests > 0 && report.errors == report.requests, "{report:?}");
+    }
+
+    #[tokio::test]
+    async fn a_read_only_route_is_checked_and_a_lost_session_is_caught() {
+        async fn reader(session: sessionkit::Session) -> Result<String, sessionkit::SessionError> {
+            if let Some(visits) = session.get::<u64>("counter")? {
+                return Ok(visits.to_string());
+            }
+            session.set("counter", 1)?;
+            Ok("1".to_owned())
+        }
+        let store = std::sync::Arc::new(sessionkit_stores::MemoryStore::new());
+        let layer = sessionkit::SessionLayer::new(sessionkit::SessionConfig::shared_builder(store.clone()));
+        let addr = serve(Router::new().route("/", get(reader)).layer(layer)).await.expect("serve");
+        let report = drive(addr, 3, Duration::from_millis(100), Check::ReadOnly).await.expect("drive");
+        assert!(report.requests > 3 && report.errors == 0, "{report:?}");
+        assert_eq!(store.len(), 3, "one session per connection, created once");
+
+        // A server that forgets every session: only each first response passes.
+        let forgetful = Router::new().route("/", get(|| async { ([(SET_COOKIE, "id=fresh")], "1") }));
+        let addr = serve(forgetful).await.expect("serve");
+        let report = drive(addr, 2, Duration::from_millis(100), Check::ReadOnly).await.expect("drive");
+        assert_eq!(report.errors, report.requests - 2, "{report:?}");
     }
 
     #[test]

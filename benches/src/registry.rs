@@ -25,8 +25,9 @@ use sessionkit::{SessionStore, StoreError};
 use sessionkit_stores::{FileStore, MemoryStore, PostgresStore, RedbStore, RedisStore, SqliteStore};
 use tempfile::TempDir;
 
-/// An opened store, and whatever must live as long as it (a server).
-pub type Opened = (Arc<dyn SessionStore>, Option<Guard>);
+/// An opened store, whatever must live as long as it (a server), and the
+/// server's URL (for a peer's store on the same server).
+pub type Opened = (Arc<dyn SessionStore>, Option<Guard>, Option<String>);
 
 /// Something a store needs alive beside it: a server process.
 pub type Guard = Box<dyn std::any::Any + Send + Sync>;
@@ -84,12 +85,12 @@ const fn spec(name: &'static str, (durable, waits, expires_itself): Kind, open: 
 }
 
 fn own(store: impl SessionStore) -> Result<Option<Opened>, StoreError> {
-    Ok(Some((Arc::new(store), None)))
+    Ok(Some((Arc::new(store), None, None)))
 }
 
 async fn redis(dir: PathBuf) -> Result<Option<Opened>, StoreError> {
     if let Ok(url) = std::env::var("SESSIONKIT_BENCH_REDIS_URL") {
-        return Ok(Some((Arc::new(RedisStore::open(&url).await?), None)));
+        return Ok(Some((Arc::new(RedisStore::open(&url).await?), None, Some(url))));
     }
     let Some(server) = Server::start(&dir) else {
         eprintln!(
@@ -98,7 +99,7 @@ async fn redis(dir: PathBuf) -> Result<Option<Opened>, StoreError> {
         return Ok(None);
     };
     let url = format!("redis://127.0.0.1:{}/", server.port);
-    Ok(Some((Arc::new(RedisStore::open(&url).await?), Some(Box::new(server)))))
+    Ok(Some((Arc::new(RedisStore::open(&url).await?), Some(Box::new(server)), Some(url))))
 }
 
 async fn postgres() -> Result<Option<Opened>, StoreError> {
@@ -123,7 +124,7 @@ async fn postgres() -> Result<Option<Opened>, StoreError> {
         .execute(store.pool())
         .await
         .map_err(|err| StoreError::backend("emptying the benchmark's PostgreSQL table", err))?;
-    Ok(Some((Arc::new(store), server.map(|server| Box::new(server) as Guard))))
+    Ok(Some((Arc::new(store), server.map(|server| Box::new(server) as Guard), Some(url))))
 }
 
 /// A private `redis-server` on a free loopback port, without persistence,
@@ -171,6 +172,8 @@ pub struct OpenStore {
     /// The store. Declared first so that it closes before its server stops
     /// and its files go.
     pub store: Arc<dyn SessionStore>,
+    /// The server's URL, for a store on a server (Redis, PostgreSQL).
+    pub url: Option<String>,
     _server: Option<Guard>,
     /// Removed when the store is dropped.
     _dir: TempDir,
@@ -189,7 +192,7 @@ impl StoreSpec {
         }
         .map_err(|err| StoreError::backend("creating a directory for a benchmark store", err))?;
         match (self.open)(dir.path().to_owned()).await? {
-            Some((store, server)) => Ok(Some(OpenStore { spec: self, store, _server: server, _dir: dir })),
+            Some((store, server, url)) => Ok(Some(OpenStore { spec: self, store, url, _server: server, _dir: dir })),
             None => {
                 eprintln!("sessionkit-benches: skipping the {} store: it cannot run on this machine", self.name);
                 Ok(None)

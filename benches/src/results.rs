@@ -64,10 +64,23 @@ impl RunStart {
 /// Requests per second of one middleware variant.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Variant {
-    /// Short id (`bare`, `sessionkit-memory`, ...).
+    /// Short id (`bare`, `sessionkit-memory`, `sessionkit-memory-one-session`, ...).
     pub id: String,
     /// What it is, for the report.
     pub label: String,
+    /// The stack measured, whatever the load's shape (`bare`,
+    /// `sessionkit-memory`, `tower-sessions-redis`, ...).
+    #[serde(default)]
+    pub stack: String,
+    /// How the load used sessions: `per-connection` (each connection its
+    /// own session, counting up), `one-session` (every connection on one
+    /// session) or `read-only` (each connection its own session, read and
+    /// never written after the first request).
+    #[serde(default)]
+    pub shape: String,
+    /// The Redis server's work per request, for a stack on Redis.
+    #[serde(default)]
+    pub redis: Option<crate::redis_stats::Work>,
     /// Requests per second in each round.
     pub rounds: Vec<f64>,
     /// The median of `rounds`.

@@ -569,15 +569,19 @@ where
     // Our own probes.
     calls.remove("config|resetstat");
     calls.remove("info");
-    let sent =
-        ["evalsha", "eval", "set", "scan", "script|load"].iter().filter_map(|name| calls.get(*name)).sum::<u64>();
+    // Round trips: a script call, a plain command, or one transaction
+    // (MULTI ... EXEC, counted by its EXEC).
+    let sent = ["evalsha", "eval", "set", "scan", "script|load", "exec"]
+        .iter()
+        .filter_map(|name| calls.get(*name))
+        .sum::<u64>();
     let per_op = calls.into_iter().map(|(name, count)| (name, count as f64 / f64::from(n))).collect();
     (sent as f64 / f64::from(n), per_op)
 }
 
 /// The work each operation puts on Redis, as Redis counts it, printed for
-/// the benchmark report; `get`, `update` and `touch` are one script call
-/// (one round trip) each, the first reading two commands.
+/// the benchmark report; `get`, `update` and `touch` are one round trip
+/// each: `get` a transaction of two plain reads, the others a script call.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_side_work_per_operation() {
     let Some(server) = RedisServer::start_or_skip() else { return };
@@ -596,6 +600,9 @@ async fn server_side_work_per_operation() {
     let _ = store.get(&warm).await.expect("get");
     let _ = store.touch(&warm, Some(in_secs(60))).await.expect("touch");
     let _ = store.update(&warm, &Changes::new(), Some(in_secs(60))).await.expect("update");
+    let mut with_operation = Changes::new();
+    with_operation.increment("n", 1).expect("increment");
+    let _ = store.update(&warm, &with_operation, Some(in_secs(60))).await.expect("update");
     let _ = store.rename(&warm, &warmer, &Changes::new(), Some(in_secs(60))).await.expect("rename");
     let _ = store.sessions_of("cy").await.expect("sessions_of");
     let lease = store.try_lease(&warm, Duration::from_secs(1)).await.expect("lease").expect("granted");
@@ -604,8 +611,11 @@ async fn server_side_work_per_operation() {
     let _ = store.revoke_all("cy", None).await.expect("revoke_all");
     let mut report = Vec::new();
     let mut row = |name: &str, (sent, per_op): (f64, BTreeMap<String, f64>)| {
-        let inner: f64 =
-            per_op.iter().filter(|(n, _)| !["evalsha", "script|load"].contains(&n.as_str())).map(|(_, c)| c).sum();
+        let inner: f64 = per_op
+            .iter()
+            .filter(|(n, _)| !["evalsha", "script|load", "multi", "exec"].contains(&n.as_str()))
+            .map(|(_, c)| c)
+            .sum();
         report.push(format!("{name:<34} {sent:>4.1} sent {inner:>5.1} run   {per_op:?}"));
         sent
     };
@@ -627,6 +637,20 @@ async fn server_side_work_per_operation() {
                 let mut changes = Changes::new();
                 changes.increment("visits", 1).expect("increment");
                 changes.push("cart", json!({ "sku": i }), Some(20)).expect("push");
+                changes.set(reserved::LAST_ACTIVE, json!(expiry::to_unix_ms(expiry::now())));
+                changes.limit_size(1 << 20);
+                assert_eq!(s.update(id, &changes, Some(in_secs(3600))).await.expect("update"), UpdateOutcome::Applied);
+            }
+        })
+        .await,
+    );
+    let update_sets = row(
+        "update (sets only, rolling)",
+        measure(&mut redis, N, |i| {
+            let (s, id) = (&store, &anon[i as usize]);
+            async move {
+                let mut changes = Changes::new();
+                changes.set("counter", json!(i));
                 changes.set(reserved::LAST_ACTIVE, json!(expiry::to_unix_ms(expiry::now())));
                 changes.limit_size(1 << 20);
                 assert_eq!(s.update(id, &changes, Some(in_secs(3600))).await.expect("update"), UpdateOutcome::Applied);
@@ -714,7 +738,8 @@ async fn server_side_work_per_operation() {
     for line in &report {
         eprintln!("  {line}");
     }
-    assert_eq!(get, 1.0, "get is one script call");
+    assert_eq!(get, 1.0, "get is one round trip");
     assert_eq!(update, 1.0, "update is one script call");
+    assert_eq!(update_sets, 1.0, "an update of sets only is one script call");
     assert_eq!(touch, 1.0, "touch is one script call");
 }

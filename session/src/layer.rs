@@ -190,8 +190,27 @@ async fn finish<B: Default>(lazy: &LazySession, mut response: Response<B>) -> Re
         }
         outcome
     };
-    let outcome = match tokio::runtime::Handle::try_current() {
-        Ok(runtime) => match runtime.spawn(persist).await {
+    // A store that answers at once (the memory store) is done within the
+    // first poll, here: no task to spawn, schedule and join. Only a persist
+    // that has to wait moves into a task of its own, pinned where it is,
+    // so nothing it started is lost in the move.
+    // A panic there answers 500, as one inside the task would.
+    let mut persist = Box::pin(persist);
+    let first = std::future::poll_fn(|cx| {
+        Poll::Ready(std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| persist.as_mut().poll(cx))))
+    })
+    .await;
+    let persist = match first {
+        Ok(Poll::Ready(outcome)) => Ok(outcome),
+        Ok(Poll::Pending) => Err(persist),
+        Err(_) => {
+            tracing::error!("persisting a session panicked; answering 500");
+            return empty(StatusCode::INTERNAL_SERVER_ERROR);
+        }
+    };
+    let outcome = match (persist, tokio::runtime::Handle::try_current()) {
+        (Ok(outcome), _) => outcome,
+        (Err(persist), Ok(runtime)) => match runtime.spawn(persist).await {
             Ok(outcome) => outcome,
             Err(panicked) => {
                 tracing::error!(
@@ -203,7 +222,7 @@ async fn finish<B: Default>(lazy: &LazySession, mut response: Response<B>) -> Re
         },
         // Outside a tokio runtime nothing can outlive this future; persist
         // in place.
-        Err(_) => persist.await,
+        (Err(persist), Err(_)) => persist.await,
     };
     match outcome {
         Ok(Some(issued)) => {
@@ -272,20 +291,122 @@ fn empty<B: Default>(status: StatusCode) -> Response<B> {
 /// shared by caches.
 fn add_vary(headers: &mut HeaderMap, config: &SessionConfig) {
     if config.transport.uses_cookie() {
-        add_vary_on(headers, "cookie");
+        // A static value: no copy of the text on every request.
+        add_vary_on(headers, "cookie", || Some(HeaderValue::from_static("cookie")));
     }
     if let Some(transport) = config.transport.header() {
-        add_vary_on(headers, transport.request().as_str());
+        let name = transport.request().as_str();
+        add_vary_on(headers, name, || HeaderValue::from_str(name).ok());
     }
 }
 
-fn add_vary_on(headers: &mut HeaderMap, name: &str) {
+fn add_vary_on(headers: &mut HeaderMap, name: &str, value: impl FnOnce() -> Option<HeaderValue>) {
     let already = headers.get_all(VARY).iter().any(|value| {
         value.to_str().is_ok_and(|text| {
             text.split(',').any(|item| matches!(item.trim(), "*") || item.trim().eq_ignore_ascii_case(name))
         })
     });
-    if !already && let Ok(value) = HeaderValue::from_str(name) {
+    if !already && let Some(value) = value() {
         headers.append(VARY, value);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+    use std::time::{Duration, SystemTime};
+
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::test_support::MapStore;
+    use crate::{LazySession, SessionMap, SessionRecord, SessionStore, StoreKey};
+
+    /// How the store's `set` behaves before (or instead of) writing.
+    #[derive(Clone, Copy)]
+    enum Set {
+        /// Waits this long, then writes.
+        Slow(Duration),
+        /// Panics at once, in the first poll.
+        PanicAtOnce,
+        /// Waits, then panics.
+        PanicLater,
+    }
+
+    #[derive(Clone)]
+    struct Odd {
+        inner: MapStore,
+        set: Set,
+    }
+
+    #[async_trait::async_trait]
+    impl SessionStore for Odd {
+        async fn get(&self, id: &StoreKey) -> Result<Option<SessionRecord>, StoreError> {
+            self.inner.get(id).await
+        }
+        async fn set(
+            &self,
+            id: &StoreKey,
+            data: &SessionMap,
+            expires_at: Option<SystemTime>,
+        ) -> Result<(), StoreError> {
+            match self.set {
+                Set::Slow(pause) => tokio::time::sleep(pause).await,
+                Set::PanicAtOnce => panic!("a store bug, on purpose"),
+                Set::PanicLater => {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    panic!("a store bug, on purpose")
+                }
+            }
+            self.inner.set(id, data, expires_at).await
+        }
+        async fn delete(&self, id: &StoreKey) -> Result<(), StoreError> {
+            self.inner.delete(id).await
+        }
+        async fn delete_expired(&self) -> Result<u64, StoreError> {
+            self.inner.delete_expired().await
+        }
+    }
+
+    /// A service that writes to a fresh session, behind the layer.
+    fn writing_service(
+        store: Odd,
+    ) -> impl Service<Request<()>, Response = Response<String>, Error = Infallible, Future: Send> + Clone {
+        let inner = tower::service_fn(|request: Request<()>| async move {
+            let lazy = request.extensions().get::<LazySession>().cloned().expect("the layer's session");
+            let session = lazy.load().await.expect("loads");
+            session.set("seen", 1).expect("sets");
+            Ok::<_, Infallible>(Response::new(String::from("ok")))
+        });
+        SessionLayer::new(SessionConfig::builder(store)).layer(inner)
+    }
+
+    fn multi_thread() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("test runtime")
+    }
+
+    #[test]
+    fn a_persist_outlives_an_outer_timeout_that_drops_the_response() {
+        let inner = MapStore::default();
+        let service = writing_service(Odd { inner: inner.clone(), set: Set::Slow(Duration::from_millis(100)) });
+        multi_thread().block_on(async {
+            let request = Request::new(());
+            let outcome = tokio::time::timeout(Duration::from_millis(20), service.oneshot(request)).await;
+            assert!(outcome.is_err(), "the store waits longer than the timeout");
+            let calls_when_dropped = inner.calls();
+            // The write the dropped future had started still lands.
+            tokio::time::sleep(Duration::from_millis(400)).await;
+            assert!(inner.calls() > calls_when_dropped, "the session was written after its response was dropped");
+        });
+    }
+
+    #[test]
+    fn a_panic_while_persisting_answers_500_whether_at_once_or_later() {
+        for set in [Set::PanicAtOnce, Set::PanicLater] {
+            let service = writing_service(Odd { inner: MapStore::default(), set });
+            let response = multi_thread().block_on(service.oneshot(Request::new(()))).expect("infallible");
+            assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+            assert!(response.headers().get(SET_COOKIE).is_none(), "no cookie for a session never stored");
+        }
     }
 }

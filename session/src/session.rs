@@ -169,6 +169,17 @@ pub(crate) struct State {
     pub(crate) cookie_present: bool,
 }
 
+/// Whether `SessionMap`s keep their keys sorted (serde_json without
+/// `preserve_order`, the default), so that removing a key leaves the
+/// others in order; asked of the map itself, since another crate of the
+/// application may turn that feature on.
+static MAPS_ARE_SORTED: std::sync::LazyLock<bool> = std::sync::LazyLock::new(|| {
+    let mut map = SessionMap::new();
+    map.insert("b".to_owned(), Value::Null);
+    map.insert("a".to_owned(), Value::Null);
+    map.keys().next().is_some_and(|first| first == "a")
+});
+
 /// Pause between attempts to take a busy session's lease: short at first,
 /// so a session freed quickly is taken quickly, then longer.
 const LEASE_RETRY_MIN: Duration = Duration::from_millis(1);
@@ -366,16 +377,41 @@ impl State {
         config: &SessionConfig,
         cookie_present: bool,
     ) -> Self {
-        let created = reserved::instant(&record.data, reserved::CREATED_AT);
-        let meta = Meta {
-            created: created.unwrap_or(now),
-            last_active: reserved::instant(&record.data, reserved::LAST_ACTIVE),
-            user: reserved::user_of(&record.data).map(str::to_owned),
-            lineage: record.data.get(reserved::LINEAGE).and_then(Value::as_str).map(str::to_owned),
-            created_missing: created.is_none(),
-            keyed_by_missing: !record.data.contains_key(reserved::KEYED_BY),
+        // The reserved keys are taken out one by one, their strings moved
+        // rather than copied; removing in a pass over the whole map is left
+        // for a reserved key this version does not know (a later one wrote
+        // it), and for maps that keep insertion order (serde_json's
+        // `preserve_order`), whose `remove` would reorder the other keys.
+        let data = &mut record.data;
+        let meta = if *MAPS_ARE_SORTED {
+            let instant = |value: Option<Value>| value.as_ref().and_then(Value::as_i64).map(expiry::from_unix_ms);
+            let text = |value: Option<Value>| match value {
+                Some(Value::String(text)) => Some(text),
+                _ => None,
+            };
+            let created = instant(data.remove(reserved::CREATED_AT));
+            Meta {
+                created: created.unwrap_or(now),
+                last_active: instant(data.remove(reserved::LAST_ACTIVE)),
+                user: text(data.remove(reserved::USER)),
+                lineage: text(data.remove(reserved::LINEAGE)),
+                created_missing: created.is_none(),
+                keyed_by_missing: data.remove(reserved::KEYED_BY).is_none(),
+            }
+        } else {
+            let created = reserved::instant(data, reserved::CREATED_AT);
+            Meta {
+                created: created.unwrap_or(now),
+                last_active: reserved::instant(data, reserved::LAST_ACTIVE),
+                user: reserved::user_of(data).map(str::to_owned),
+                lineage: data.get(reserved::LINEAGE).and_then(Value::as_str).map(str::to_owned),
+                created_missing: created.is_none(),
+                keyed_by_missing: !data.contains_key(reserved::KEYED_BY),
+            }
         };
-        record.data.retain(|name, _| !reserved::is_reserved(name));
+        if data.keys().any(|name| reserved::is_reserved(name)) {
+            data.retain(|name, _| !reserved::is_reserved(name));
+        }
         // What this configuration allows, counted from the creation (or,
         // rolling, from now): a lowered ttl or a new absolute lifetime
         // reaches sessions that already exist.

@@ -17,7 +17,7 @@ mod writer;
 
 use std::fmt;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime};
 
 use ::redb::{Database, ReadTransaction, ReadableDatabase};
@@ -32,6 +32,7 @@ use self::leases::Leases;
 use self::tables::Tables;
 use self::writer::{Op, Out, Writer};
 use crate::group_commit::GroupCommit;
+use crate::inline_reads::InlineReads;
 
 /// Raw key bytes: the 32 bytes of a [`StoreKey`].
 type Key = [u8; 32];
@@ -184,7 +185,7 @@ impl RedbStoreBuilder {
         let leases = Arc::new(Leases::default());
         let writer = Writer::new(Arc::clone(&handle), Arc::clone(&tables), Arc::clone(&leases), self.durability);
         let writer = GroupCommit::spawn("sessionkit-redb-writer", writer)?;
-        Ok(RedbStore { writer, handle, tables, leases, durability: self.durability })
+        Ok(RedbStore { writer, handle, tables, leases, durability: self.durability, inline_reads: InlineReads::new() })
     }
 }
 
@@ -363,6 +364,7 @@ pub struct RedbStore {
     tables: Arc<Tables>,
     leases: Arc<Leases>,
     durability: RedbDurability,
+    inline_reads: InlineReads,
 }
 
 impl RedbStore {
@@ -434,11 +436,21 @@ impl RedbStore {
         T: Send + 'static,
         F: Fn(&ReadTransaction, &Tables) -> Result<T, StoreError> + Send + 'static,
     {
+        self.read_after(None, read).await
+    }
+
+    /// [`Self::read`], after a first attempt elsewhere that `failed` (on
+    /// this database, with this error) if given.
+    async fn read_after<T, F>(&self, failed: Option<(Weak<Database>, StoreError)>, read: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: Fn(&ReadTransaction, &Tables) -> Result<T, StoreError> + Send + 'static,
+    {
         // Reads fail with the writer, so the store is either in service or
         // not.
         self.writer.health()?;
         let (handle, tables) = (Arc::clone(&self.handle), Arc::clone(&self.tables));
-        tokio::task::spawn_blocking(move || read_blocking(&handle, &tables, read))
+        tokio::task::spawn_blocking(move || read_blocking(&handle, &tables, failed, read))
             .await
             .map_err(|err| StoreError::backend("redb store: a read task failed", err))?
     }
@@ -446,27 +458,35 @@ impl RedbStore {
 
 /// Runs `read` in a read transaction on the current database handle. When
 /// the handle has failed, or was closed under the read by a recovery, the
-/// read tries once more on the replacement.
+/// read tries once more on the replacement. `failed`: a first attempt
+/// already made, on that database, with that error.
 fn read_blocking<T>(
     handle: &Handle,
     tables: &Tables,
+    mut failed: Option<(Weak<Database>, StoreError)>,
     read: impl Fn(&ReadTransaction, &Tables) -> Result<T, StoreError>,
 ) -> Result<T, StoreError> {
     let mut retry = handle.can_reopen();
     loop {
-        let (used, result) = {
-            let db = handle.get()?;
-            // The transaction keeps what it reads from alive; the `Arc` is
-            // let go at once, so a recovery does not wait for this read.
-            let txn = db.begin_read();
-            (Arc::downgrade(&db), txn)
-        };
-        let result = result
-            .map_err(|err| StoreError::backend("redb store: beginning a read", err))
-            .and_then(|txn| read(&txn, tables));
-        let err = match result {
-            Ok(value) => return Ok(value),
-            Err(err) => err,
+        let (used, err) = match failed.take() {
+            Some(failure) => failure,
+            None => {
+                let (used, result) = {
+                    let db = handle.get()?;
+                    // The transaction keeps what it reads from alive; the
+                    // `Arc` is let go at once, so a recovery does not wait
+                    // for this read.
+                    let txn = db.begin_read();
+                    (Arc::downgrade(&db), txn)
+                };
+                let result = result
+                    .map_err(|err| StoreError::backend("redb store: beginning a read", err))
+                    .and_then(|txn| read(&txn, tables));
+                match result {
+                    Ok(value) => return Ok(value),
+                    Err(err) => (used, err),
+                }
+            }
         };
         match handle::fault(&err) {
             Fault::Failed if retry => {
@@ -528,7 +548,27 @@ impl RedbStore {
 impl SessionStore for RedbStore {
     async fn get(&self, id: &StoreKey) -> Result<Option<SessionRecord>, StoreError> {
         let key = *id.as_bytes();
-        self.read(move |txn, tables| reads::record(txn, tables, &key)).await
+        // On the caller's task while reads come from cache (see
+        // `inline_reads`); anything else, including every error (whose
+        // recovery may reopen the file), goes the way that may wait.
+        let mut failed = None;
+        if self.inline_reads.allowed() {
+            self.writer.health()?;
+            if let Some(db) = self.handle.in_service() {
+                let read = self.inline_reads.run(|| {
+                    let txn =
+                        db.begin_read().map_err(|err| StoreError::backend("redb store: beginning a read", err))?;
+                    reads::record(&txn, &self.tables, &key)
+                });
+                match read {
+                    Ok(record) => return Ok(record),
+                    // Recovered from (or reported) off the runtime, as if
+                    // the blocking read had failed so.
+                    Err(err) => failed = Some((Arc::downgrade(&db), err)),
+                }
+            }
+        }
+        self.read_after(failed, move |txn, tables| reads::record(txn, tables, &key)).await
     }
 
     async fn set(&self, id: &StoreKey, data: &SessionMap, expires_at: Option<SystemTime>) -> Result<(), StoreError> {

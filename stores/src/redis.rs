@@ -4,13 +4,15 @@
 //!
 //! # Why these operations
 //!
-//! Every operation is one or more server-side scripts, each touching the
-//! keys of one hash slot only (see [`keys`] for the layout and
-//! [`calls`], where every call is built and its slots tested), so the same
-//! code runs on a standalone server and on a Cluster.
+//! Every operation is a transaction or one or more server-side scripts,
+//! each touching the keys of one hash slot only (see [`keys`] for the
+//! layout and [`calls`], where every call is built and its slots tested),
+//! so the same code runs on a standalone server and on a Cluster.
 //!
-//! - `get` is one read-only script: the expiry and the fields come from one
-//!   atomic read.
+//! - `get` is one `MULTI` of `PEXPIRETIME` and `HGETALL`: the expiry and
+//!   the fields come from one atomic read in one round trip, at a fraction
+//!   of what running a script costs Redis; the expiry is checked here,
+//!   against the app server's clock.
 //! - `update` is one script: it checks the session is live and the fencing
 //!   lease (in the same slot) is held, applies sets, removes and the atomic
 //!   operations (`increment`, `push`, `remove_first`) to the stored JSON
@@ -25,7 +27,7 @@
 //!   writes (see [`index`]). For a session with a user, a write that moves
 //!   its expiry past what the index covers costs one more round trip
 //!   first (about once per session lifetime).
-//! - Every script checks expiry against the app server's clock, so a
+//! - Every call checks expiry against the app server's clock, so a
 //!   record is expired *at* its expiry instant as the store contract says,
 //!   even if Redis's clock lags by a few milliseconds.
 //!
@@ -591,8 +593,12 @@ impl RedisStore {
 #[sessionkit::async_trait]
 impl SessionStore for RedisStore {
     async fn get(&self, id: &StoreKey) -> Result<Option<SessionRecord>, StoreError> {
-        let reply = self.invoke("redis store: reading a session", &calls::get(&self.prefix, id, now_ms())).await?;
-        match reply::decode(reply) {
+        let now = now_ms();
+        let reply = self.connection.run("redis store: reading a session", |mut connection| {
+            let read = calls::get(&self.prefix, id);
+            async move { read.query_async::<Value>(&mut connection).await }
+        });
+        match reply::decode(reply.await?, now) {
             Ok(record) => Ok(record),
             Err(err) => {
                 // Never the id: ids are credentials.
@@ -677,6 +683,7 @@ impl SessionStore for RedisStore {
         let expires_ms = expiry_ms(expires_at);
         let expires = expiry_arg(expires_ms);
         let encoded = patch::encode(changes)?;
+        let operations = changes.iter().any(|change| matches!(change, sessionkit::Change::Modify(..)));
         let size_limit = changes.size_limit().map(|limit| limit.to_string()).unwrap_or_default();
         let fence = changes.lease().map(|token| token.to_string()).unwrap_or_default();
         // A patch that names its user (a login without a new id) is
@@ -695,7 +702,7 @@ impl SessionStore for RedisStore {
                 fence: &fence,
                 changes: &encoded,
             };
-            let reply = self.tagged(CONTEXT, &calls::update(&self.prefix, id, &args, &offered)).await?;
+            let reply = self.tagged(CONTEXT, &calls::update(&self.prefix, id, &args, &offered, operations)).await?;
             match reply.tag.as_slice() {
                 b"missing" => return Ok(UpdateOutcome::Missing),
                 b"refused" => {
@@ -796,5 +803,5 @@ impl SessionStore for RedisStore {
 /// with `--cfg fuzzing` only).
 #[cfg(fuzzing)]
 pub(crate) fn fuzz_read(reply: Value) {
-    let _ = reply::decode(reply);
+    let _ = reply::decode(reply, 0);
 }

@@ -123,6 +123,16 @@ impl Handle {
         Self { slot: Mutex::new(Slot::Open(db)), changed: Condvar::new(), reopen }
     }
 
+    /// The database if it is in service right now, without waiting: `None`
+    /// while a recovery holds or has changed the slot (the caller then goes
+    /// the way that may wait, off the async runtime).
+    pub(super) fn in_service(&self) -> Option<Arc<Database>> {
+        match &*self.slot.try_lock().ok()? {
+            Slot::Open(db) => Some(Arc::clone(db)),
+            Slot::Reopening | Slot::Closed => None,
+        }
+    }
+
     /// The database to use now. Waits while a recovery is under way, and
     /// opens the file again if the last recovery could not.
     pub(super) fn get(&self) -> Result<Arc<Database>, StoreError> {

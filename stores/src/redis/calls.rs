@@ -6,7 +6,7 @@
 
 use std::sync::LazyLock;
 
-use ::redis::{Script, ScriptInvocation};
+use ::redis::{Pipeline, Script, ScriptInvocation};
 use sessionkit::StoreKey;
 
 use super::keys;
@@ -19,11 +19,14 @@ macro_rules! script {
     };
 }
 
-script!(GET = "get.lua");
 script!(SET = "shared.lua", "set.lua");
 script!(TOUCH = "shared.lua", "touch.lua");
-script!(UPDATE = "shared.lua", "update.lua");
-script!(RENAME_OUT = "shared.lua", "rename_out.lua");
+// With the operations (`ops.lua`) only where a patch may carry them, and
+// `update` twice: defining the operations costs Redis more on every call
+// than the rest of an update of a few keys, and most patches only set keys.
+script!(UPDATE = "shared.lua", "ops.lua", "update.lua");
+script!(UPDATE_SETS = "shared.lua", "update.lua");
+script!(RENAME_OUT = "shared.lua", "ops.lua", "rename_out.lua");
 script!(DELETE = "shared.lua", "delete.lua");
 script!(REVOKE = "shared.lua", "revoke.lua");
 script!(BURY = "shared.lua", "bury.lua");
@@ -75,8 +78,17 @@ fn num(n: i64) -> Vec<u8> {
     n.to_string().into_bytes()
 }
 
-pub(super) fn get(prefix: &str, key: &StoreKey, now: i64) -> Call {
-    Call { writes: false, ..Call::new(&GET, vec![keys::session(prefix, key)]).arg(num(now)) }
+/// `get`: the expiry and the fields in one transaction of two plain
+/// commands (one round trip, one slot). A script would do the same reading
+/// at several times the server's cost: running any script costs Redis more
+/// than these two commands.
+pub(super) fn get(prefix: &str, key: &StoreKey) -> Pipeline {
+    let key = keys::session(prefix, key);
+    let mut read = ::redis::pipe();
+    // A value of another type under the key makes HGETALL fail: that reads
+    // as no session, not as an error.
+    read.atomic().ignore_errors().cmd("PEXPIRETIME").arg(&key).cmd("HGETALL").arg(&key);
+    read
 }
 
 /// A whole-record write; `rename` makes it step 2 of a rename, which a
@@ -126,8 +138,12 @@ fn patch_head(call: Call, patch: &PatchArgs<'_>) -> Call {
         .arg(sessionkit::reserved::USER)
 }
 
-pub(super) fn update(prefix: &str, key: &StoreKey, patch: &PatchArgs<'_>, offered: &str) -> Call {
-    let call = Call::new(&UPDATE, vec![keys::session(prefix, key), keys::lease(prefix, key)]);
+/// `operations`: whether the patch carries any (increment, push,
+/// remove-first); one that only sets and removes keys goes to the script
+/// built without them.
+pub(super) fn update(prefix: &str, key: &StoreKey, patch: &PatchArgs<'_>, offered: &str, operations: bool) -> Call {
+    let script = if operations { &UPDATE } else { &UPDATE_SETS };
+    let call = Call::new(script, vec![keys::session(prefix, key), keys::lease(prefix, key)]);
     patch_head(call, patch).arg(offered).args(patch.changes.iter().cloned())
 }
 
@@ -226,10 +242,10 @@ mod tests {
             for key in store_keys() {
                 let other = StoreKey::from_bytes([9; 32]);
                 let calls = [
-                    ("get", get(prefix, &key, 1)),
                     ("set", set(prefix, &key, "", "0 0", "", false, Vec::<Vec<u8>>::new())),
                     ("touch", touch(prefix, &key, 1, "", "")),
-                    ("update", update(prefix, &key, &patch, "")),
+                    ("update", update(prefix, &key, &patch, "", true)),
+                    ("update, sets only", update(prefix, &key, &patch, "", false)),
                     ("rename, step 1", rename_out(prefix, &key, &other, &patch, 1)),
                     ("rename, step 2", set(prefix, &key, "", "0 0", "", true, Vec::<Vec<u8>>::new())),
                     ("delete", delete(prefix, &key)),
@@ -240,7 +256,10 @@ mod tests {
                 for (what, call) in &calls {
                     one_slot(what, call);
                 }
-                // `try_lease` is a plain SET of the lease key: one key.
+                // `get` reads one key; `try_lease` is a plain SET of the lease key: one key.
+                assert!(get(prefix, &key).cmd_iter().all(|cmd| cmd.args_iter().nth(1).is_some_and(
+                    |arg| matches!(arg, ::redis::Arg::Simple(bytes) if bytes == keys::session(prefix, &key).as_bytes())
+                )));
                 assert_eq!(slot(keys::lease(prefix, &key).as_bytes()), slot(keys::session(prefix, &key).as_bytes()));
             }
             for user in USERS {

@@ -1,6 +1,6 @@
-//! Reading the scripts' replies: the `get` script's record, and the tagged
-//! arrays (`{ 'ok', ... }`, `'missing'`) of the writing scripts, over RESP2
-//! and RESP3 alike.
+//! Reading the replies: `get`'s record (a transaction of two plain
+//! commands), and the tagged arrays (`{ 'ok', ... }`, `'missing'`) of the
+//! writing scripts, over RESP2 and RESP3 alike.
 
 use ::redis::Value;
 use sessionkit::{SessionMap, SessionRecord, StoreError, expiry};
@@ -37,23 +37,34 @@ impl Corrupt {
     }
 }
 
-/// Reads the `get` script's reply: nil, or `[expiry ms | -1, [field, value, ...]]`.
-pub(super) fn decode(reply: Value) -> Result<Option<SessionRecord>, Corrupt> {
-    let items = match reply {
-        // The script's `false` is nil over RESP2 and a boolean over RESP3.
-        Value::Nil | Value::Boolean(false) => return Ok(None),
-        Value::Array(items) => items,
+/// Reads `get`'s transaction reply, `[PEXPIRETIME, HGETALL]`, by the
+/// caller's clock `now_ms`: `None` for nothing live under the key (absent,
+/// expired by that clock, or a value of another type, which `HGETALL`
+/// refuses). The fields are a flat array over RESP2 and a map over RESP3.
+pub(super) fn decode(reply: Value, now_ms: i64) -> Result<Option<SessionRecord>, Corrupt> {
+    let Value::Array(items) = reply else {
+        return Err(Corrupt::Shape);
+    };
+    let [expiry, fields] = <[Value; 2]>::try_from(items).map_err(|_| Corrupt::Shape)?;
+    let expires_at_ms = match expiry {
+        Value::Int(-2) => return Ok(None),
+        Value::Int(at) if at >= 0 && at <= now_ms => return Ok(None),
+        Value::Int(at) => at,
         _ => return Err(Corrupt::Shape),
     };
-    let [Value::Int(expires_at_ms), Value::Array(fields)] =
-        <[Value; 2]>::try_from(items).map_err(|_| Corrupt::Shape)?
-    else {
-        return Err(Corrupt::Shape);
+    let pairs: Vec<(Value, Value)> = match fields {
+        Value::Array(flat) => {
+            let mut flat = flat.into_iter();
+            std::iter::from_fn(|| Some((flat.next()?, flat.next()?))).collect()
+        }
+        Value::Map(pairs) => pairs,
+        // WRONGTYPE: not a hash, so not a session.
+        Value::ServerError(_) => return Ok(None),
+        _ => return Err(Corrupt::Shape),
     };
     let mut data = SessionMap::new();
     let mut layout = None;
-    let mut fields = fields.into_iter();
-    while let (Some(name), Some(value)) = (fields.next(), fields.next()) {
+    for (name, value) in pairs {
         let (Value::BulkString(name), Value::BulkString(value)) = (name, value) else {
             return Err(Corrupt::Shape);
         };
@@ -155,36 +166,47 @@ mod tests {
         Value::Array(vec![Value::Int(expires_at_ms), Value::Array(fields)])
     }
 
+    const NOW: i64 = 1_700_000_000_000;
+
     #[test]
     fn a_well_formed_reply_decodes_without_its_internal_fields() {
-        let record = decode(reply(
-            1_700_000_000_123,
-            &[(MARKER_FIELD, b"2"), (b"\xffsize", b"20 2"), (b"user", b"\"ana\""), (b"n", b"[1,2]")],
-        ));
-        let record = record.expect("decodes").expect("present");
-        assert_eq!(serde_json::Value::Object(record.data), json!({ "user": "ana", "n": [1, 2] }));
-        assert_eq!(record.expires_at, Some(expiry::from_unix_ms(1_700_000_000_123)));
+        let fields: &[(&[u8], &[u8])] =
+            &[(MARKER_FIELD, b"2"), (b"\xffsize", b"20 2"), (b"user", b"\"ana\""), (b"n", b"[1,2]")];
+        let resp3 = Value::Array(vec![
+            Value::Int(NOW + 123),
+            Value::Map(fields.iter().map(|(name, value)| (bulk(name), bulk(value))).collect()),
+        ]);
+        for reply in [reply(NOW + 123, fields), resp3] {
+            let record = decode(reply, NOW).expect("decodes").expect("present");
+            assert_eq!(serde_json::Value::Object(record.data), json!({ "user": "ana", "n": [1, 2] }));
+            assert_eq!(record.expires_at, Some(expiry::from_unix_ms(NOW + 123)));
+        }
     }
 
     #[test]
-    fn no_expiry_nil_markers_and_tombstones_decode() {
-        let record = decode(reply(-1, &[(MARKER_FIELD, b"2")])).expect("decodes").expect("present");
+    fn no_expiry_absent_expired_markers_and_tombstones_decode() {
+        let record = decode(reply(-1, &[(MARKER_FIELD, b"2")]), NOW).expect("decodes").expect("present");
         assert_eq!(record, SessionRecord::new(SessionMap::new(), None));
-        assert_eq!(decode(Value::Nil).expect("decodes"), None);
-        assert_eq!(decode(Value::Boolean(false)).expect("decodes over RESP3"), None);
-        assert_eq!(decode(reply(-1, &[(MARKER_FIELD, b"moved"), (b"\xffto", b"x")])).expect("decodes"), None);
-        assert_eq!(decode(reply(-1, &[(MARKER_FIELD, b"gone")])).expect("decodes"), None);
-        assert_eq!(decode(reply(-1, &[])).expect("an empty hash is no session"), None);
+        assert_eq!(decode(reply(-2, &[]), NOW).expect("decodes"), None, "absent");
+        assert_eq!(decode(reply(NOW, &[(MARKER_FIELD, b"2")]), NOW).expect("decodes"), None, "expired by our clock");
+        assert_eq!(decode(reply(-1, &[(MARKER_FIELD, b"moved"), (b"\xffto", b"x")]), NOW).expect("decodes"), None);
+        assert_eq!(decode(reply(-1, &[(MARKER_FIELD, b"gone")]), NOW).expect("decodes"), None);
+        assert_eq!(decode(reply(-1, &[]), NOW).expect("an empty hash is no session"), None);
+        let wrong_type = ::redis::parse_redis_value(b"-WRONGTYPE Operation against a key holding the wrong kind\r\n")
+            .expect("a RESP error");
+        assert!(matches!(wrong_type, Value::ServerError(_)), "{wrong_type:?}");
+        let reply = Value::Array(vec![Value::Int(-1), wrong_type]);
+        assert_eq!(decode(reply, NOW).expect("a string under the key is no session"), None);
     }
 
     #[test]
     fn foreign_or_damaged_hashes_are_corrupt() {
-        assert!(matches!(decode(reply(-1, &[(b"user", b"1")])), Err(Corrupt::NoMarker)));
-        assert!(matches!(decode(reply(-1, &[(MARKER_FIELD, b"1")])), Err(Corrupt::UnknownLayout)));
-        assert!(matches!(decode(reply(-1, &[(MARKER_FIELD, b"2"), (b"\xfe", b"1")])), Err(Corrupt::FieldName)));
-        assert!(matches!(decode(reply(-1, &[(MARKER_FIELD, b"2"), (b"a", b"{")])), Err(Corrupt::FieldValue(_))));
-        assert!(matches!(decode(Value::Int(3)), Err(Corrupt::Shape)));
-        assert!(matches!(decode(Value::Array(vec![Value::Int(1)])), Err(Corrupt::Shape)));
+        assert!(matches!(decode(reply(-1, &[(b"user", b"1")]), NOW), Err(Corrupt::NoMarker)));
+        assert!(matches!(decode(reply(-1, &[(MARKER_FIELD, b"1")]), NOW), Err(Corrupt::UnknownLayout)));
+        assert!(matches!(decode(reply(-1, &[(MARKER_FIELD, b"2"), (b"\xfe", b"1")]), NOW), Err(Corrupt::FieldName)));
+        assert!(matches!(decode(reply(-1, &[(MARKER_FIELD, b"2"), (b"a", b"{")]), NOW), Err(Corrupt::FieldValue(_))));
+        assert!(matches!(decode(Value::Int(3), NOW), Err(Corrupt::Shape)));
+        assert!(matches!(decode(Value::Array(vec![Value::Int(1)]), NOW), Err(Corrupt::Shape)));
     }
 
     #[test]

@@ -23,7 +23,18 @@ local key, lease = KEYS[1], KEYS[2]
 local now, expires_at, cleared, limit, fence, user_field, offered =
   tonumber(ARGV[1]), ARGV[2], ARGV[3] == '1', ARGV[4], ARGV[5], ARGV[6], ARGV[7]
 
-local head = fields_of(key, MARKER, SIZE, INDEX, user_field)
+local changes = read_changes(ARGV, 8)
+-- One read for the head fields and, unless the patch is huge, every field
+-- it names: their old values give the old lengths for the size and the
+-- operations their input, without a call per field.
+local names = { MARKER, SIZE, INDEX, user_field }
+local prefetch = not cleared and #changes <= BATCH
+if prefetch then
+  for _, change in ipairs(changes) do
+    names[#names + 1] = change.name
+  end
+end
+local head = fields_of(key, unpack(names))
 local current_expiry = live_expiry(redis.call('PEXPIRETIME', key), head[1], now)
 if current_expiry == nil then
   return 'missing'
@@ -35,6 +46,11 @@ end
 -- What the hash holds now, as far as read: text, or false for absent.
 local known = {}
 known[user_field] = head[4]
+if prefetch then
+  for i = 5, #names do
+    known[names[i]] = head[i]
+  end
+end
 local function stored(name)
   local value = known[name]
   if value == nil then
@@ -44,7 +60,7 @@ local function stored(name)
   return value or nil
 end
 
-local writes, err = apply(read_changes(ARGV, 8), function(name)
+local writes, err = apply(changes, function(name)
   if cleared then
     return nil
   end
@@ -67,6 +83,8 @@ end
 local user, user_touched = nil, false
 for _, write in ipairs(writes) do
   local name, text = write[1], write[2]
+  -- The name's share, counted once for both the old and the new value.
+  local name_part = name_len(name) + 2
   if not cleared then
     local old = known[name]
     local old_len
@@ -78,11 +96,11 @@ for _, write in ipairs(writes) do
       old_len = 0
     end
     if old_len > 0 then
-      sum, count = sum - part(name, old_len), count - 1
+      sum, count = sum - (name_part + old_len), count - 1
     end
   end
   if text then
-    sum, count = sum + part(name, #text), count + 1
+    sum, count = sum + (name_part + #text), count + 1
   end
   if name == user_field then
     user, user_touched = user_text(text), true

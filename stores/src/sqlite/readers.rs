@@ -4,10 +4,15 @@
 //! the writer, so `get`, listings and scans need not queue behind a batch
 //! that is being synced.
 //! Reads run on tokio's blocking pool; a semaphore caps how many run at
-//! once, and that many connections are kept open for reuse.
+//! once, and that many connections are kept open for reuse. A `get` runs
+//! on the caller's task instead while reads come from cache (see
+//! [`crate::inline_reads`]), on an idle connection told not to wait for a
+//! lock: anything that would wait (no idle connection, a busy database, an
+//! error) goes to the blocking pool.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use rusqlite::Connection;
 use sessionkit::{SessionRecord, StoreError, expiry};
@@ -16,6 +21,7 @@ use tokio::sync::Semaphore;
 use super::row;
 use super::setup;
 use super::table::Sql;
+use crate::inline_reads::InlineReads;
 
 /// At most this many reads run (and connections stay open) at once. Reads
 /// are short: more than a few per core would only queue inside SQLite.
@@ -28,16 +34,27 @@ pub(super) struct Readers {
     sql: Arc<Sql>,
     idle: Mutex<Vec<Connection>>,
     permits: Arc<Semaphore>,
+    inline: InlineReads,
 }
 
 impl Readers {
     /// Readers for the database at `path`, opened on first use.
     pub(super) fn new(path: PathBuf, table: String, sql: Arc<Sql>) -> Self {
-        Self { path, table, sql, idle: Mutex::new(Vec::new()), permits: Arc::new(Semaphore::new(MAX_READERS)) }
+        Self {
+            path,
+            table,
+            sql,
+            idle: Mutex::new(Vec::new()),
+            permits: Arc::new(Semaphore::new(MAX_READERS)),
+            inline: InlineReads::new(),
+        }
     }
 
     /// The live record stored under `id`, read off the async runtime.
     pub(super) async fn get(self: &Arc<Self>, id: String) -> Result<Option<SessionRecord>, StoreError> {
+        if let Some(found) = self.get_inline(&id) {
+            return Ok(found);
+        }
         let table = self.table.clone();
         self.read("reading a session from SQLite", move |conn, sql| read_live(conn, sql, &table, &id)).await
     }
@@ -74,6 +91,30 @@ impl Readers {
         // Only a connection that just worked goes back for reuse.
         self.idle.lock().unwrap_or_else(PoisonError::into_inner).push(conn);
         Ok(found)
+    }
+
+    /// The record under `id` read on the caller's task, or `None` when the
+    /// read must go to the blocking pool.
+    fn get_inline(&self, id: &str) -> Option<Option<SessionRecord>> {
+        if !self.inline.allowed() {
+            return None;
+        }
+        // A free permit, or the pool is full and this read waits its turn.
+        let permit = self.permits.try_acquire().ok()?;
+        let conn = self.take_idle()?;
+        let read = self.inline.run(|| {
+            // Never SQLite's busy handler, which sleeps, on the runtime.
+            conn.busy_timeout(Duration::ZERO)?;
+            let found = read_live(&conn, &self.sql, &self.table, id);
+            conn.busy_timeout(setup::BUSY_TIMEOUT)?;
+            found
+        });
+        drop(permit);
+        // Only a connection that just worked goes back for reuse; a failed
+        // read is tried again, the way that may wait.
+        let found = read.ok()?;
+        self.idle.lock().unwrap_or_else(PoisonError::into_inner).push(conn);
+        Some(found)
     }
 
     fn take_idle(&self) -> Option<Connection> {
