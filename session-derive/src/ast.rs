@@ -15,7 +15,7 @@ use crate::attr::{ContainerAttrs, DefaultAttr, Errors, FieldAttrs};
 
 /// Names the generated code defines on every struct; a field accessor must
 /// not take one of them.
-const RESERVED: &[&str] = &["load", "save", "clear", "KEYS"];
+pub(crate) const RESERVED: &[&str] = &["load", "save", "clear", "KEYS"];
 
 /// A struct that derives `SessionData`.
 pub(crate) struct Container<'a> {
@@ -73,6 +73,18 @@ impl<'a> Shape<'a> {
     }
 }
 
+/// Why an input cannot derive `SessionData`, and what could still be made
+/// of it for the fallback expansion.
+pub(crate) struct Invalid<'a> {
+    /// Every problem found, combined.
+    pub(crate) error: syn::Error,
+    /// The struct as far as it could be read: its named fields (stored or
+    /// skipped as their attributes say, keys unchecked). `None` when the
+    /// `crate` attribute was rejected, so the fallback cannot know where
+    /// sessionkit is.
+    pub(crate) partial: Option<Container<'a>>,
+}
+
 /// One named field.
 pub(crate) struct Field<'a> {
     /// As written, raw (`r#type`) if it was.
@@ -97,7 +109,9 @@ impl Field<'_> {
 }
 
 impl<'a> Container<'a> {
-    pub(crate) fn from_input(input: &'a DeriveInput) -> syn::Result<Self> {
+    /// Reads and checks `input`. On error, still returns what it could read,
+    /// so the caller can emit a fallback beside the error.
+    pub(crate) fn from_input(input: &'a DeriveInput) -> Result<Self, Invalid<'a>> {
         let mut errors = Errors::default();
         let attrs = ContainerAttrs::parse(&input.attrs, &mut errors);
 
@@ -174,13 +188,17 @@ impl<'a> Container<'a> {
             fields.push(Field { ident, ty: &field.ty, storage: Storage::Stored { key, default: field_attrs.default } });
         }
 
-        errors.finish()?;
+        let krate_rejected = attrs.krate_rejected;
         let krate = attrs.krate.unwrap_or_else(|| {
             let mut path = Path::from(Ident::new("sessionkit", Span::call_site()));
             path.leading_colon = Some(Default::default());
             path
         });
-        Ok(Self { ident: &input.ident, vis: &input.vis, generics: &input.generics, krate, fields })
+        let container = Self { ident: &input.ident, vis: &input.vis, generics: &input.generics, krate, fields };
+        match errors.finish() {
+            Ok(()) => Ok(container),
+            Err(error) => Err(Invalid { error, partial: (!krate_rejected).then_some(container) }),
+        }
     }
 
     /// The fields that live in the session, with their keys.
@@ -235,14 +253,14 @@ mod tests {
     use super::*;
 
     fn keys(input: &DeriveInput) -> Vec<String> {
-        let container = Container::from_input(input).expect("valid input");
+        let Ok(container) = Container::from_input(input) else { panic!("expected valid input") };
         container.stored().map(|(_, key, _)| key.to_owned()).collect()
     }
 
     fn error(input: &DeriveInput) -> String {
         match Container::from_input(input) {
             Ok(_) => panic!("expected an error"),
-            Err(err) => err.into_iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n"),
+            Err(invalid) => invalid.error.into_iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n"),
         }
     }
 
@@ -265,7 +283,7 @@ mod tests {
     #[test]
     fn the_default_crate_path_is_absolute() {
         let input: DeriveInput = parse_quote! { struct S { a: u8 } };
-        let container = Container::from_input(&input).expect("valid");
+        let Ok(container) = Container::from_input(&input) else { panic!("expected valid input") };
         let krate = &container.krate;
         assert_eq!(quote::quote!(#krate).to_string().replace(' ', ""), "::sessionkit");
     }

@@ -41,6 +41,9 @@ pub(crate) struct ContainerAttrs {
     pub(crate) prefix: Option<LitStr>,
     pub(crate) rename_all: Option<RenameRule>,
     pub(crate) krate: Option<Path>,
+    /// A `crate` attribute was written but its value rejected: generated
+    /// code cannot know where sessionkit is, so no fallback is emitted.
+    pub(crate) krate_rejected: bool,
 }
 
 /// How a field falls back when its key is absent.
@@ -85,6 +88,9 @@ impl ContainerAttrs {
                     });
                     seen.set(&mut out.rename_all, rule, &meta, errors);
                 } else if meta.path.is_ident("crate") {
+                    // Rejected until its value is read, also if reading it
+                    // fails with a syntax error.
+                    let rejected_before = std::mem::replace(&mut out.krate_rejected, true);
                     let path = string_value(&meta, "crate", errors)?.and_then(|lit| match lit.parse::<Path>() {
                         Ok(path) => Some(path),
                         Err(_) => {
@@ -96,6 +102,7 @@ impl ContainerAttrs {
                             None
                         }
                     });
+                    out.krate_rejected = rejected_before || path.is_none();
                     seen.set(&mut out.krate, path, &meta, errors);
                 } else {
                     let name = path_text(&meta.path);

@@ -59,42 +59,14 @@ pub(crate) fn expand(cont: &Container<'_>) -> TokenStream {
     let store =
         stored.iter().zip(&values).map(|((field, key, default), value)| write(krate, field, key, *default, value));
 
-    let accessors = stored.iter().map(|(field, key, default)| {
-        let getter = field.ident;
-        let name = field.name();
-        let setter = format_ident!("set_{}", name, span = field.ident.span());
-        let remover = format_ident!("remove_{}", name, span = field.ident.span());
-        let ty = field.ty;
-        let read = read(krate, field, key, *default);
-        let value = Ident::new("value", Span::call_site());
-        let serialized = Ident::new("__sessionkit_value", Span::call_site());
-        let write = write(krate, field, key, *default, &serialized);
-        let serialize = quote_spanned!(ty.span()=> let #serialized = #krate::__private::to_value(#key, &#value)?;);
-        let getter_doc = format!("Reads `{key}` from the session, as [`load`](Self::load) reads it.");
-        let setter_doc = format!(
-            "Writes `{key}`, as [`save`](Self::save) writes it: a value the session already holds is not a change."
-        );
-        let remover_doc = format!("Removes `{key}` from the session.");
-        let operations = operations(krate, vis, field, key);
+    let accessors = stored.iter().flat_map(|(field, key, default)| field_methods(krate, vis, field, key, *default));
+    let accessors = accessors.map(|method| {
+        let Method { doc, signature, body, .. } = method;
         quote! {
-            #[doc = #getter_doc]
-            #vis fn #getter(session: &#krate::Session) -> ::core::result::Result<#ty, #krate::SessionError> {
-                #read
+            #[doc = #doc]
+            #signature {
+                #body
             }
-
-            #[doc = #setter_doc]
-            #vis fn #setter(session: &#krate::Session, #value: #ty) -> ::core::result::Result<(), #krate::SessionError> {
-                #serialize
-                #write
-                ::core::result::Result::Ok(())
-            }
-
-            #[doc = #remover_doc]
-            #vis fn #remover(session: &#krate::Session) {
-                #krate::__private::remove(session, #key);
-            }
-
-            #operations
         }
     });
 
@@ -157,10 +129,76 @@ pub(crate) fn expand(cont: &Container<'_>) -> TokenStream {
     }
 }
 
+/// One generated associated function: its signature apart from its body,
+/// so that the fallback (see `fallback`) declares exactly what the real
+/// expansion defines.
+pub(crate) struct Method {
+    /// The function's name, to keep the fallback from declaring one twice.
+    pub(crate) name: Ident,
+    pub(crate) doc: String,
+    /// Everything up to the body: visibility, `fn`, name, parameters,
+    /// return type and where clause.
+    pub(crate) signature: TokenStream,
+    pub(crate) body: TokenStream,
+}
+
+/// The accessors of one stored field: `name`, `set_name`, `remove_name`,
+/// and the operations its type allows.
+pub(crate) fn field_methods(
+    krate: &syn::Path,
+    vis: &syn::Visibility,
+    field: &Field<'_>,
+    key: &str,
+    default: Option<&DefaultAttr>,
+) -> Vec<Method> {
+    let getter = field.ident;
+    let name = field.name();
+    let setter = format_ident!("set_{}", name, span = field.ident.span());
+    let remover = format_ident!("remove_{}", name, span = field.ident.span());
+    let ty = field.ty;
+    let read = read(krate, field, key, default);
+    let value = Ident::new("value", Span::call_site());
+    let serialized = Ident::new("__sessionkit_value", Span::call_site());
+    let write = write(krate, field, key, default, &serialized);
+    let serialize = quote_spanned!(ty.span()=> let #serialized = #krate::__private::to_value(#key, &#value)?;);
+    let mut methods = vec![
+        Method {
+            name: getter.clone(),
+            doc: format!("Reads `{key}` from the session, as [`load`](Self::load) reads it."),
+            signature: quote! {
+                #vis fn #getter(session: &#krate::Session) -> ::core::result::Result<#ty, #krate::SessionError>
+            },
+            body: read,
+        },
+        Method {
+            doc: format!(
+                "Writes `{key}`, as [`save`](Self::save) writes it: a value the session already holds is not a change."
+            ),
+            signature: quote! {
+                #vis fn #setter(session: &#krate::Session, #value: #ty) -> ::core::result::Result<(), #krate::SessionError>
+            },
+            body: quote! {
+                #serialize
+                #write
+                ::core::result::Result::Ok(())
+            },
+            name: setter,
+        },
+        Method {
+            doc: format!("Removes `{key}` from the session."),
+            signature: quote!(#vis fn #remover(session: &#krate::Session)),
+            body: quote!(#krate::__private::remove(session, #key);),
+            name: remover,
+        },
+    ];
+    methods.extend(operations(krate, vis, field, key));
+    methods
+}
+
 /// The accessors for the atomic operations a field's type allows (see
 /// [`Shape`]): they record an operation the store applies to whatever it
 /// holds, so concurrent requests all count.
-fn operations(krate: &syn::Path, vis: &syn::Visibility, field: &Field<'_>, key: &str) -> TokenStream {
+fn operations(krate: &syn::Path, vis: &syn::Visibility, field: &Field<'_>, key: &str) -> Vec<Method> {
     let name = field.name();
     let span = field.ident.span();
     let ty = field.ty;
@@ -168,61 +206,75 @@ fn operations(krate: &syn::Path, vis: &syn::Visibility, field: &Field<'_>, key: 
         Shape::Integer => {
             let increment = format_ident!("increment_{}", name, span = span);
             let doc = format!(
-                "Adds `by` to `{key}` (a missing key counts from 0, not from the field's default) and returns                  the new value as this request sees it. The store adds `by` to whatever it holds when it saves                  the session, so concurrent increments all count. A sum outside the field's type is an error                  and changes nothing."
+                "Adds `by` to `{key}` (a missing key counts from 0, not from the field's default) and returns \
+                 the new value as this request sees it. The store adds `by` to whatever it holds when it saves \
+                 the session, so concurrent increments all count. A sum outside the field's type is an error \
+                 and changes nothing."
             );
-            quote_spanned! {ty.span()=>
-                #[doc = #doc]
-                #vis fn #increment(session: &#krate::Session, by: i64) -> ::core::result::Result<#ty, #krate::SessionError> {
-                    #krate::__private::increment::<#ty>(session, #key, by)
-                }
-            }
+            vec![Method {
+                doc,
+                signature: quote_spanned! {ty.span()=>
+                    #vis fn #increment(session: &#krate::Session, by: i64) -> ::core::result::Result<#ty, #krate::SessionError>
+                },
+                body: quote_spanned!(ty.span()=> #krate::__private::increment::<#ty>(session, #key, by)),
+                name: increment,
+            }]
         }
         Shape::List(element) => {
             let push = format_ident!("push_{}", name, span = span);
             let push_keep = format_ident!("push_{}_keep_last", name, span = span);
             let remove_first = format_ident!("remove_first_{}", name, span = span);
-            let push_doc = format!(
-                "Appends `item` to `{key}` (a missing key starts an empty list). The store appends to whatever                  it holds when it saves the session, so concurrent pushes all land."
-            );
-            let keep_doc =
-                format!("Appends `item` to `{key}`, then keeps only its last `keep` elements (recent items).");
-            let remove_doc = format!(
-                "Removes the first element of `{key}` equal to `item`; returns whether this request saw one.                  The store removes the first equal element of whatever it holds when it saves the session."
-            );
-            quote_spanned! {element.span()=>
-                #[doc = #push_doc]
-                #vis fn #push(session: &#krate::Session, item: #element) -> ::core::result::Result<(), #krate::SessionError>
-                where
-                    #element: #krate::__private::serde::Serialize,
-                {
-                    #krate::__private::push(session, #key, &item, ::core::option::Option::None)
-                }
-
-                #[doc = #keep_doc]
-                #vis fn #push_keep(
-                    session: &#krate::Session,
-                    item: #element,
-                    keep: usize,
-                ) -> ::core::result::Result<(), #krate::SessionError>
-                where
-                    #element: #krate::__private::serde::Serialize,
-                {
-                    #krate::__private::push(session, #key, &item, ::core::option::Option::Some(keep))
-                }
-
-                #[doc = #remove_doc]
-                #vis fn #remove_first(
-                    session: &#krate::Session,
-                    item: &#element,
-                ) -> ::core::result::Result<bool, #krate::SessionError>
-                where
-                    #element: #krate::__private::serde::Serialize,
-                {
-                    #krate::__private::remove_first(session, #key, item)
-                }
-            }
+            let span = element.span();
+            let serialize = quote_spanned!(span=> where #element: #krate::__private::serde::Serialize);
+            vec![
+                Method {
+                    doc: format!(
+                        "Appends `item` to `{key}` (a missing key starts an empty list). The store appends to \
+                         whatever it holds when it saves the session, so concurrent pushes all land."
+                    ),
+                    signature: quote_spanned! {span=>
+                        #vis fn #push(session: &#krate::Session, item: #element) -> ::core::result::Result<(), #krate::SessionError>
+                        #serialize
+                    },
+                    body: quote_spanned! {span=>
+                        #krate::__private::push(session, #key, &item, ::core::option::Option::None)
+                    },
+                    name: push,
+                },
+                Method {
+                    doc: format!("Appends `item` to `{key}`, then keeps only its last `keep` elements (recent items)."),
+                    signature: quote_spanned! {span=>
+                        #vis fn #push_keep(
+                            session: &#krate::Session,
+                            item: #element,
+                            keep: usize,
+                        ) -> ::core::result::Result<(), #krate::SessionError>
+                        #serialize
+                    },
+                    body: quote_spanned! {span=>
+                        #krate::__private::push(session, #key, &item, ::core::option::Option::Some(keep))
+                    },
+                    name: push_keep,
+                },
+                Method {
+                    doc: format!(
+                        "Removes the first element of `{key}` equal to `item`; returns whether this request saw \
+                         one. The store removes the first equal element of whatever it holds when it saves the \
+                         session."
+                    ),
+                    signature: quote_spanned! {span=>
+                        #vis fn #remove_first(
+                            session: &#krate::Session,
+                            item: &#element,
+                        ) -> ::core::result::Result<bool, #krate::SessionError>
+                        #serialize
+                    },
+                    body: quote_spanned!(span=> #krate::__private::remove_first(session, #key, item)),
+                    name: remove_first,
+                },
+            ]
         }
-        Shape::Other => TokenStream::new(),
+        Shape::Other => Vec::new(),
     }
 }
 
@@ -322,7 +374,7 @@ fn mentions(tokens: TokenStream, params: &HashSet<String>) -> bool {
 /// The axum extractor impls. The derive cannot see sessionkit's cargo
 /// features, so it hands the pieces to a sessionkit macro that expands to
 /// the impls with the `axum` feature and to nothing without it.
-fn extractor(cont: &Container<'_>, predicates: &[TokenStream]) -> TokenStream {
+pub(crate) fn extractor(cont: &Container<'_>, predicates: &[TokenStream]) -> TokenStream {
     let krate = &cont.krate;
     let ident = cont.ident;
     let state = Ident::new("__SessionkitState", Span::call_site());
@@ -349,7 +401,8 @@ mod tests {
         let input: DeriveInput = syn::parse_str(source).map_err(|err| err.to_string())?;
         match Container::from_input(&input) {
             Ok(container) => Ok(super::expand(&container).to_string()),
-            Err(err) => Err(err.to_compile_error().to_string()),
+            // Through the fallback, so that `never_panics` covers it too.
+            Err(invalid) => Err(crate::fallback::expand(invalid).to_string()),
         }
     }
 

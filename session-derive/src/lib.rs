@@ -15,6 +15,7 @@ mod ast;
 mod attr;
 mod case;
 mod expand;
+mod fallback;
 
 use proc_macro::TokenStream;
 use syn::{DeriveInput, parse_macro_input};
@@ -109,7 +110,9 @@ use syn::{DeriveInput, parse_macro_input};
 /// named `load`, or fields `x` and `set_x`), and fields whose type lacks
 /// `Serialize`, `DeserializeOwned` or (for `skip` and `default`) `Default`
 /// are compile errors pointing at the offending token. All of them are
-/// reported at once.
+/// reported at once, and each only once: beside the errors the derive still
+/// implements `SessionData` and declares the accessors of every field it
+/// could read, so code using the struct reports no errors of its own.
 ///
 /// Generic structs work: each field type that mentions a type parameter is
 /// bounded by `Serialize + DeserializeOwned` (and `Default` where needed).
@@ -118,6 +121,8 @@ pub fn derive_session_data(input: TokenStream) -> TokenStream {
     let input = parse_macro_input!(input as DeriveInput);
     match ast::Container::from_input(&input) {
         Ok(container) => expand::expand(&container).into(),
-        Err(errors) => errors.to_compile_error().into(),
+        // The errors, plus the items the struct would have had, so that
+        // each mistake is reported once and not again at every use.
+        Err(invalid) => fallback::expand(invalid).into(),
     }
 }
