@@ -3,9 +3,11 @@
 
 use std::sync::Arc;
 
+use axum::extract::Path;
+use axum::routing;
 use http::header::SET_COOKIE;
 use reqwest::{Client, Response, StatusCode};
-use sessionkit::{SessionConfig, SessionLayer};
+use sessionkit::{Session, SessionConfig, SessionError, SessionLayer};
 use sessionkit_integration_tests::app::{self, Gates};
 use sessionkit_integration_tests::server::TestServer;
 use sessionkit_stores::MemoryStore;
@@ -22,6 +24,23 @@ async fn post(client: &Client, server: &TestServer, path: &str) -> Response {
     client.post(server.url(path)).send().await.expect("request")
 }
 
+/// The suite's app on a store holding at most `capacity` sessions, plus
+/// `POST /start-over/{value}`: ends the session and starts a new one with
+/// `n` set to `value`, in one request.
+async fn serve(capacity: usize) -> (Arc<MemoryStore>, TestServer) {
+    let store = Arc::new(MemoryStore::builder().capacity(capacity).build());
+    let config = SessionConfig::shared_builder(store.clone()).secure(false);
+    let layer = SessionLayer::try_new(config).expect("valid configuration");
+    let start_over = |session: Session, Path(value): Path<String>| async move {
+        session.destroy();
+        session.set("n", value)?;
+        Ok::<_, SessionError>("started over")
+    };
+    let start_over = axum::Router::new().route("/start-over/{value}", routing::post(start_over)).layer(layer.clone());
+    let app = app::router(layer, Arc::new(Gates::default())).merge(start_over);
+    (store, TestServer::start(app).await)
+}
+
 async fn read(client: &Client, server: &TestServer, key: &str) -> String {
     let response = client.get(server.url(&format!("/get/{key}"))).send().await.expect("request");
     assert_eq!(response.status(), StatusCode::OK);
@@ -34,10 +53,7 @@ async fn read(client: &Client, server: &TestServer, key: &str) -> String {
 /// out the fourth gets in.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_memory_store_turns_new_visitors_away_until_one_leaves() {
-    let store = Arc::new(MemoryStore::builder().capacity(CAPACITY).build());
-    let config = SessionConfig::shared_builder(store.clone()).secure(false);
-    let layer = SessionLayer::try_new(config).expect("valid configuration");
-    let server = TestServer::start(app::router(layer, Arc::new(Gates::default()))).await;
+    let (store, server) = serve(CAPACITY).await;
 
     let visitors: Vec<Client> = (0..CAPACITY).map(|_| browser()).collect();
     for (i, visitor) in visitors.iter().enumerate() {
@@ -69,4 +85,24 @@ async fn a_full_memory_store_turns_new_visitors_away_until_one_leaves() {
     assert!(response.headers().contains_key(SET_COOKIE));
     assert_eq!(read(&late, &server, "n").await, "\"late\"");
     assert_eq!(read(&visitors[1], &server, "n").await, "\"again1\"", "the others are untouched");
+}
+
+/// A visitor of a full store who ends their session and starts a new one in
+/// the same request is not turned away: the session they leave frees the
+/// place the new one takes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn starting_over_in_a_full_memory_store_reuses_the_place_it_frees() {
+    let (store, server) = serve(2).await;
+    let visitors = [browser(), browser()];
+    for visitor in &visitors {
+        assert_eq!(post(visitor, &server, "/set/n/first").await.status(), StatusCode::OK);
+    }
+    assert_eq!(post(&browser(), &server, "/set/n/late").await.status(), StatusCode::SERVICE_UNAVAILABLE, "full");
+
+    let response = post(&visitors[0], &server, "/start-over/second").await;
+    assert_eq!(response.status(), StatusCode::OK, "the old session made room for the new one");
+    assert!(response.headers().contains_key(SET_COOKIE), "with a new id");
+    assert_eq!(read(&visitors[0], &server, "n").await, "\"second\"");
+    assert_eq!(store.len(), 2, "the old session is gone");
+    assert_eq!(read(&visitors[1], &server, "n").await, "\"first\"");
 }
