@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use sessionkit::{ConfigError, StoreError};
-use sessionkit_stores::OpenError;
+use sessionkit_stores::{OpenError, SweeperError};
 
 /// Why the demo could not start (or stop cleanly). Each variant says what
 /// it was doing and keeps the underlying error as its `source()`.
@@ -66,6 +66,9 @@ pub enum StartError {
     /// The session configuration is invalid.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// The sweeper of expired sessions would not start.
+    #[error(transparent)]
+    Sweeper(#[from] SweeperError),
     /// The server or its signal handling failed.
     #[error("the server failed")]
     Serve(#[source] io::Error),
@@ -92,7 +95,7 @@ impl StartError {
             Self::DataDir { .. } | Self::OpenStore { .. } => {
                 Some("choose another place with --data, or another store with --store (memory needs no files)")
             }
-            Self::StoreUrl(_) | Self::Config(_) | Self::Serve(_) => None,
+            Self::StoreUrl(_) | Self::Config(_) | Self::Sweeper(_) | Self::Serve(_) => None,
         }
     }
 }

@@ -45,7 +45,7 @@ impl Server {
         let addr = listener.local_addr().map_err(|source| StartError::Bind { addr: args.addr, source })?;
         let store = build_store(args).await?;
         let router = app(&store, args)?;
-        let sweeper = Sweeper::spawn(Arc::clone(&store.store), SWEEP_INTERVAL);
+        let sweeper = Sweeper::spawn(Arc::clone(&store.store), SWEEP_INTERVAL)?;
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             axum::serve(listener, router)

@@ -74,6 +74,11 @@ pub struct SessionConfig {
     pub(crate) exclusive_wait: Duration,
 }
 
+/// The resolution of expiries and leases in the stores ([`crate::expiry`]
+/// keeps Unix milliseconds): the shortest `ttl`, `absolute_lifetime` and
+/// `exclusive_lease` that are not zero there.
+const STORE_RESOLUTION: Duration = Duration::from_millis(1);
+
 /// Why a [`SessionConfigBuilder`] cannot build: one variant per setting a
 /// browser or the store would reject later. Returned by
 /// [`SessionConfigBuilder::build`] and
@@ -109,17 +114,25 @@ pub enum ConfigError {
          Secure"
     )]
     SecurePrefix(String),
-    /// A `ttl` of zero (`None` is the way to store sessions without expiry).
-    #[error("invalid session configuration: ttl must be positive (use `None` for sessions without expiry)")]
+    /// A `ttl` of zero, or under a millisecond: stores keep expiries in
+    /// whole milliseconds, so it would be zero there, a session expired as
+    /// it is written (`None` is the way to store sessions without expiry).
+    #[error(
+        "invalid session configuration: ttl must be at least 1 ms, the stores' resolution (use `None` for sessions \
+         without expiry)"
+    )]
     ZeroTtl,
-    /// An `absolute_lifetime` of zero.
-    #[error("invalid session configuration: absolute_lifetime must be positive")]
+    /// An `absolute_lifetime` of zero, or under a millisecond (zero in the
+    /// stores' whole milliseconds).
+    #[error("invalid session configuration: absolute_lifetime must be at least 1 ms, the stores' resolution")]
     ZeroAbsoluteLifetime,
     /// A `max_size` of zero.
     #[error("invalid session configuration: max_size must be positive")]
     ZeroMaxSize,
-    /// An `exclusive_lease` of zero.
-    #[error("invalid session configuration: exclusive_lease must be positive")]
+    /// An `exclusive_lease` of zero, or under a millisecond: stores keep
+    /// leases in whole milliseconds, so some would grant one that has
+    /// already run out.
+    #[error("invalid session configuration: exclusive_lease must be at least 1 ms, the stores' resolution")]
     ZeroExclusiveLease,
 }
 
@@ -307,16 +320,18 @@ impl SessionConfig {
         } else if lower.starts_with("__secure-") && !self.secure {
             return Err(ConfigError::SecurePrefix(self.cookie_name.clone()));
         }
-        if self.ttl.is_some_and(|ttl| ttl.is_zero()) {
+        // Anything shorter is zero in a store's whole milliseconds.
+        let too_short = |duration: Duration| duration < STORE_RESOLUTION;
+        if self.ttl.is_some_and(too_short) {
             return Err(ConfigError::ZeroTtl);
         }
-        if self.absolute_lifetime.is_some_and(|cap| cap.is_zero()) {
+        if self.absolute_lifetime.is_some_and(too_short) {
             return Err(ConfigError::ZeroAbsoluteLifetime);
         }
         if self.max_size == 0 {
             return Err(ConfigError::ZeroMaxSize);
         }
-        if self.exclusive_lease.is_zero() {
+        if too_short(self.exclusive_lease) {
             return Err(ConfigError::ZeroExclusiveLease);
         }
         Ok(())
@@ -340,7 +355,8 @@ impl SessionConfigBuilder {
     /// How long a session lives after it was created (or, with
     /// [`rolling`](Self::rolling), after its last response): the server-side
     /// expiry and the cookie's `Max-Age`. `None` stores sessions without
-    /// expiry, with a cookie that lasts for the browser session.
+    /// expiry, with a cookie that lasts for the browser session. At least
+    /// 1 ms (the stores' resolution), or [`build`](Self::build) refuses it.
     pub fn ttl(mut self, ttl: impl Into<Option<Duration>>) -> Self {
         self.0.ttl = ttl.into();
         self
@@ -362,6 +378,7 @@ impl SessionConfigBuilder {
 
     /// A hard limit on a session's life, counted from its creation, that
     /// rolling cannot extend. Stored in the session under a reserved key.
+    /// At least 1 ms, or [`build`](Self::build) refuses it.
     pub fn absolute_lifetime(mut self, limit: impl Into<Option<Duration>>) -> Self {
         self.0.absolute_lifetime = limit.into();
         self
@@ -458,6 +475,7 @@ impl SessionConfigBuilder {
     /// running when it runs out loses it, and its write is refused (the
     /// response becomes an empty 409), so that it cannot overwrite what the
     /// next holder did. A crashed holder blocks the session this long at most.
+    /// At least 1 ms, or [`build`](Self::build) refuses it.
     pub fn exclusive_lease(mut self, lease: Duration) -> Self {
         self.0.exclusive_lease = lease;
         self
@@ -578,6 +596,30 @@ mod tests {
             assert_eq!(config.build().map(drop), Err(expected));
         }
         assert!(SessionConfig::builder(NullStore).ttl(None).build().map(drop).is_ok());
+    }
+
+    /// Stores keep expiries and leases in whole milliseconds: a shorter
+    /// duration would be zero there (a session expired as it is created, a
+    /// cookie with `Max-Age=0`, a lease already run out), so it is refused
+    /// like zero, and a millisecond is accepted.
+    #[test]
+    fn durations_under_a_millisecond_are_refused_like_zero() {
+        let under = Duration::from_micros(999);
+        let bad = [
+            (SessionConfig::builder(NullStore).ttl(under), ConfigError::ZeroTtl),
+            (SessionConfig::builder(NullStore).ttl(Duration::from_nanos(1)), ConfigError::ZeroTtl),
+            (SessionConfig::builder(NullStore).absolute_lifetime(under), ConfigError::ZeroAbsoluteLifetime),
+            (SessionConfig::builder(NullStore).exclusive_lease(under), ConfigError::ZeroExclusiveLease),
+            (SessionConfig::builder(NullStore).exclusive_lease(Duration::ZERO), ConfigError::ZeroExclusiveLease),
+        ];
+        for (config, expected) in bad {
+            let err = config.build().map(drop).expect_err("refused");
+            assert!(err.to_string().contains("at least 1 ms"), "{err}");
+            assert_eq!(err, expected);
+        }
+        let ms = Duration::from_millis(1);
+        let shortest = SessionConfig::builder(NullStore).ttl(ms).absolute_lifetime(ms).exclusive_lease(ms);
+        assert_eq!(shortest.build().map(drop), Ok(()), "one millisecond is representable");
     }
 
     #[test]

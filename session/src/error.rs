@@ -37,6 +37,16 @@ pub enum StoreError {
     /// or the exclusive lease fencing it was lost.
     #[error("session store refused the patch")]
     Refused(#[source] PatchError),
+    /// The store holds as many sessions as it may and refused to add
+    /// another, writing nothing: a write that would create a session (a
+    /// `set` of a key it does not hold). Writes to the sessions it holds
+    /// are not refused for this. [`SessionLayer`](crate::SessionLayer)
+    /// answers an empty 503 and sets no cookie.
+    #[error("session store is full: it holds its maximum of {capacity} sessions")]
+    Full {
+        /// The most sessions the store holds.
+        capacity: usize,
+    },
     /// The store does not offer this operation (a user index, leases,
     /// scans are optional for third-party stores).
     #[error("this session store does not support {operation}")]

@@ -17,6 +17,7 @@
 //! | the store failed, loading or saving | an empty 500, logged with `tracing` (never with the id) |
 //! | the session would serialize past [`max_size`](crate::SessionConfig::max_size), also through other requests' concurrent writes | an empty 413; the stored session keeps its previous state |
 //! | the store refused an operation (an increment of a value that is no longer an integer), or an exclusive request's lease ran out before its write | an empty 409; nothing of the request's changes is written |
+//! | the store is full ([`StoreError::Full`]: a bounded store refused a new session) | an empty 503, no cookie; the sessions it holds keep working |
 //! | an exclusive request waited [`exclusive_wait`](crate::SessionConfig::exclusive_wait) for its session in vain | an empty 503 with `Retry-After: 1` |
 
 use std::fmt;
@@ -241,6 +242,11 @@ async fn finish<B: Default>(lazy: &LazySession, mut response: Response<B>) -> Re
                 "the store refused the session's changes; answering {status}"
             );
             empty(status)
+        }
+        Err(full @ StoreError::Full { .. }) => {
+            // Overload, not a fault: the visitor may come back later.
+            tracing::warn!(error = &full as &dyn std::error::Error, "no room for a new session; answering 503");
+            empty(StatusCode::SERVICE_UNAVAILABLE)
         }
         Err(err) => {
             tracing::error!(

@@ -168,9 +168,17 @@ impl Plan {
             Plan::Create { id, key, data, expires_at, retire } => {
                 // The new record first: if retiring the old one fails, the
                 // client still has a working session.
-                store.set(&key, &data, expires_at).await?;
-                if let Some(retire) = retire {
-                    retire_record(store, &retire).await?;
+                match (store.set(&key, &data, expires_at).await, retire) {
+                    (Ok(()), Some(retire)) => retire_record(store, &retire).await?,
+                    (Ok(()), None) => {}
+                    // A full store: the retired record frees a place, so
+                    // retire it first. It is ending anyway (destroyed, or
+                    // past what the configuration allows).
+                    (Err(StoreError::Full { .. }), Some(retire)) => {
+                        retire_record(store, &retire).await?;
+                        store.set(&key, &data, expires_at).await?;
+                    }
+                    (Err(err), _) => return Err(err),
                 }
                 issue(&id, expires_at, true)
             }

@@ -64,4 +64,4 @@ pub use sqlite::{SqliteStore, SqliteStoreBuilder};
 /// The sqlx this crate was built with, for [`PostgresStore::from_pool`].
 #[cfg(feature = "postgres")]
 pub use sqlx;
-pub use sweeper::Sweeper;
+pub use sweeper::{Sweeper, SweeperError};

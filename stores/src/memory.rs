@@ -73,6 +73,13 @@
 //! nothing. Expired leases are replaced by the next taker and swept by
 //! `delete_expired`.
 //!
+//! # Capacity
+//!
+//! [`capacity`]: an optional bound on the records held, one counter for
+//! the store, exact under concurrency. When full, a write that would add a
+//! record is refused with [`StoreError::Full`] after sweeping the expired
+//! ones; writes to sessions the store holds are never refused.
+//!
 //! # Scans
 //!
 //! [`scan`]: shard by shard, each shard's live records in key order, the
@@ -80,6 +87,7 @@
 //! throughout a scan is returned exactly once. Cursors are valid for the
 //! store that issued them.
 
+mod capacity;
 mod codec;
 mod json_len;
 mod leases;
@@ -91,7 +99,7 @@ mod scan;
 mod shard;
 mod users;
 
-use std::sync::RwLock;
+use std::sync::{RwLock, RwLockWriteGuard};
 use std::time::{Duration, SystemTime};
 
 use foldhash::fast::RandomState;
@@ -101,6 +109,7 @@ use sessionkit::{
     UpdateOutcome, expiry,
 };
 
+use self::capacity::Capacity;
 use self::locks::{guard_of, read, write};
 use self::record::Record;
 use self::shard::{Entry, Key, Shard};
@@ -121,6 +130,37 @@ use self::users::{UserAfter, UserIndex};
 ///   they are renamed;
 /// - exclusive leases, one per key, with fencing of the patches they guard;
 /// - scans, whose cursors are valid for the store that issued them.
+///
+/// # Capacity
+///
+/// Unbounded unless [`MemoryStoreBuilder::capacity`] says otherwise. A store
+/// with a capacity holds at most that many sessions, exactly, also under
+/// concurrent logins. When it is full, a write that would add a session (a
+/// `set` of a key it does not hold) fails with [`StoreError::Full`] and
+/// writes nothing; through [`SessionLayer`](sessionkit::SessionLayer) the
+/// visitor gets an empty 503 and no cookie. Expired sessions do not count:
+/// before refusing, the store sweeps them. The sessions it holds keep
+/// working: updates, refreshes, logouts, and renames (a login or a
+/// regenerate moves a session, adding none) are never refused. Only
+/// sessions are counted, not bytes; bound each session's size with
+/// [`max_size`](sessionkit::SessionConfigBuilder::max_size).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), sessionkit::StoreError> {
+/// use sessionkit::{SessionId, SessionMap, SessionStore, StoreError, StoreKey};
+/// use sessionkit_stores::MemoryStore;
+///
+/// let store = MemoryStore::builder().capacity(1).build();
+/// let first = StoreKey::hashed(&SessionId::generate());
+/// store.set(&first, &SessionMap::new(), None).await?;
+/// let second = StoreKey::hashed(&SessionId::generate());
+/// let refused = store.set(&second, &SessionMap::new(), None).await;
+/// assert!(matches!(refused, Err(StoreError::Full { capacity: 1 })));
+/// store.set(&first, &SessionMap::new(), None).await?; // the first keeps working
+/// store.delete(&first).await?;
+/// store.set(&second, &SessionMap::new(), None).await?; // and its place is free again
+/// # Ok(()) }
+/// ```
 ///
 /// Design notes: [`docs/memory-store.md`](https://github.com/sessionkit/sessionkit/blob/main/docs/memory-store.md).
 ///
@@ -146,6 +186,8 @@ pub struct MemoryStore {
     hasher: RandomState,
     /// Random, names this store in its scan cursors.
     scan_tag: u64,
+    /// The bound on the records held, if any.
+    capacity: Option<Capacity>,
 }
 
 /// Records up to this size are decoded under the shard's read lock, which
@@ -165,9 +207,15 @@ impl MemoryStore {
         Self::builder().build()
     }
 
-    /// A builder, to choose the number of shards.
+    /// A builder, to choose the number of shards and a capacity.
     pub fn builder() -> MemoryStoreBuilder {
-        MemoryStoreBuilder { shards: Self::DEFAULT_SHARDS }
+        MemoryStoreBuilder { shards: Self::DEFAULT_SHARDS, capacity: None }
+    }
+
+    /// The most sessions the store holds ([`MemoryStoreBuilder::capacity`]);
+    /// `None`: unbounded.
+    pub fn capacity(&self) -> Option<usize> {
+        self.capacity.as_ref().map(Capacity::max)
     }
 
     /// The number of records held, including expired ones not yet swept.
@@ -194,6 +242,55 @@ impl MemoryStore {
     fn shard(&self, hash: u64) -> &RwLock<Shard> {
         &self.shards[self.shard_index(hash)]
     }
+
+    /// The write lock on the shard of `key`, with a place for its record:
+    /// the key has one already (live or expired: a `set` replaces it), or a
+    /// free place was taken for it. When none is free, the expired records
+    /// are swept (holding no lock, as the lock order wants) and the place
+    /// asked for once more before the store is called full.
+    fn lock_with_place(&self, hash: u64, key: &Key) -> Result<RwLockWriteGuard<'_, Shard>, StoreError> {
+        let Some(capacity) = &self.capacity else {
+            return Ok(write(self.shard(hash)));
+        };
+        for sweep_first in [false, true] {
+            if sweep_first {
+                self.sweep(now_ms());
+            }
+            let shard = write(self.shard(hash));
+            if shard.find(hash, key).is_some() || capacity.try_take() {
+                return Ok(shard);
+            }
+        }
+        Err(capacity.full())
+    }
+
+    /// Gives back the places of `records` records just removed, under the
+    /// lock of their shard.
+    fn freed(&self, records: usize) {
+        if let Some(capacity) = &self.capacity {
+            capacity.give_back(records);
+        }
+    }
+
+    /// Removes every record expired at `now_ms`, and expired leases;
+    /// returns how many records.
+    fn sweep(&self, now_ms: i64) -> u64 {
+        let mut removed = 0;
+        for shard in self.shards.iter() {
+            let mut shard = write(shard);
+            let expired = shard.take_expired(&self.hasher, now_ms);
+            for entry in &expired {
+                if let Some(user) = entry.record.user() {
+                    self.users.moved(&entry.key, Some(user), None);
+                }
+            }
+            self.freed(expired.len());
+            shard.leases.sweep(now_ms);
+            drop(shard);
+            removed += expired.len() as u64;
+        }
+        removed
+    }
 }
 
 /// Builds a [`MemoryStore`]; made by [`MemoryStore::builder`].
@@ -201,6 +298,7 @@ impl MemoryStore {
 #[must_use]
 pub struct MemoryStoreBuilder {
     shards: usize,
+    capacity: Option<usize>,
 }
 
 impl MemoryStoreBuilder {
@@ -208,6 +306,16 @@ impl MemoryStoreBuilder {
     /// [default: [`MemoryStore::DEFAULT_SHARDS`]].
     pub fn shards(mut self, shards: usize) -> Self {
         self.shards = shards;
+        self
+    }
+
+    /// The most sessions the store holds, expired ones not counted
+    /// [default: `None`, unbounded]. When it is full, a write that would
+    /// add a session is refused with [`StoreError::Full`]; see
+    /// [`MemoryStore#capacity`] for the policy. A capacity of 0 refuses
+    /// every session.
+    pub fn capacity(mut self, sessions: impl Into<Option<usize>>) -> Self {
+        self.capacity = sessions.into();
         self
     }
 
@@ -221,6 +329,7 @@ impl MemoryStoreBuilder {
             // A token is 128 random bits from the operating system: half of
             // one is a tag no other store will have.
             scan_tag: LeaseToken::generate().as_u128() as u64,
+            capacity: self.capacity.map(Capacity::new),
         }
     }
 }
@@ -233,7 +342,10 @@ impl Default for MemoryStore {
 
 impl std::fmt::Debug for MemoryStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MemoryStore").field("shards", &self.shards.len()).finish_non_exhaustive()
+        f.debug_struct("MemoryStore")
+            .field("shards", &self.shards.len())
+            .field("capacity", &self.capacity())
+            .finish_non_exhaustive()
     }
 }
 
@@ -283,7 +395,7 @@ impl SessionStore for MemoryStore {
         let (record, user) = Record::build_finding_user(|out| codec::encode(out, data))?;
         let key = id.as_bytes();
         let hash = self.hash(key);
-        let mut shard = write(self.shard(hash));
+        let mut shard = self.lock_with_place(hash, key)?;
         let replaced = shard.put(&self.hasher, hash, key, (record, None), expires_at.map(expiry::to_unix_ms));
         self.users.moved(key, replaced.as_ref().and_then(Record::user), user);
         drop(shard);
@@ -301,6 +413,7 @@ impl SessionStore for MemoryStore {
         if let Some(user) = removed.as_ref().and_then(|entry| entry.record.user()) {
             self.users.moved(key, Some(user), None);
         }
+        self.freed(usize::from(removed.is_some()));
         drop(shard);
         drop(removed);
         Ok(())
@@ -376,27 +489,15 @@ impl SessionStore for MemoryStore {
         let user = moved.record.user();
         self.users.moved(from_key, user, None);
         self.users.moved(to_key, replaced.as_ref().and_then(Record::user), user_after.applied_to(user));
+        // One record moved; one more gone if it replaced another.
+        self.freed(usize::from(replaced.is_some()));
         drop(shards);
         drop((moved, replaced));
         Ok(UpdateOutcome::Applied)
     }
 
     async fn delete_expired(&self) -> Result<u64, StoreError> {
-        let now = now_ms();
-        let mut removed = 0;
-        for shard in self.shards.iter() {
-            let mut shard = write(shard);
-            let expired = shard.take_expired(&self.hasher, now);
-            for entry in &expired {
-                if let Some(user) = entry.record.user() {
-                    self.users.moved(&entry.key, Some(user), None);
-                }
-            }
-            shard.leases.sweep(now);
-            drop(shard);
-            removed += expired.len() as u64;
-        }
-        Ok(removed)
+        Ok(self.sweep(now_ms()))
     }
 
     async fn sessions_of(&self, user: &str) -> Result<Vec<(StoreKey, SessionRecord)>, StoreError> {
@@ -430,6 +531,7 @@ impl SessionStore for MemoryStore {
         }
         let removed = shard.take(hash, key);
         self.users.moved(key, Some(user), None);
+        self.freed(usize::from(removed.is_some()));
         drop(shard);
         drop(removed);
         Ok(true)
@@ -461,6 +563,7 @@ impl SessionStore for MemoryStore {
             }
         }
         self.users.remove(user, &unindexed);
+        self.freed(removed.len());
         drop(guards);
         drop(removed);
         Ok(revoked)

@@ -2,7 +2,9 @@
 //!
 //! Stores never return an expired record, so sweeping is about reclaiming
 //! space, not correctness. A failed sweep is logged and the next one runs on
-//! schedule: a store outage must not end the sweeping for good.
+//! schedule: a store outage must not end the sweeping for good. A zero
+//! interval is refused when the sweeper is made ([`SweeperError`]): tokio's
+//! interval would panic on it inside the task, ending the sweeping silently.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,14 +17,15 @@ use tokio::task::JoinHandle;
 /// It stops when [`Sweeper::stop`] is called or when it is dropped.
 ///
 /// ```
-/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), sessionkit_stores::SweeperError> {
 /// use std::{sync::Arc, time::Duration};
 /// use sessionkit_stores::{MemoryStore, Sweeper};
 ///
 /// let store = Arc::new(MemoryStore::new());
-/// let sweeper = Sweeper::spawn(store.clone(), Duration::from_secs(60));
+/// let sweeper = Sweeper::spawn(store.clone(), Duration::from_secs(60))?;
 /// // ... serve requests with `store` ...
 /// sweeper.stop().await;
+/// # Ok::<(), sessionkit_stores::SweeperError>(())
 /// # }
 /// ```
 #[derive(Debug)]
@@ -35,10 +38,18 @@ impl Sweeper {
     /// Starts sweeping `store` every `interval` (the first sweep runs after
     /// one interval) on the current tokio runtime.
     ///
+    /// # Errors
+    ///
+    /// [`SweeperError::ZeroInterval`] for an `interval` of zero, which
+    /// would sweep without pause; nothing is started.
+    ///
     /// # Panics
     ///
     /// Outside a tokio runtime, like `tokio::spawn`.
-    pub fn spawn<S: SessionStore + ?Sized>(store: Arc<S>, interval: Duration) -> Self {
+    pub fn spawn<S: SessionStore + ?Sized>(store: Arc<S>, interval: Duration) -> Result<Self, SweeperError> {
+        if interval.is_zero() {
+            return Err(SweeperError::ZeroInterval);
+        }
         let (stop, mut stopped) = oneshot::channel();
         let task = tokio::spawn(async move {
             let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
@@ -57,7 +68,7 @@ impl Sweeper {
                 }
             }
         });
-        Self { stop: Some(stop), task: Some(task) }
+        Ok(Self { stop: Some(stop), task: Some(task) })
     }
 
     /// Stops sweeping, waiting for a sweep in progress to finish.
@@ -71,6 +82,15 @@ impl Sweeper {
             tracing::error!(error = &err as &dyn std::error::Error, "the session sweeper task failed");
         }
     }
+}
+
+/// Why a [`Sweeper`] was not started.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SweeperError {
+    /// An interval of zero: the sweeper would never pause between sweeps.
+    #[error("invalid sweeper configuration: the interval must be positive")]
+    ZeroInterval,
 }
 
 impl Drop for Sweeper {
@@ -99,7 +119,7 @@ mod tests {
             store.set(&sessionkit::testing::checks::key(), &SessionMap::new(), Some(past)).await.expect("set");
         }
         store.set(&sessionkit::testing::checks::key(), &SessionMap::new(), None).await.expect("set");
-        let sweeper = Sweeper::spawn(store.clone(), Duration::from_millis(20));
+        let sweeper = Sweeper::spawn(store.clone(), Duration::from_millis(20)).expect("a valid interval");
         for _ in 0..500 {
             if store.len() == 1 {
                 break;
@@ -108,6 +128,26 @@ mod tests {
         }
         assert_eq!(store.len(), 1, "the sweeper removed the expired sessions and only those");
         sweeper.stop().await;
+    }
+
+    #[tokio::test]
+    async fn a_zero_interval_is_refused_and_nothing_sweeps() {
+        let store = Arc::new(Broken::default());
+        let refused = Sweeper::spawn(store.clone(), Duration::ZERO);
+        let err = refused.expect_err("refused");
+        assert_eq!(err, SweeperError::ZeroInterval);
+        assert!(err.to_string().contains("interval must be positive"), "{err}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(store.0.load(Ordering::SeqCst), 0, "no sweeper was started");
+        let tiny = Sweeper::spawn(store.clone(), Duration::from_nanos(1)).expect("any positive interval works");
+        for _ in 0..500 {
+            if store.0.load(Ordering::SeqCst) > 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(store.0.load(Ordering::SeqCst) > 0, "a 1 ns interval sweeps");
+        tiny.stop().await;
     }
 
     /// Fails every call, counting them.
@@ -134,7 +174,7 @@ mod tests {
     #[tokio::test]
     async fn keeps_going_after_errors_and_stops_when_dropped() {
         let store = Arc::new(Broken::default());
-        let sweeper = Sweeper::spawn(store.clone(), Duration::from_millis(10));
+        let sweeper = Sweeper::spawn(store.clone(), Duration::from_millis(10)).expect("a valid interval");
         for _ in 0..500 {
             if store.0.load(Ordering::SeqCst) >= 3 {
                 break;
