@@ -67,7 +67,11 @@ struct Estimate {
 /// Which benchmark binary writes a group: only results written since that
 /// binary last started belong to the run being reported.
 fn binary_of(group: &str) -> &'static str {
-    if group.starts_with("concurrent") { "concurrency" } else { "stores" }
+    match group {
+        "migrate" => "migrate",
+        group if group.starts_with("concurrent") => "concurrency",
+        _ => "stores",
+    }
 }
 
 fn load_criterion(dir: &Path, starts: &BTreeMap<String, RunStart>, results: &mut Results) {
@@ -173,7 +177,7 @@ struct Verdict {
 fn main() {
     let root = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
     let mut starts = BTreeMap::new();
-    for bench in ["stores", "concurrency", "middleware", "rss"] {
+    for bench in ["stores", "concurrency", "middleware", "rss", "migrate"] {
         if let Some(start) = results::read::<RunStart>(&format!("run-{bench}")) {
             starts.insert(bench.to_owned(), start);
         }
@@ -201,6 +205,8 @@ fn main() {
     write_operations(&mut out, &results, &charts);
     write_concurrency(&mut out, &results, &charts);
     write_sweep(&mut out, &results);
+    write_index_cost(&mut out, &results);
+    write_migration(&mut out, &results);
     if let Some(middleware) = &middleware {
         write_middleware(&mut out, middleware, &charts);
     }
@@ -220,6 +226,87 @@ fn main() {
             std::process::exit(1);
         }
     }
+}
+
+/// The `index-cost` group: each write on a session bound to a user against
+/// the same write on a session bound to nobody.
+fn write_index_cost(out: &mut String, results: &Results) {
+    const OPS: [&str; 4] = ["set", "update", "rename", "delete"];
+    let per_op = |store: &str, op: &str, variant: &str| {
+        get(results, "index-cost", &format!("{store}/{op}"), variant).map(|bench| bench.median_ns / bench.elements)
+    };
+    let stores: Vec<&str> = STORES
+        .iter()
+        .map(|spec| spec.name)
+        .filter(|store| OPS.iter().any(|op| per_op(store, op, "with-user").is_some()))
+        .collect();
+    if stores.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "## What the user index costs\n");
+    let _ = writeln!(
+        out,
+        "Every store keeps an index from a user to their sessions, written in the same atomic step as the \
+         session. Each cell is the median time of one operation on a session bound to a user (which the \
+         index follows) against the same operation on a session bound to nobody, and their ratio (the \
+         `index-cost` group of the `stores` benchmark). Stores that wait on I/O run waves of 256 \
+         concurrent operations, as a loaded server would, so their times are per operation within a \
+         wave; the others run one at a time. The store holds 10,000 other sessions; the bound sessions \
+         belong to 100 users.\n"
+    );
+    let _ = writeln!(out, "| store | `set` (new session) | `update` | `rename` | `delete` |");
+    let _ = writeln!(out, "| --- | --- | --- | --- | --- |");
+    for store in stores {
+        let cells: Vec<String> = OPS
+            .iter()
+            .map(|op| match (per_op(store, op, "with-user"), per_op(store, op, "without-user")) {
+                (Some(with), Some(without)) => {
+                    format!("{} vs {} ({:.2}×)", time(with), time(without), with / without)
+                }
+                _ => "—".to_owned(),
+            })
+            .collect();
+        let _ = writeln!(out, "| {store} | {} |", cells.join(" | "));
+    }
+    let _ = writeln!(out);
+}
+
+/// The `migrate` benchmark: `sessionkit migrate` from redb to each store.
+fn write_migration(out: &mut String, results: &Results) {
+    let rows: Vec<(&str, &str, &Bench)> = STORES
+        .iter()
+        .filter_map(|spec| {
+            let function = format!("redb-to-{}", spec.name);
+            results
+                .iter()
+                .find(|((group, f, _), _)| group == "migrate" && *f == function)
+                .map(|((_, _, count), bench)| (spec.name, count.as_str(), bench))
+        })
+        .collect();
+    if rows.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "## Moving sessions between stores: `sessionkit migrate`\n");
+    let _ = writeln!(
+        out,
+        "One whole `sessionkit migrate --from redb:… --to URL` run per iteration (the CLI's own code, with \
+         its default batch of 1,000 and 32 writes in flight): the keying check, every page scanned from \
+         redb, every session written to the destination. The source holds 100 B sessions, half of them \
+         bound to a user; the destination already holds them from the previous iteration, so each run \
+         replaces every session (what a second run of a migration does). Median of 10 runs.\n"
+    );
+    let _ = writeln!(out, "| from → to | sessions | sessions/s | 100,000 sessions in |");
+    let _ = writeln!(out, "| --- | --- | --- | --- |");
+    for (store, count, bench) in rows {
+        let per_second = bench.per_second();
+        let _ = writeln!(
+            out,
+            "| redb → {store} | {count} | {} | {:.0} s |",
+            rate(per_second),
+            100_000.0 / per_second.max(1e-9)
+        );
+    }
+    let _ = writeln!(out);
 }
 
 fn write_header(out: &mut String, starts: &BTreeMap<String, RunStart>, quick: bool) {
