@@ -8,6 +8,13 @@
 //! - `sessionkit-<store>-one-session`: the same, with every connection
 //!   sending the same session cookie (one user's many tabs, or a script):
 //!   every request updates one record, which the store must serialise;
+//! - `sessionkit-<store>-increment`: the counter as `session.increment`,
+//!   which the store applies in its atomic step, each connection its own
+//!   session (against `sessionkit-<store>`: what the operation costs);
+//! - `sessionkit-<store>-exclusive` and `…-exclusive-one-session`: the
+//!   get-and-set counter on a route under [`ExclusiveLayer`], so requests
+//!   of one session run one at a time (a lease taken and released per
+//!   request), on many sessions and on one;
 //! - `sessionkit-memory-read-only`: a handler that only reads its session
 //!   (written once, by the connection's first request);
 //! - `tower-sessions-<store>`: the same handlers on tower-sessions, with its
@@ -30,6 +37,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::routing::get;
+use sessionkit::exclusive::ExclusiveLayer;
 use sessionkit::{Session, SessionConfig, SessionError, SessionLayer};
 use sessionkit_benches::load::{self, Check};
 use sessionkit_benches::redis_stats::{self, Work};
@@ -52,6 +60,12 @@ async fn counter(session: Session) -> Result<String, SessionError> {
     let visits = session.get::<u64>("counter")?.unwrap_or(0) + 1;
     session.set("counter", visits)?;
     Ok(visits.to_string())
+}
+
+/// The counter as an increment, which the store applies in its atomic
+/// step: no request's count is lost, even on one session.
+async fn incrementer(session: Session) -> Result<String, SessionError> {
+    Ok(session.increment("counter", 1)?.to_string())
 }
 
 /// Reads the counter; writes it only when the session has none (the
@@ -174,6 +188,7 @@ fn main() {
     targets.add("bare", "axum handler, no sessions", Router::new().route("/", get(bare)), Shape::Own(Check::Ok), None);
     // Listed after the per-connection variants, so the table keeps its order.
     let mut one_session = Vec::new();
+    let mut one_session_exclusive = Vec::new();
     let mut redis_url = None;
     for spec in registry::selected() {
         let Some(open) = server.block_on(spec.open()).expect("opening a store") else {
@@ -189,6 +204,22 @@ fn main() {
             let router = Router::new().route("/", get(reader)).layer(layer.clone());
             targets.add(&stack, &label, router, Shape::Own(Check::ReadOnly), None);
         }
+        // The same count as an increment, and as a read-modify-write under
+        // an exclusive lease (one request of a session at a time).
+        let router = Router::new().route("/", get(incrementer)).layer(layer.clone());
+        targets.add(
+            &format!("{stack}-increment"),
+            &format!("{label}, increment"),
+            router,
+            Shape::Own(Check::Counter),
+            None,
+        );
+        let exclusive = |layer: SessionLayer| {
+            Router::new().route("/", get(counter)).route_layer(ExclusiveLayer::new()).layer(layer)
+        };
+        let (exclusive_stack, exclusive_label) = (format!("{stack}-exclusive"), format!("{label}, exclusive route"));
+        targets.add(&exclusive_stack, &exclusive_label, exclusive(layer.clone()), Shape::Own(Check::Counter), None);
+        one_session_exclusive.push((exclusive_stack, exclusive_label, exclusive(layer.clone())));
         one_session.push((stack, label, Router::new().route("/", get(counter)).layer(layer), redis.clone()));
         if redis.is_some() {
             redis_url = redis;
@@ -197,6 +228,9 @@ fn main() {
     }
     for (stack, label, router, redis) in one_session {
         targets.add(&stack, &label, router, Shape::OneSession, redis.as_ref());
+    }
+    for (stack, label, router) in one_session_exclusive {
+        targets.add(&stack, &label, router, Shape::OneSession, None);
     }
 
     let tower = tower_sessions::SessionManagerLayer::new(tower_sessions::MemoryStore::default());

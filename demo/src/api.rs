@@ -46,7 +46,7 @@
 //!
 //! Concurrent requests of one session lose nothing: see
 //! [`crate::state`]. The two move routes run under an exclusive session
-//! ([`sessionkit::ExclusiveLayer`]): a request for one of them waits while
+//! ([`sessionkit::exclusive::ExclusiveLayer`]): a request for one of them waits while
 //! another holds the same session, and after the configured wait (5 s)
 //! gets an empty 503 with `Retry-After: 1`.
 

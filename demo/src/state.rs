@@ -31,7 +31,7 @@
 //! - moving an item between the cart and the saved-for-later list
 //!   ([`save_for_later`], [`move_to_cart`]) reads the list and writes it
 //!   whole, which is only safe one request at a time: those routes run
-//!   under an exclusive session ([`sessionkit::ExclusiveLayer`]). The saved
+//!   under an exclusive session ([`sessionkit::exclusive::ExclusiveLayer`]). The saved
 //!   list is written nowhere else, so it loses nothing; the cart side uses
 //!   the atomic operations, so adds running meanwhile (which do not wait
 //!   for the exclusive session) are kept. A plain removal racing with a
