@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 
 use http::{HeaderValue, Request, Response, header};
 use libfuzzer_sys::fuzz_target;
-use sessionkit::{LazySession, SessionConfig, SessionLayer};
+use sessionkit::{LazySession, SessionConfig, SessionConfigBuilder, SessionLayer};
 use sessionkit::cookie::Key;
 use sessionkit_stores::MemoryStore;
 use tower::{Layer, ServiceExt, service_fn};
@@ -52,7 +52,7 @@ struct Target {
 }
 
 impl Target {
-    fn new(config: SessionConfig) -> Self {
+    fn new(config: SessionConfigBuilder) -> Self {
         let runtime = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
         let app = SessionLayer::new(config).layer(service_fn(handler as fn(_) -> _));
         let request = Request::builder().header("x-write", "1").body(()).expect("request");
