@@ -54,8 +54,9 @@ pub(crate) fn nests_deeper_than(data: &SessionMap, limit: usize) -> bool {
     false
 }
 
-/// The length of `data` as JSON, without building the string.
-pub fn serialized_len(data: &SessionMap) -> usize {
+/// The length of `data` (a session's map, or any part of one) as JSON,
+/// without building the string.
+pub fn serialized_len<T: serde::Serialize + ?Sized>(data: &T) -> usize {
     struct Counter(usize);
     impl io::Write for Counter {
         fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
@@ -69,8 +70,8 @@ pub fn serialized_len(data: &SessionMap) -> usize {
     let mut counter = Counter(0);
     match serde_json::to_writer(&mut counter, data) {
         Ok(()) => counter.0,
-        // A map of strings to values always serializes; if that ever
-        // changes, refusing to store is the safe answer.
+        // Maps of strings to values, and JSON values, always serialize; if
+        // that ever changes, refusing to store is the safe answer.
         Err(_) => usize::MAX,
     }
 }

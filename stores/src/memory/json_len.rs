@@ -6,8 +6,6 @@
 //! patch checks its size limit by adding what it writes and subtracting
 //! what it replaces, instead of serializing the whole session.
 
-use std::io;
-
 /// `null`.
 pub(super) const NULL: usize = 4;
 /// `true`.
@@ -54,27 +52,10 @@ fn escapes(text: &str) -> usize {
 
 /// A float, as serde_json formats it (shortest round-trip form).
 pub(super) fn float(value: f64) -> usize {
-    written(&value)
-}
-
-fn written(value: &impl serde::Serialize) -> usize {
-    struct Counter(usize);
-    impl io::Write for Counter {
-        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-            self.0 += buf.len();
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
-    let mut counter = Counter(0);
-    match serde_json::to_writer(&mut counter, value) {
-        Ok(()) => counter.0,
-        // Numbers and JSON values always serialize; were that to change,
-        // the largest length makes any size limit refuse, the safe answer.
-        Err(_) => usize::MAX / 2,
-    }
+    // Bounded below the largest length, which `serialized_len` answers for
+    // what cannot serialize: the lengths here are summed, and must still
+    // make any size limit refuse without overflowing.
+    sessionkit::limits::serialized_len(&value).min(usize::MAX / 2)
 }
 
 #[cfg(test)]
