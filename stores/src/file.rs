@@ -243,6 +243,8 @@ struct Inner {
 struct Faults {
     fail_file_sync: std::sync::atomic::AtomicBool,
     fail_dir_sync: std::sync::atomic::AtomicBool,
+    /// Makes the sync of new user index entries fail.
+    fail_index_sync: std::sync::atomic::AtomicBool,
     files_written: std::sync::atomic::AtomicUsize,
     batches: std::sync::atomic::AtomicUsize,
     /// Makes `rename` stop, as a crashed process would, once the new key

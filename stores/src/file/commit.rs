@@ -151,7 +151,15 @@ impl Commit for FileCommit {
 
         // An entry is durable before the session it lists: the index never
         // misses a session, whenever the power goes.
-        if let Err(err) = inner.users.sync(listed) {
+        #[cfg(test)]
+        let listed = if inner.faults.fail_index_sync.load(std::sync::atomic::Ordering::SeqCst) && !listed.is_empty() {
+            Err(io::Error::other("injected: the index sync failed"))
+        } else {
+            Ok(listed)
+        };
+        #[cfg(not(test))]
+        let listed: io::Result<_> = Ok(listed);
+        if let Err(err) = listed.and_then(|listed| inner.users.sync(listed)) {
             // An entry that exists is taken as durable by the next write:
             // one whose sync failed must not stay behind, or a power cut
             // could lose it under a session that survives.

@@ -64,6 +64,25 @@ async fn left_over_index_entries_are_never_listed_and_reads_remove_them() {
     assert!(!entry(dir.path(), "ada", &session).parent().expect("parent").exists(), "the sweep prunes the index");
 }
 
+/// An entry that exists is taken as durable by the next write, so one
+/// whose sync failed must be gone when the write fails: the next login
+/// then creates and syncs it again.
+#[tokio::test]
+async fn an_index_entry_whose_sync_failed_is_taken_back() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = FileStore::open(dir.path()).await.expect("open");
+    let key = sessionkit::testing::checks::key();
+    store.inner.faults.fail_index_sync.store(true, Ordering::SeqCst);
+    assert!(store.set(&key, &owned("ada", json!({})), in_secs(60)).await.is_err(), "the write must fail");
+    assert!(!entry(dir.path(), "ada", &key).exists(), "an entry whose sync failed must not stay behind");
+    assert_eq!(store.get(&key).await.expect("get"), None, "nothing may be written after the index failed");
+
+    store.inner.faults.fail_index_sync.store(false, Ordering::SeqCst);
+    store.set(&key, &owned("ada", json!({})), in_secs(60)).await.expect("set");
+    assert!(entry(dir.path(), "ada", &key).exists(), "the next write creates the entry again");
+    assert_eq!(keys(store.sessions_of("ada").await.expect("list")), vec![key]);
+}
+
 #[tokio::test]
 async fn the_sweeper_prunes_the_entries_and_leases_of_what_ran_out() {
     let dir = tempfile::tempdir().expect("tempdir");
