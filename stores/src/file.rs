@@ -43,6 +43,7 @@ use self::format::StoredRecord;
 use self::leases::{LEASES_DIR, Leases};
 use self::locks::{LOCK_DIR, Locks, STRIPES, StripeGuard, stripe_of};
 use self::users::{USERS_DIR, Users, is_user_dir_name, user_dir_name};
+use crate::inline_reads::{self, InlineReads};
 
 /// What the store's files are named by and its locks are picked by: the
 /// one type to change when the store is keyed by something other than the
@@ -67,8 +68,11 @@ const DAMAGED_FILE_AGE: Duration = Duration::from_secs(60 * 60);
 ///
 /// Every write is durable (file and directory synced) before it returns,
 /// `update` and `rename` are atomic across threads and processes,
-/// concurrent writes share their syncs (group commit), and all file I/O
-/// runs on tokio's blocking threads. It offers the whole store contract: a
+/// concurrent writes share their syncs (group commit), and file I/O runs
+/// on tokio's blocking threads, except a `get` on a local disk or tmpfs
+/// while files come from the page cache: that is one open, read and close
+/// on the caller's task, and the reads go back to the blocking threads for
+/// a second whenever one was served by the disk. It offers the whole store contract: a
 /// user index (`sessions_of`, `revoke`, `revoke_all`), exclusive leases
 /// with fencing, and `scan`, all shared by every process on the directory.
 ///
@@ -231,6 +235,9 @@ struct Inner {
     /// Makes temporary file names unique within this process; the process
     /// id makes them unique across processes.
     temp_seq: AtomicU64,
+    /// Whether a `get` reads on the caller's task: `None` on a filesystem
+    /// whose slow reads `getrusage` does not see (see `inline_reads`).
+    inline_reads: Option<InlineReads>,
     /// Failures the tests inject, and what they count.
     #[cfg(test)]
     faults: Faults,
@@ -266,12 +273,14 @@ impl FileStore {
         let dir_sync = DirSync::open(&dir).map_err(|err| {
             StoreError::config_caused_by(format!("session directory {} cannot be opened", dir.display()), err)
         })?;
+        let inline_reads = inline_reads::counts_its_reads(&dir).then(InlineReads::new);
         let inner = Inner {
             locks: Locks::new(&dir),
             users: Users::new(&dir),
             leases: Leases::new(&dir),
             dir,
             dir_sync,
+            inline_reads,
             temp_seq: AtomicU64::new(0),
             #[cfg(test)]
             faults: Faults::default(),
@@ -763,8 +772,15 @@ fn read_expiry(mut file: File) -> Result<Option<i64>, ExpiryError> {
 #[sessionkit::async_trait]
 impl SessionStore for FileStore {
     async fn get(&self, id: &StoreKey) -> Result<Option<SessionRecord>, StoreError> {
-        let id = id.clone();
-        let found = self.blocking(move |inner| inner.read_live(&id, now_ms())).await?;
+        // A read takes no lock and writes nothing: on the caller's task
+        // while files come from the page cache (see `inline_reads`).
+        let found = match &self.inner.inline_reads {
+            Some(reads) if reads.allowed() => reads.run(|| self.inner.read_live(id, now_ms()))?,
+            _ => {
+                let id = id.clone();
+                self.blocking(move |inner| inner.read_live(&id, now_ms())).await?
+            }
+        };
         Ok(found.map(|record| SessionRecord::new(record.data, record.expires_at.map(expiry::from_unix_ms))))
     }
 

@@ -13,6 +13,12 @@
 //! cool-down, and a store whose file no longer fits in memory reads almost
 //! only on the blocking pool. Where block reads cannot be counted, every
 //! slow read counts as one from disk.
+//!
+//! The file store reads files the kernel serves, so it reads inline only
+//! on a filesystem whose slow reads the count sees: a local disk's or
+//! memory's ([`counts_its_reads`]). A read from NFS, FUSE or another
+//! network or user-space filesystem waits on something `getrusage` does
+//! not count, so those always go to the blocking pool.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -73,6 +79,28 @@ impl InlineReads {
     }
 }
 
+/// Whether `dir` is on a filesystem whose reads from disk show in the
+/// process's block reads, and whose reads from cache wait on nothing else:
+/// the local disk filesystems, and memory ones (which never read a disk).
+/// Anything else, or a directory whose filesystem cannot be told, is not.
+#[cfg(all(feature = "file", target_os = "linux"))]
+pub(crate) fn counts_its_reads(dir: &std::path::Path) -> bool {
+    use nix::sys::statfs::{
+        BTRFS_SUPER_MAGIC, EXT4_SUPER_MAGIC, F2FS_SUPER_MAGIC, OVERLAYFS_SUPER_MAGIC, TMPFS_MAGIC, XFS_SUPER_MAGIC,
+        statfs,
+    };
+    // ext2, ext3 and ext4 share one magic number; overlayfs (containers)
+    // reads from a local filesystem below it.
+    let local =
+        [EXT4_SUPER_MAGIC, XFS_SUPER_MAGIC, BTRFS_SUPER_MAGIC, F2FS_SUPER_MAGIC, TMPFS_MAGIC, OVERLAYFS_SUPER_MAGIC];
+    statfs(dir).is_ok_and(|fs| local.contains(&fs.filesystem_type()))
+}
+
+#[cfg(all(feature = "file", not(target_os = "linux")))]
+pub(crate) fn counts_its_reads(_dir: &std::path::Path) -> bool {
+    false
+}
+
 /// Block input operations of this process so far.
 #[cfg(unix)]
 fn block_reads() -> Option<u64> {
@@ -88,6 +116,17 @@ fn block_reads() -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(all(feature = "file", target_os = "linux"))]
+    #[test]
+    fn a_local_directory_counts_its_reads_and_proc_does_not() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        // The temporary directory is on a disk or in memory on any machine
+        // the tests run on; /proc is neither.
+        assert!(counts_its_reads(dir.path()), "{} reads inline", dir.path().display());
+        assert!(!counts_its_reads(std::path::Path::new("/proc")));
+        assert!(!counts_its_reads(&dir.path().join("absent")), "an unknown filesystem reads on the pool");
+    }
 
     #[test]
     fn a_slow_read_from_disk_sends_the_next_ones_to_the_pool_for_a_while() {

@@ -30,7 +30,7 @@ pub mod fuzz_hooks;
 // The shared writer thread of the durable stores.
 #[cfg(any(test, feature = "redb", feature = "sqlite"))]
 mod group_commit;
-#[cfg(any(feature = "redb", feature = "sqlite"))]
+#[cfg(any(feature = "file", feature = "redb", feature = "sqlite"))]
 mod inline_reads;
 #[cfg(feature = "memory")]
 mod memory;
