@@ -31,6 +31,8 @@
 //! variant's median round. After the rounds, each variant on Redis is driven
 //! once more between two `INFO` snapshots of the server, for its work per
 //! request. Results go to `target/sessionkit-bench/middleware.json`.
+//! `SESSIONKIT_BENCH_VARIANTS` (comma-separated ids) keeps only some
+//! variants, for profiling them; such a run is not for the report.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -256,6 +258,14 @@ fn main() {
         }
     }
     let mut targets = targets.list;
+    // `SESSIONKIT_BENCH_VARIANTS=bare,sessionkit-redis` keeps only those
+    // variants, to profile a few (the report then holds only them).
+    if let Ok(wanted) = std::env::var("SESSIONKIT_BENCH_VARIANTS") {
+        let wanted: Vec<&str> = wanted.split(',').map(str::trim).filter(|id| !id.is_empty()).collect();
+        if !wanted.is_empty() {
+            targets.retain(|target| wanted.contains(&target.id.as_str()));
+        }
+    }
 
     // Warm up: connection setup, first allocations, page cache.
     for target in &targets {

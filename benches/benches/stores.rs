@@ -2,7 +2,9 @@
 //! `delete` on every store, with payloads of 100 B, 4 KiB and 64 KiB, while
 //! the store holds 1,000 or 100,000 live sessions (and a million for the
 //! memory store); `delete_expired` when 1% of 100,000 sessions expired; and
-//! what the user index costs ([`index_cost`]).
+//! what the user index costs ([`index_cost`]); and, next to the file
+//! store's `get`, an open, read and close of the same files
+//! ([`file_read_floor`]).
 //!
 //! # How an operation is timed
 //!
@@ -126,6 +128,9 @@ fn operations(criterion: &mut Criterion, runtime: &Runtime, spec: &'static Store
             })
         });
         group.finish();
+        if spec.name == "file" && bytes == BACKGROUND_BYTES {
+            file_read_floor(criterion, runtime, spec, &open, &pop, &mut next);
+        }
 
         let mut group = group_for(criterion, "set", spec);
         let expires_at = fixtures::expiry();
@@ -198,6 +203,36 @@ fn operations(criterion: &mut Criterion, runtime: &Runtime, spec: &'static Store
         });
         group.finish();
     }
+}
+
+/// What the file store's `get` is measured against: the floor under any
+/// read of a session file, an open, read and close of that file
+/// (`std::fs::read` of its path, on the same task), session after session
+/// as `get` visits them.
+fn file_read_floor<'k>(
+    criterion: &mut Criterion,
+    runtime: &Runtime,
+    spec: &StoreSpec,
+    open: &registry::OpenStore,
+    pop: &str,
+    next: &mut impl FnMut() -> &'k StoreKey,
+) {
+    // The file layout FileStore documents: `<store key>.json`.
+    let dir = open.dir().join("sessions");
+    let mut group = group_for(criterion, "file-read-floor", spec);
+    group.bench_function(BenchmarkId::new("open-read-close/100B", pop), |b| {
+        b.iter_custom(|iters| {
+            runtime.block_on(async {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    let path = dir.join(format!("{}.json", next().as_str()));
+                    black_box(std::fs::read(black_box(path)).expect("reading a session file"));
+                }
+                start.elapsed()
+            })
+        })
+    });
+    group.finish();
 }
 
 /// A criterion group for one operation, reporting operations per second.

@@ -179,6 +179,14 @@ pub struct OpenStore {
     _dir: TempDir,
 }
 
+impl OpenStore {
+    /// The directory the store's files go under (for the file store, its
+    /// session directory is `sessions` in it).
+    pub fn dir(&self) -> &std::path::Path {
+        self._dir.path()
+    }
+}
+
 impl StoreSpec {
     /// Opens a fresh, empty instance, or `None` when it cannot run here (the
     /// reason is printed).
