@@ -25,6 +25,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::SystemTime;
 
 use http::header::{CACHE_CONTROL, COOKIE, RETRY_AFTER, SET_COOKIE, VARY};
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
@@ -33,7 +34,7 @@ use tower_service::Service;
 
 use crate::config::ConfigError;
 use crate::persist::{Issued, Plan};
-use crate::session::{LoadFailure, release};
+use crate::session::{HeldLease, LoadFailure, release};
 use crate::{LazySession, PatchError, SessionConfig, SessionConfigBuilder, StoreError, cookie_header, expiry};
 
 /// A tower [`Layer`] that gives every request a session.
@@ -126,32 +127,94 @@ where
         let id_header = transport.header().and_then(|header| request.headers().get(header.request()).cloned());
         let lazy = LazySession::new(Arc::clone(&self.config), cookies, id_header);
         request.extensions_mut().insert(lazy.clone());
-        let response = self.inner.call(request);
-        Box::pin(async move {
-            let response = response.await?;
-            Ok(finish(&lazy, response).await)
-        })
+        let handler = self.inner.call(request);
+        Box::pin(Finishing { handler, lazy, tail: None })
     }
 }
 
-/// Persists the session after the handler and decorates its response.
-async fn finish<B: Default>(lazy: &LazySession, mut response: Response<B>) -> Response<B> {
+pin_project_lite::pin_project! {
+    /// The handler's future, then what the session's final state asks for.
+    ///
+    /// By hand rather than an `async` block, which would hold the handler's
+    /// future twice (as captured and as awaited) and every later step's
+    /// state inline: this future is boxed for every request, and a box of
+    /// more than about a kilobyte comes from the allocator's slow path.
+    /// A response that needs nothing more is answered without a second box.
+    struct Finishing<F, B> {
+        #[pin]
+        handler: F,
+        lazy: LazySession,
+        // Once the handler has answered: the rest, if there is a rest.
+        tail: Option<Pin<Box<dyn Future<Output = Response<B>> + Send>>>,
+    }
+}
+
+impl<F, B, E> Future for Finishing<F, B>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+    B: Default + Send + 'static,
+{
+    type Output = Result<Response<B>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        if let Some(tail) = this.tail {
+            return tail.as_mut().poll(cx).map(Ok);
+        }
+        let response = std::task::ready!(this.handler.poll(cx))?;
+        match next(this.lazy, response) {
+            Next::Answer(response) => Poll::Ready(Ok(response)),
+            rest => this.tail.insert(finish(rest)).as_mut().poll(cx).map(Ok),
+        }
+    }
+}
+
+/// The store calls of a request's persist, as [`Plan::execute`] runs them
+/// with the lease released after.
+type Persisting = Pin<Box<dyn Future<Output = Result<Option<Issued>, StoreError>> + Send>>;
+
+/// What the layer does once the handler has answered.
+enum Next<B> {
+    /// Send this: the handler's response untouched, or an error.
+    Answer(Response<B>),
+    /// The session cannot be saved (413): let go of its lease first.
+    Refuse(Arc<SessionConfig>, HeldLease),
+    /// Persist, then decorate the response.
+    Persist { persist: Persisting, config: Arc<SessionConfig>, now: SystemTime, response: Response<B> },
+}
+
+/// What follows the handler when its response is not simply sent: the
+/// lease's release before a 413, or persisting and telling the client.
+/// Each boxed at its own size.
+fn finish<B: Default + Send + 'static>(next: Next<B>) -> Pin<Box<dyn Future<Output = Response<B>> + Send>> {
+    match next {
+        Next::Answer(response) => Box::pin(std::future::ready(response)),
+        Next::Refuse(config, lease) => Box::pin(async move {
+            release(&config, &lease).await;
+            empty(StatusCode::PAYLOAD_TOO_LARGE)
+        }),
+        Next::Persist { persist, config, now, response } => Box::pin(persisted(persist, config, now, response)),
+    }
+}
+
+/// What the session's final state asks of the layer.
+fn next<B: Default>(lazy: &LazySession, mut response: Response<B>) -> Next<B> {
     match lazy.load_failure() {
         LoadFailure::None => {}
         LoadFailure::Store => {
             tracing::error!("session store failed while loading a session; answering 500");
-            return empty(StatusCode::INTERNAL_SERVER_ERROR);
+            return Next::Answer(empty(StatusCode::INTERNAL_SERVER_ERROR));
         }
         LoadFailure::Busy => {
             tracing::warn!("session stayed exclusive to another request; answering 503");
             let mut busy = empty(StatusCode::SERVICE_UNAVAILABLE);
             busy.headers_mut().insert(RETRY_AFTER, HeaderValue::from_static("1"));
-            return busy;
+            return Next::Answer(busy);
         }
     }
     let Some(state) = lazy.loaded_state() else {
         // The route never asked for its session: nothing to read or write.
-        return response;
+        return Next::Answer(response);
     };
     add_vary(response.headers_mut(), lazy.config());
     let config = Arc::clone(lazy.config());
@@ -168,35 +231,47 @@ async fn finish<B: Default>(lazy: &LazySession, mut response: Response<B>) -> Re
     let plan = match plan {
         Ok(plan) => plan,
         Err(refused) => {
-            if let Some(lease) = lease {
-                release(&config, &lease).await;
-            }
             tracing::warn!(
                 error = &refused as &dyn std::error::Error,
                 "session over max_size or too deep, not saved; answering 413"
             );
-            return empty(StatusCode::PAYLOAD_TOO_LARGE);
+            return match lease {
+                Some(lease) => Next::Refuse(config, lease),
+                None => Next::Answer(empty(StatusCode::PAYLOAD_TOO_LARGE)),
+            };
         }
     };
     if matches!(plan, Plan::Nothing) && lease.is_none() {
-        return response;
+        return Next::Answer(response);
     }
-    // From here the work runs to completion even if this future is dropped.
-    let persist_config = Arc::clone(&config);
-    let persist = async move {
-        let config = persist_config;
+    Next::Persist { persist: persisting(plan, lease, Arc::clone(&config)), config, now, response }
+}
+
+/// A plan's store calls, then the lease's release, boxed where the future
+/// is built so that no future awaiting it holds it inline.
+fn persisting(plan: Plan, lease: Option<HeldLease>, config: Arc<SessionConfig>) -> Persisting {
+    Box::pin(async move {
         let outcome = plan.execute(&config).await;
         if let Some(lease) = lease {
             release(&config, &lease).await;
         }
         outcome
-    };
+    })
+}
+
+/// Runs `persist` to completion, even if this future is dropped, and tells
+/// the client what came of it.
+async fn persisted<B: Default>(
+    mut persist: Persisting,
+    config: Arc<SessionConfig>,
+    now: SystemTime,
+    mut response: Response<B>,
+) -> Response<B> {
     // A store that answers at once (the memory store) is done within the
     // first poll, here: no task to spawn, schedule and join. Only a persist
     // that has to wait moves into a task of its own, pinned where it is,
     // so nothing it started is lost in the move.
     // A panic there answers 500, as one inside the task would.
-    let mut persist = Box::pin(persist);
     let first = std::future::poll_fn(|cx| {
         Poll::Ready(std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| persist.as_mut().poll(cx))))
     })
