@@ -403,7 +403,28 @@ fn turned_away(err: &RedisError) -> bool {
         return true;
     }
     // A transaction whose commands were refused while queued fails as a
-    // whole with EXECABORT, naming the refusal.
-    err.code() == Some("EXECABORT")
-        && err.detail().is_some_and(|detail| TRANSIENT.iter().any(|code| detail.contains(code)))
+    // whole with EXECABORT, carrying the refusals; one moved away (a
+    // Cluster failover or resharding) is retried too, see `redirected`.
+    queued_refusals(err).iter().any(|code| TRANSIENT.contains(&code.as_str())) || redirected(err)
+}
+
+/// Whether a transaction failed because its commands were redirected while
+/// queued (`MOVED`, `ASK`): its slot has a new owner. redis-rs follows a
+/// redirect for a lone command, not inside a transaction, where it sees
+/// only EXEC's abort; the caller teaches it the owner with a lone command
+/// on the same key before sending the transaction again.
+pub(super) fn redirected(err: &RedisError) -> bool {
+    queued_refusals(err).iter().any(|code| code == "MOVED" || code == "ASK")
+}
+
+/// The codes of the refusals a transaction's commands met while queued,
+/// when it failed as a whole with EXECABORT; none for any other error.
+fn queued_refusals(err: &RedisError) -> Vec<String> {
+    if err.code() != Some("EXECABORT") {
+        return Vec::new();
+    }
+    match err.clone().into_server_errors() {
+        Some(errors) => errors.iter().map(|(_, error)| error.code().to_owned()).collect(),
+        None => Vec::new(),
+    }
 }
