@@ -330,6 +330,29 @@ impl FileStore {
     }
 }
 
+/// The file's contents, read without updating its access time where the
+/// platform allows (`O_NOATIME`, for files this process owns): a session
+/// file is read right after every write, and with `relatime` that first
+/// read would dirty its inode, a journal transaction that can wait behind
+/// the file system's commit, on the caller's task when reads are inline.
+fn read_without_atime(path: &Path) -> io::Result<Vec<u8>> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        match OpenOptions::new().read(true).custom_flags(nix::libc::O_NOATIME).open(path) {
+            Ok(mut file) => {
+                let mut bytes = Vec::new();
+                file.read_to_end(&mut bytes)?;
+                return Ok(bytes);
+            }
+            // Not the file's owner: read it the ordinary way.
+            Err(err) if err.raw_os_error() == Some(nix::libc::EPERM) => {}
+            Err(err) => return Err(err),
+        }
+    }
+    fs::read(path)
+}
+
 /// The error for an answer of the wrong kind; [`coalesce`](self::coalesce)
 /// answers each kind of write with its own kind, so this is a bug.
 fn wrong_answer(out: Out) -> StoreError {
@@ -457,7 +480,7 @@ impl Inner {
     /// The record of `id`, expired or not: `None` when absent or damaged
     /// (damage is logged).
     fn read_any(&self, id: &Key) -> Result<Option<StoredRecord>, StoreError> {
-        let bytes = match fs::read(self.path(id)) {
+        let bytes = match read_without_atime(&self.path(id)) {
             Ok(bytes) => bytes,
             Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(err) => return Err(StoreError::backend("file store: reading a session file", err)),
