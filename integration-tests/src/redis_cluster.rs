@@ -138,6 +138,36 @@ impl RedisCluster {
         panic!("no running primary owns the key's slot");
     }
 
+    /// Hands the slot of `key`, which must hold no key, to another primary
+    /// (a resharding of an empty slot: only its ownership moves, announced
+    /// with a new epoch), and waits until its old owner redirects `key`.
+    /// Returns the old owner's and the new owner's ports.
+    pub fn move_empty_slot(&self, key: &str) -> (u16, u16) {
+        let from = self.primary_of(key);
+        let to = self.primary_ports().into_iter().find(|port| *port != from).expect("a second primary");
+        let slot: i64 = query(to, redis::cmd("CLUSTER").arg("KEYSLOT").arg(key)).expect("CLUSTER KEYSLOT");
+        let to_id: String = query(to, redis::cmd("CLUSTER").arg("MYID")).expect("CLUSTER MYID");
+        // The new owner first, with an epoch above every other node's so that
+        // its claim wins; then every other primary, the old owner included.
+        let assign = |port: u16| {
+            query::<()>(port, redis::cmd("CLUSTER").arg("SETSLOT").arg(slot).arg("NODE").arg(&to_id))
+                .unwrap_or_else(|err| panic!("CLUSTER SETSLOT on node {port}: {err}"));
+        };
+        assign(to);
+        query::<String>(to, redis::cmd("CLUSTER").arg("BUMPEPOCH")).expect("CLUSTER BUMPEPOCH");
+        for port in self.primary_ports().into_iter().filter(|port| *port != to) {
+            assign(port);
+        }
+        wait_for("the old owner redirecting the moved slot", SETTLE_TIMEOUT, || {
+            match query::<redis::Value>(from, redis::cmd("EXISTS").arg(key)) {
+                Err(err) if err.code() == Some("MOVED") => self.all_ok(),
+                Ok(_) => Err(format!("node {from} still serves slot {slot}")),
+                Err(err) => Err(format!("node {from}: {err}")),
+            }
+        });
+        (from, to)
+    }
+
     /// Kills the node on `port` (SIGKILL).
     pub fn kill(&mut self, port: u16) {
         self.node_mut(port).kill();

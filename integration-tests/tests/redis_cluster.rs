@@ -1,8 +1,9 @@
 //! `RedisStore` on a real Redis Cluster (three primaries, one replica each;
 //! see `redis_cluster`): the conformance kit and the HTTP suite, two app
 //! servers sharing sessions through it under 64 concurrent clients, every
-//! operation free of `CROSSSLOT` by construction, and a primary killed
-//! under write load, with and without waiting for replicas.
+//! operation free of `CROSSSLOT` by construction, a primary killed
+//! under write load, with and without waiting for replicas, and reads
+//! answered after a slot changed owner behind the store's back.
 //!
 //! Each test forms its own cluster. Without `redis-server` and `redis-cli`
 //! the tests say loudly that they were skipped, and fail under `CI=true`.
@@ -209,6 +210,27 @@ async fn two_app_servers_lose_no_write_to_one_key_through_the_cluster() {
 
 // ---------------------------------------------------------------------------
 // Scans across the primaries.
+
+/// A slot that changes owner behind the store's back (a resharding; a
+/// failover does the same) refuses a read's transaction with MOVED while
+/// its commands are queued, and the client sees only EXEC's abort: the read
+/// must still be answered, from the slot's new owner.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_is_answered_after_its_slot_changed_owner() {
+    let Some(cluster) = RedisCluster::start_or_skip() else { return };
+    let store = store_on(&cluster, "moved:").await;
+    let id = sessionkit_integration_tests::support::key();
+    // The store's client learns the topology with this read.
+    assert!(store.get(&id).await.expect("a read before the move").is_none());
+    let (from, to) = cluster.move_empty_slot(&format!("moved:{{{}}}", id.as_str()));
+    assert_ne!(from, to);
+    let read = store.get(&id).await;
+    assert!(matches!(read, Ok(None)), "a read after the move: {read:?}");
+    store.set(&id, &map(json!({ "n": 1 })), Some(in_secs(60))).await.expect("a write after the move");
+    let record = store.get(&id).await.expect("a read of the written session").expect("the session");
+    assert_eq!(record.data.get("n"), Some(&json!(1)));
+    drop(cluster);
+}
 
 /// A scan walks one primary at a time; when the one it is walking fails
 /// over, it walks the promoted replica from its start: the sessions that
