@@ -18,7 +18,8 @@
 //! on a filesystem whose slow reads the count sees: a local disk's or
 //! memory's ([`counts_its_reads`]). A read from NFS, FUSE or another
 //! network or user-space filesystem waits on something `getrusage` does
-//! not count, so those always go to the blocking pool.
+//! not count, so those always go to the blocking pool. Why this rule and
+//! not another: `docs/inline-reads.md`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
