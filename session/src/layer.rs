@@ -145,7 +145,7 @@ pin_project_lite::pin_project! {
         handler: F,
         lazy: LazySession,
         // Once the handler has answered: the rest, if there is a rest.
-        tail: Option<Pin<Box<dyn Future<Output = Response<B>> + Send>>>,
+        tail: Option<Rest<B>>,
     }
 }
 
@@ -164,7 +164,7 @@ where
         let response = std::task::ready!(this.handler.poll(cx))?;
         match next(this.lazy, response) {
             Next::Answer(response) => Poll::Ready(Ok(response)),
-            rest => this.tail.insert(finish(rest)).as_mut().poll(cx).map(Ok),
+            Next::Then(rest) => this.tail.insert(rest).as_mut().poll(cx).map(Ok),
         }
     }
 }
@@ -173,32 +173,20 @@ where
 /// with the lease released after.
 type Persisting = Pin<Box<dyn Future<Output = Result<Option<Issued>, StoreError>> + Send>>;
 
+/// What follows the handler once it has answered.
+type Rest<B> = Pin<Box<dyn Future<Output = Response<B>> + Send>>;
+
 /// What the layer does once the handler has answered.
 enum Next<B> {
     /// Send this: the handler's response untouched, or an error.
     Answer(Response<B>),
-    /// The session cannot be saved (413): let go of its lease first.
-    Refuse(Arc<SessionConfig>, HeldLease),
-    /// Persist, then decorate the response.
-    Persist { persist: Persisting, config: Arc<SessionConfig>, now: SystemTime, response: Response<B> },
-}
-
-/// What follows the handler when its response is not simply sent: the
-/// lease's release before a 413, or persisting and telling the client.
-/// Each boxed at its own size.
-fn finish<B: Default + Send + 'static>(next: Next<B>) -> Pin<Box<dyn Future<Output = Response<B>> + Send>> {
-    match next {
-        Next::Answer(response) => Box::pin(std::future::ready(response)),
-        Next::Refuse(config, lease) => Box::pin(async move {
-            release(&config, &lease).await;
-            empty(StatusCode::PAYLOAD_TOO_LARGE)
-        }),
-        Next::Persist { persist, config, now, response } => Box::pin(persisted(persist, config, now, response)),
-    }
+    /// Run this first: the lease's release before a 413, or persisting and
+    /// telling the client; each boxed at its own size.
+    Then(Rest<B>),
 }
 
 /// What the session's final state asks of the layer.
-fn next<B: Default>(lazy: &LazySession, mut response: Response<B>) -> Next<B> {
+fn next<B: Default + Send + 'static>(lazy: &LazySession, mut response: Response<B>) -> Next<B> {
     match lazy.load_failure() {
         LoadFailure::None => {}
         LoadFailure::Store => {
@@ -236,7 +224,10 @@ fn next<B: Default>(lazy: &LazySession, mut response: Response<B>) -> Next<B> {
                 "session over max_size or too deep, not saved; answering 413"
             );
             return match lease {
-                Some(lease) => Next::Refuse(config, lease),
+                Some(lease) => Next::Then(Box::pin(async move {
+                    release(&config, &lease).await;
+                    empty(StatusCode::PAYLOAD_TOO_LARGE)
+                })),
                 None => Next::Answer(empty(StatusCode::PAYLOAD_TOO_LARGE)),
             };
         }
@@ -244,7 +235,8 @@ fn next<B: Default>(lazy: &LazySession, mut response: Response<B>) -> Next<B> {
     if matches!(plan, Plan::Nothing) && lease.is_none() {
         return Next::Answer(response);
     }
-    Next::Persist { persist: persisting(plan, lease, Arc::clone(&config)), config, now, response }
+    let persist = persisting(plan, lease, Arc::clone(&config));
+    Next::Then(Box::pin(persisted(persist, config, now, response)))
 }
 
 /// A plan's store calls, then the lease's release, boxed where the future
