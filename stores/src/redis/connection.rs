@@ -405,7 +405,11 @@ fn turned_away(err: &RedisError) -> bool {
     // A transaction whose commands were refused while queued fails as a
     // whole with EXECABORT, carrying the refusals; one moved away (a
     // Cluster failover or resharding) is retried too, see `redirected`.
-    queued_refusals(err).iter().any(|code| TRANSIENT.contains(&code.as_str())) || redirected(err)
+    queued_refusals(err).iter().any(|code| TRANSIENT.contains(&code.as_str()) || is_redirect(code))
+}
+
+fn is_redirect(code: &str) -> bool {
+    code == "MOVED" || code == "ASK"
 }
 
 /// Whether a transaction failed because its commands were redirected while
@@ -414,7 +418,7 @@ fn turned_away(err: &RedisError) -> bool {
 /// only EXEC's abort; the caller teaches it the owner with a lone command
 /// on the same key before sending the transaction again.
 pub(super) fn redirected(err: &RedisError) -> bool {
-    queued_refusals(err).iter().any(|code| code == "MOVED" || code == "ASK")
+    queued_refusals(err).iter().any(|code| is_redirect(code))
 }
 
 /// The codes of the refusals a transaction's commands met while queued,
