@@ -230,3 +230,29 @@ async fn opening_creates_every_directory_of_the_layout() {
         assert!(dir.join(sub).is_dir(), "{sub}");
     }
 }
+
+/// A read writes nothing, not even the file's access time: with
+/// `relatime`, the first read after a write would otherwise dirty the
+/// inode, a journal transaction on the reading task.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn reading_a_session_leaves_its_access_time_alone() {
+    use std::os::unix::fs::MetadataExt;
+
+    use nix::sys::stat::{UtimensatFlags, utimensat};
+    use nix::sys::time::TimeSpec;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = FileStore::open(dir.path()).await.expect("open");
+    let key = sessionkit::testing::checks::key();
+    store.set(&key, &owned("ada", json!({ "n": 1 })), in_secs(60)).await.expect("set");
+    let path = store.inner.path(&key);
+    // An access time older than the last change, which `relatime` (and
+    // `strictatime`) would move on the next read.
+    let old = TimeSpec::new(1_000_000, 0);
+    utimensat(nix::fcntl::AT_FDCWD, &path, &old, &TimeSpec::UTIME_OMIT, UtimensatFlags::FollowSymlink)
+        .expect("setting the access time");
+    assert_eq!(fs::metadata(&path).expect("metadata").atime(), 1_000_000);
+    assert!(store.get(&key).await.expect("get").is_some());
+    assert_eq!(fs::metadata(&path).expect("metadata").atime(), 1_000_000, "the read changed the access time");
+}
