@@ -174,6 +174,21 @@ struct Verdict {
     note: String,
 }
 
+impl Verdict {
+    /// A measurement against a target; `shortfall` says by how much it was
+    /// missed, and is asked only when it was.
+    fn judged(
+        what: impl Into<String>,
+        target: impl Into<String>,
+        measured: String,
+        met: bool,
+        shortfall: impl FnOnce() -> String,
+    ) -> Verdict {
+        let note = if met { String::new() } else { format!("missed by {}", shortfall()) };
+        Verdict { what: what.into(), target: target.into(), measured, met: Some(met), note }
+    }
+}
+
 fn main() {
     let root = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
     let mut starts = BTreeMap::new();
@@ -422,17 +437,13 @@ fn verdicts(results: &Results, middleware: Option<&Middleware>, memory: Option<&
     }
     for store in ["redb", "sqlite"] {
         let Some(measured) = get(results, "get", &format!("{store}/100B"), "100k") else { continue };
-        verdicts.push(Verdict {
-            what: format!("{store} `get`, 100 B, 100,000 sessions"),
-            target: "≤ 5 µs".into(),
-            measured: time(measured.median_ns),
-            met: Some(measured.median_ns <= 5_000.0),
-            note: if measured.median_ns <= 5_000.0 {
-                String::new()
-            } else {
-                format!("missed by {}", time(measured.median_ns - 5_000.0))
-            },
-        });
+        verdicts.push(Verdict::judged(
+            format!("{store} `get`, 100 B, 100,000 sessions"),
+            "≤ 5 µs",
+            time(measured.median_ns),
+            measured.median_ns <= 5_000.0,
+            || time(measured.median_ns - 5_000.0),
+        ));
     }
     if let (Some(store), Some(floor)) =
         (get(results, "get", "file/100B", "100k"), get(results, "file-read-floor", "open-read-close/100B", "100k"))
@@ -469,81 +480,73 @@ fn verdicts(results: &Results, middleware: Option<&Middleware>, memory: Option<&
         for (what, ours, against, floor) in ratios {
             let (Some(ours), Some(against)) = (find(ours), find(against)) else { continue };
             let ratio = ours / against;
-            verdicts.push(Verdict {
-                what: what.into(),
-                target: format!("≥ {floor:.2}×"),
-                measured: format!("{ratio:.2}× ({ours:.0} vs {against:.0} req/s)"),
-                met: Some(ratio >= floor),
-                note: if ratio >= floor { String::new() } else { format!("missed by {:.2}×", floor - ratio) },
-            });
+            verdicts.push(Verdict::judged(
+                what,
+                format!("≥ {floor:.2}×"),
+                format!("{ratio:.2}× ({ours:.0} vs {against:.0} req/s)"),
+                ratio >= floor,
+                || format!("{:.2}×", floor - ratio),
+            ));
         }
         if let (Some(bare), Some(ours), Some(tower)) =
             (find("bare"), find("sessionkit-memory"), find("tower-sessions-memory"))
         {
             let share = ours / bare;
-            verdicts.push(Verdict {
-                what: "layer + MemoryStore, requests/s vs the bare handler".into(),
-                target: "≥ 80%".into(),
-                measured: format!("{:.1}%", share * 100.0),
-                met: Some(share >= 0.8),
-                note: if share >= 0.8 {
-                    String::new()
-                } else {
-                    format!("missed by {:.1} points", 80.0 - share * 100.0)
-                },
-            });
+            verdicts.push(Verdict::judged(
+                "layer + MemoryStore, requests/s vs the bare handler",
+                "≥ 80%",
+                format!("{:.1}%", share * 100.0),
+                share >= 0.8,
+                || format!("{:.1} points", 80.0 - share * 100.0),
+            ));
             let ratio = ours / tower;
-            verdicts.push(Verdict {
-                what: "layer + MemoryStore, requests/s vs tower-sessions + its MemoryStore".into(),
-                target: "≥ 1.25×".into(),
-                measured: format!("{ratio:.2}×"),
-                met: Some(ratio >= 1.25),
-                note: if ratio >= 1.25 { String::new() } else { format!("missed by {:.2}×", 1.25 - ratio) },
-            });
+            verdicts.push(Verdict::judged(
+                "layer + MemoryStore, requests/s vs tower-sessions + its MemoryStore",
+                "≥ 1.25×",
+                format!("{ratio:.2}×"),
+                ratio >= 1.25,
+                || format!("{:.2}×", 1.25 - ratio),
+            ));
         }
     }
     if let Some(one_session) =
         middleware.and_then(|m| m.variants.iter().find(|v| v.id == "sessionkit-file-one-session"))
     {
         let target = 10_000.0;
-        verdicts.push(Verdict {
-            what: format!(
+        verdicts.push(Verdict::judged(
+            format!(
                 "layer + FileStore, {} connections on one session, requests/s",
                 middleware.map_or(0, |m| m.connections)
             ),
-            target: "≥ 10,000/s".into(),
-            measured: format!("{:.0}/s", one_session.median),
-            met: Some(one_session.median >= target),
-            note: if one_session.median >= target {
-                String::new()
-            } else {
-                format!("missed by {:.0}/s", target - one_session.median)
-            },
-        });
+            "≥ 10,000/s",
+            format!("{:.0}/s", one_session.median),
+            one_session.median >= target,
+            || format!("{:.0}/s", target - one_session.median),
+        ));
     }
     for store in stores_in(results).into_iter().filter(|store| durable(store)) {
         let one = get(results, "concurrent-set", store, "1");
         let many = get(results, "concurrent-set", store, "64");
         if let (Some(one), Some(many)) = (one, many) {
             let ratio = many.per_second() / one.per_second();
-            verdicts.push(Verdict {
-                what: format!("{store}: durable `set` throughput, 64 writers vs 1"),
-                target: "≥ 5×".into(),
-                measured: format!("{ratio:.1}× ({} vs {})", rate(many.per_second()), rate(one.per_second())),
-                met: Some(ratio >= 5.0),
-                note: if ratio >= 5.0 { String::new() } else { format!("missed by {:.1}×", 5.0 - ratio) },
-            });
+            verdicts.push(Verdict::judged(
+                format!("{store}: durable `set` throughput, 64 writers vs 1"),
+                "≥ 5×",
+                format!("{ratio:.1}× ({} vs {})", rate(many.per_second()), rate(one.per_second())),
+                ratio >= 5.0,
+                || format!("{:.1}×", 5.0 - ratio),
+            ));
         }
     }
     if let Some(memory) = memory {
         let rss = mib(memory.rss_after);
-        verdicts.push(Verdict {
-            what: format!("RSS with {} MemoryStore sessions of {} B", thousands(memory.sessions), memory.payload_bytes),
-            target: "< 400 MiB".into(),
-            measured: format!("{rss:.0} MiB"),
-            met: Some(rss < 400.0),
-            note: if rss < 400.0 { String::new() } else { format!("missed by {:.0} MiB", rss - 400.0) },
-        });
+        verdicts.push(Verdict::judged(
+            format!("RSS with {} MemoryStore sessions of {} B", thousands(memory.sessions), memory.payload_bytes),
+            "< 400 MiB",
+            format!("{rss:.0} MiB"),
+            rss < 400.0,
+            || format!("{:.0} MiB", rss - 400.0),
+        ));
     }
     verdicts
 }
