@@ -151,15 +151,7 @@ impl Commit for FileCommit {
 
         // An entry is durable before the session it lists: the index never
         // misses a session, whenever the power goes.
-        #[cfg(test)]
-        let listed = if inner.faults.fail_index_sync.load(std::sync::atomic::Ordering::SeqCst) && !listed.is_empty() {
-            Err(io::Error::other("injected: the index sync failed"))
-        } else {
-            Ok(listed)
-        };
-        #[cfg(not(test))]
-        let listed: io::Result<_> = Ok(listed);
-        if let Err(err) = listed.and_then(|listed| inner.users.sync(listed)) {
+        if let Err(err) = sync_index(inner, listed) {
             // An entry that exists is taken as durable by the next write:
             // one whose sync failed must not stay behind, or a power cut
             // could lose it under a session that survives.
@@ -289,6 +281,15 @@ pub(super) fn sync_file(inner: &Inner, file: &File) -> io::Result<()> {
     }
     let _ = inner;
     file.sync_data()
+}
+
+/// Syncs the index directories of the users who got new entries.
+fn sync_index(inner: &Inner, listed: BTreeSet<String>) -> io::Result<()> {
+    #[cfg(test)]
+    if inner.faults.fail_index_sync.load(std::sync::atomic::Ordering::SeqCst) && !listed.is_empty() {
+        return Err(io::Error::other("injected: the index sync failed"));
+    }
+    inner.users.sync(listed)
 }
 
 fn sync_dir(inner: &Inner) -> io::Result<()> {
