@@ -596,12 +596,12 @@ impl SessionStore for RedisStore {
         let now = now_ms();
         let reply = self.connection.run("redis store: reading a session", |mut connection| {
             let read = calls::get(&self.prefix, id);
-            let key = keys::session(&self.prefix, id);
             async move {
                 match read.query_async::<Value>(&mut connection).await {
                     Err(err) if connection::redirected(&err) => {
                         // A lone read of the key, whose redirect the client
                         // follows, makes it learn the slot's new owner.
+                        let key = keys::session(&self.prefix, id);
                         ::redis::cmd("PEXPIRETIME").arg(&key).query_async::<i64>(&mut connection).await?;
                         read.query_async::<Value>(&mut connection).await
                     }
